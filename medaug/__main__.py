@@ -1,0 +1,5 @@
+"""``python -m medaug`` runs the command-line interface."""
+
+from medaug.cli import main
+
+raise SystemExit(main())

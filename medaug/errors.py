@@ -1,0 +1,30 @@
+"""Domain exceptions raised by medaug.
+
+Every message names the offending file, subject or parameter and says how to fix it. The CLI
+turns :class:`MedaugError` subclasses into a one-line message and a non-zero exit code instead
+of a traceback.
+"""
+
+
+class MedaugError(Exception):
+    """Base class of every error medaug raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(MedaugError, ValueError):
+    """A parameter or configuration value is invalid (wrong type, out of range, unknown key)."""
+
+    exit_code = 2
+
+
+class InputDataError(MedaugError):
+    """An input file or dataset is missing, unreadable or not what was expected."""
+
+    exit_code = 2
+
+
+class OutputExistsError(MedaugError):
+    """An output location holds data that medaug will not overwrite."""
+
+    exit_code = 2

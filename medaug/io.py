@@ -1,0 +1,61 @@
+"""Atomic file writing: write to a temporary file in the same folder, then rename.
+
+A crash never leaves a half-written output under its final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import pandas as pd
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp_path)`` then move the temporary file onto ``path``.
+
+    The temporary name keeps the full suffix of ``path`` (``.nii.gz``, ``.tsv``) so that writers
+    that pick a format from the extension behave as for the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Atomically write a text file (UTF-8)."""
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Atomically write ``data`` as indented JSON with a trailing newline."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_tsv(path: str | os.PathLike, table: pd.DataFrame) -> Path:
+    """Atomically write a tab-separated table without index, missing values as ``n/a`` (BIDS)."""
+    return atomic_write(path, lambda p: table.to_csv(p, sep="\t", index=False, na_rep="n/a"))
+
+
+def write_nifti(path: str | os.PathLike, image: nib.Nifti1Image) -> Path:
+    """Atomically save a NIfTI image (nibabel writes deterministic gzip streams)."""
+    return atomic_write(path, lambda p: nib.save(image, p))

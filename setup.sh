@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up medaug, then run one job.
+#   bash setup.sh quickstart   install, then build the example cohort and print its summary
+#   bash setup.sh test         install with the test extras, then run the test suite
+# Environment: an active virtualenv / conda env is used as it is; otherwise ./.venv is created.
+# torch: kept when already importable (for example a CUDA build); otherwise the CPU build
+# torch==2.13.0 is installed, so that no unpinned requirement pulls the CUDA packages.
+set -euo pipefail
+cd "$(dirname "$0")"
+job="${1:-quickstart}"; shift || true
+
+if [ -n "${VIRTUAL_ENV:-}" ] || [ -n "${CONDA_PREFIX:-}" ]; then
+  py=python
+else
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  py=.venv/bin/python
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+if ! "$py" -c "import torch" 2>/dev/null; then
+  "$py" -m pip install --quiet "torch==2.13.0"
+fi
+case "$job" in
+  test)       extras="[test]" ;;
+  quickstart) extras="" ;;
+  *) echo "usage: bash setup.sh [quickstart|test] [extra arguments]" >&2; exit 2 ;;
+esac
+"$py" -m pip install --quiet -e ".${extras}"
+
+case "$job" in
+  test)
+    exec "$py" -m pytest "$@" ;;
+  quickstart)
+    exec "$py" -m medaug example-cohort outputs/quickstart/bids --subjects-per-label 8 \
+      --resolution 2 --sessions M000,M012,M024 --seed 0 --jobs 2 "$@" ;;
+esac

@@ -1,0 +1,47 @@
+import subprocess
+import sys
+
+import pytest
+
+import medaug
+from medaug.cli import main
+
+
+def test_package_has_version():
+    assert medaug.__version__.count(".") == 2
+
+
+def test_help_and_version_from_console():
+    help_out = subprocess.run([sys.executable, "-m", "medaug", "--help"], capture_output=True, text=True)
+    assert help_out.returncode == 0
+    assert "example-cohort" in help_out.stdout
+    version = subprocess.run([sys.executable, "-m", "medaug", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"medaug {medaug.__version__}"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["no-such-command"], "invalid choice"),
+    (["example-cohort"], "required"),
+    (["example-cohort", "out", "--subjects-per-label", "abc"], "invalid int value"),
+    (["example-cohort", "out", "--subjects-per-label", "-3"], "subjects_per_label must be a positive integer"),
+    (["example-cohort", "out", "--labels", "CN,XX"], "unknown diagnosis label"),
+    (["example-cohort", "out", "--resolution", "0"], "resolution must be > 0"),
+    (["example-cohort", "out", "--sessions", "M012,M000"], "increasing order"),
+    (["example-cohort", "out", "--missing-rate", "1.5"], "missing_rate"),
+    (["example-cohort", "out", "--jobs", "0"], "jobs must be"),
+])
+def test_bad_arguments_exit_2_with_message(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage:" in capsys.readouterr().out
