@@ -34,7 +34,7 @@ def _slice(bids_dir: Path, participant: str, session: str, axis: int, position: 
     return np.rot90(np.take(plane, 0, axis=axis))
 
 
-def plot_example_subjects(bids_dir: str | os.PathLike, png_path: str | os.PathLike, per_label: int = 1) -> Path:
+def plot_example_subjects(bids_dir: str | os.PathLike, png_path: str | os.PathLike, per_label: int = 2) -> Path:
     """Save a grid: one row per subject (first subjects of each label with the most sessions),
     columns = planes × (baseline, last visit)."""
     bids_dir = Path(bids_dir)

@@ -85,15 +85,15 @@ class Site:
 
 
 SITES = (
-    Site("S01", "Siemens", 3.0, "PIR", 1.00, 300.0),
-    Site("S02", "GE", 3.0, "LAS", 0.85, 400.0),
-    Site("S03", "Philips", 1.5, "RAS", 1.15, 250.0),
-    Site("S04", "Siemens", 1.5, "LPI", 0.95, 350.0),
+    Site("S01", "Siemens", 3.0, "PIR", 1.00, 150.0),
+    Site("S02", "GE", 3.0, "LAS", 0.85, 180.0),
+    Site("S03", "Philips", 1.5, "RAS", 1.15, 120.0),
+    Site("S04", "Siemens", 1.5, "LPI", 0.95, 160.0),
 )
 
 # Disease model constants (dimensionless strengths, see the module docstring).
 VENTRICLE_AGE_RATE = (0.004, 0.001)  # per year above 40: mean, std over subjects
-VENTRICLE_AD_STRENGTH = 0.15  # expansion per unit of AD severity × effect
+VENTRICLE_AD_STRENGTH = 0.3  # expansion per unit of AD severity × effect
 MTL_LOSS_STRENGTH = 0.5  # fraction of medial-temporal GM turned to CSF per unit severity × effect
 MAX_EXPANSION = 0.6
 MAX_GM_LOSS = 0.9
