@@ -1,7 +1,9 @@
 import hashlib
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,8 @@ import pytest
 from medaug.data.example_cohort import ExampleCohortConfig, build_example_cohort
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "bids_examples" / "simulated_cn_ad"
-VALIDATOR = shutil.which("bids-validator-deno")
+# installed next to the interpreter by the `test` extra, even when that folder is not on PATH
+VALIDATOR = shutil.which("bids-validator-deno", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
 
 
 def _files(folder: Path) -> dict[str, str]:

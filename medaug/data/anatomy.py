@@ -12,7 +12,6 @@ once per process, everything the cohort simulator samples:
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,10 +41,6 @@ MTL_SIGMAS = np.array([7.0, 12.0, 7.0])
 class TemplateAnatomy:
     """Template volumes on one padded 1 mm grid (arrays indexed ``[i, j, k]``, RAS+ axes)."""
 
-    head: np.ndarray  # T1w intensity in [0, 1], brain + synthetic head shells
-    grey_matter: np.ndarray  # GM probability in [0, 1]
-    ventricles: np.ndarray  # lateral-ventricle mask as float (0 / 1)
-    mtl_weight: np.ndarray  # medial-temporal weight w in [0, 1] (Gaussian blobs)
     sampled: torch.Tensor  # (5, X, Y, Z): head, ventricles, gm·w, gm·[w>½], gm·w·[w>½]
     brain_mask: np.ndarray  # bool
     affine: np.ndarray  # voxel -> MNI mm, 4×4
@@ -56,7 +51,12 @@ class TemplateAnatomy:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return self.head.shape
+        return tuple(self.brain_mask.shape)
+
+    @property
+    def head(self) -> np.ndarray:
+        """T1w intensity in [0, 1]: brain plus synthetic head shells."""
+        return self.sampled[0].numpy()
 
 
 def world_coordinates(shape: tuple[int, ...], affine: np.ndarray) -> list[np.ndarray]:
@@ -104,9 +104,25 @@ def _head_shells(brain: np.ndarray) -> np.ndarray:
     return ndimage.gaussian_filter(shells, sigma=1.0)
 
 
-@functools.lru_cache(maxsize=1)
+_ANATOMY: TemplateAnatomy | None = None
+
+
 def load_template_anatomy() -> TemplateAnatomy:
-    """Build the padded template anatomy from nilearn's MNI152 files (cached per process)."""
+    """The padded template anatomy, built once per process (or installed by a parent process)."""
+    global _ANATOMY
+    if _ANATOMY is None:
+        _ANATOMY = _build_template_anatomy()
+    return _ANATOMY
+
+
+def install_template_anatomy(anatomy: TemplateAnatomy) -> None:
+    """Use an anatomy built elsewhere (worker processes receive the parent's shared-memory copy)."""
+    global _ANATOMY
+    _ANATOMY = anatomy
+
+
+def _build_template_anatomy() -> TemplateAnatomy:
+    """Build the padded template anatomy from nilearn's MNI152 files."""
     from nilearn import datasets
 
     t1, affine = _load(datasets.load_mni152_template)
@@ -126,10 +142,6 @@ def load_template_anatomy() -> TemplateAnatomy:
     region = (mtl > 0.5).astype(np.float32)
     sampled = np.stack([head, ventricles, grey * mtl, grey * region, grey * mtl * region])
     return TemplateAnatomy(
-        head=head,
-        grey_matter=grey,
-        ventricles=ventricles.astype(np.float32),
-        mtl_weight=mtl,
         sampled=torch.from_numpy(sampled.astype(np.float32)),
         brain_mask=brain,
         affine=padded_affine,

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from medaug import __version__
-from medaug.data.anatomy import TEMPLATE_SPACE, TemplateAnatomy, load_template_anatomy
+from medaug.data.anatomy import TEMPLATE_SPACE, TemplateAnatomy, install_template_anatomy, load_template_anatomy
 from medaug.data.simulation import (
     acquisition_grid,
     exponentiate_velocity,
@@ -434,7 +434,10 @@ def build_example_cohort(out_dir: str | os.PathLike, config: ExampleCohortConfig
             records[subject.participant_id] = simulate_subject(subject, config, out_dir)
             progress.update()
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        anatomy = load_template_anatomy()
+        anatomy.sampled.share_memory_()  # workers map the parent's volumes instead of rebuilding them
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                                 initializer=install_template_anatomy, initargs=(anatomy,)) as pool:
             futures = {pool.submit(simulate_subject, s, config, out_dir): s for s in todo}
             for future, subject in futures.items():
                 records[subject.participant_id] = future.result()
