@@ -61,7 +61,58 @@ def _add_example_cohort(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_example_cohort)
 
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_example_cohort,)
+def _cohort(args: argparse.Namespace) -> None:
+    from medaug.data.cohort import load_cohort, summarize_table
+    from medaug.io import write_tsv
+
+    if args.output.resolve().is_relative_to(args.bids_dir.resolve()):
+        raise ConfigError(f"{args.output} is inside the input dataset {args.bids_dir}; write it elsewhere")
+    cohort = load_cohort(args.bids_dir, acquisition=args.acq, database_dir=args.index_cache)
+    write_tsv(args.output, cohort)
+    print(summarize_table(cohort).to_string(index=False))
+    print(f"{len(cohort)} images written to {args.output}")
+
+
+def _add_cohort(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("cohort", help="index a BIDS dataset into a cohort table (one row per T1w image)")
+    parser.add_argument("bids_dir", type=Path)
+    parser.add_argument("-o", "--output", type=Path, required=True, help="cohort TSV to write")
+    parser.add_argument("--acq", default=None, help="keep only T1w images with this acq- label")
+    parser.add_argument("--index-cache", type=Path, default=None, metavar="DIR",
+                        help="persistent pybids index folder (index a large dataset once)")
+    parser.set_defaults(handler=_cohort)
+
+
+def _split(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from medaug.data.splits import SplitConfig, balance_report, save_split, split_subjects
+    from medaug.errors import InputDataError
+
+    if not args.cohort.is_file():
+        raise InputDataError(f"cohort table {args.cohort} not found; create it with `medaug cohort`")
+    cohort = pd.read_csv(args.cohort, sep="\t", na_values=["n/a"], keep_default_na=False)
+    config = SplitConfig(test_per_label=args.test_per_label, train_n=args.train_n, seed=args.seed,
+                         p_threshold=args.p_threshold, max_tries=args.max_tries)
+    subjects = split_subjects(cohort, config)
+    save_split(subjects, config, args.output)
+    print(balance_report(subjects).to_string(index=False))
+    print(f"split written to {args.output}")
+
+
+def _add_split(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("split", help="subject-level, stratified, demographically balanced splits")
+    parser.add_argument("cohort", type=Path, help="cohort TSV from `medaug cohort`")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="split folder to write")
+    parser.add_argument("--test-per-label", type=int, required=True, metavar="N")
+    parser.add_argument("--train-n", type=int, default=None, metavar="N", help="train-N subset, N per label")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--p-threshold", type=float, default=0.8, help="minimum p of the age and sex tests")
+    parser.add_argument("--max-tries", type=int, default=1000)
+    parser.set_defaults(handler=_split)
+
+
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_example_cohort, _add_cohort, _add_split)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,3 +28,13 @@ class OutputExistsError(MedaugError):
     """An output location holds data that medaug will not overwrite."""
 
     exit_code = 2
+
+
+class LeakageError(MedaugError):
+    """A participant appears in two splits that must be disjoint (train / validation / test)."""
+
+
+class BalanceError(MedaugError):
+    """No split draw met the demographic-balance threshold within the allowed number of tries."""
+
+    exit_code = 2

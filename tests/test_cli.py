@@ -45,3 +45,18 @@ def test_bad_arguments_exit_2_with_message(argv, message, capsys, tmp_path, monk
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "usage:" in capsys.readouterr().out
+
+
+def test_cohort_and_split_commands(tiny_cohort, tmp_path, capsys):
+    out, truth = tiny_cohort
+    table = tmp_path / "cohort.tsv"
+    assert main(["cohort", str(out), "-o", str(table)]) == 0
+    assert "images written" in capsys.readouterr().out
+    assert main(["split", str(table), "-o", str(tmp_path / "split"), "--test-per-label", "1",
+                 "--p-threshold", "0.0", "--seed", "2"]) == 0
+    assert (tmp_path / "split" / "split.tsv").exists()
+    with pytest.raises(SystemExit) as exit_info:  # output inside the input dataset
+        main(["cohort", str(out), "-o", str(out / "cohort.tsv")])
+    assert exit_info.value.code == 2
+    assert main(["split", str(tmp_path / "missing.tsv"), "-o", str(tmp_path / "s2"), "--test-per-label", "1"]) == 2
+    assert "not found" in capsys.readouterr().err

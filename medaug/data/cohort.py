@@ -1,0 +1,193 @@
+"""Cohort tables from BIDS datasets: one row per T1w image with diagnosis and demographics.
+
+Indexing uses pybids' ``BIDSLayout`` (optionally with a persistent index database). Clinica's
+converters write ``participants.tsv`` with ``diagnosis_bl`` / ``age_bl`` and per-subject
+``sub-*_sessions.tsv`` with ``diagnosis`` / ``age``; other common spellings are mapped too, and a
+session-level value wins over the participant-level one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from medaug.errors import InputDataError
+
+logger = logging.getLogger(__name__)
+
+COHORT_COLUMNS = ["participant_id", "session_id", "diagnosis", "age", "sex", "site", "path"]
+
+# Accepted spellings, in order of preference (lower-cased before matching).
+COLUMN_ALIASES = {
+    "diagnosis": ("diagnosis", "dx", "group", "diagnosis_bl", "dx_bl"),
+    "age": ("age", "age_bl"),
+    "sex": ("sex", "gender", "ptgender"),
+    "site": ("site", "site_id", "center", "centre"),
+}
+_SEX_CODES = {"m": "M", "male": "M", "1": "M", "f": "F", "female": "F", "2": "F"}
+
+
+def _read_tsv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a", "NA", ""], keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputDataError(f"cannot read {path} as a tab-separated table: {error}") from error
+
+
+def _standard_columns(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Rename known aliases to diagnosis / age / sex / site and normalise their values."""
+    lower = {c.lower(): c for c in table.columns}
+    renamed = {}
+    for name, aliases in COLUMN_ALIASES.items():
+        found = next((lower[a] for a in aliases if a in lower), None)
+        if found is not None:
+            renamed[name] = table[found]
+    out = pd.DataFrame(renamed, index=table.index)
+    if "age" in out:
+        age = pd.to_numeric(out["age"], errors="coerce")
+        bad = out["age"].notna() & age.isna()
+        if bad.any():
+            raise InputDataError(f"{path}: non-numeric age {out['age'][bad].iloc[0]!r}; use years or n/a")
+        out["age"] = age
+    if "sex" in out:
+        codes = out["sex"].str.strip().str.lower()
+        mapped = codes.map(_SEX_CODES)
+        bad = codes.notna() & mapped.isna()
+        if bad.any():
+            raise InputDataError(f"{path}: unknown sex value {out['sex'][bad].iloc[0]!r}; "
+                                 "use M/F, male/female or 1/2")
+        out["sex"] = mapped
+    return out
+
+
+def read_participants(bids_dir: Path) -> pd.DataFrame:
+    """``participants.tsv`` with standard columns, indexed by participant_id (empty if absent)."""
+    path = bids_dir / "participants.tsv"
+    if not path.exists():
+        logger.warning("%s has no participants.tsv: demographics stay empty", bids_dir)
+        return pd.DataFrame(columns=["diagnosis", "age", "sex", "site"], index=pd.Index([], name="participant_id"))
+    table = _read_tsv(path)
+    if "participant_id" not in table:
+        raise InputDataError(f"{path} has no participant_id column (columns: {', '.join(table.columns)})")
+    duplicated = table["participant_id"][table["participant_id"].duplicated()]
+    if not duplicated.empty:
+        raise InputDataError(f"{path}: participant {duplicated.iloc[0]} is listed more than once; "
+                             "keep one row per participant")
+    standard = _standard_columns(table, path)
+    if "diagnosis" not in standard:
+        raise InputDataError(f"{path} has no diagnosis column (columns: {', '.join(table.columns)}); "
+                             f"name it one of {', '.join(COLUMN_ALIASES['diagnosis'])}")
+    return standard.set_index(table["participant_id"].rename("participant_id"))
+
+
+def read_sessions(subject_dir: Path) -> pd.DataFrame:
+    """``sub-X_sessions.tsv`` with standard columns, indexed by session_id (empty if absent)."""
+    path = subject_dir / f"{subject_dir.name}_sessions.tsv"
+    if not path.exists():
+        return pd.DataFrame(index=pd.Index([], name="session_id"))
+    table = _read_tsv(path)
+    if "session_id" not in table:
+        raise InputDataError(f"{path} has no session_id column (columns: {', '.join(table.columns)})")
+    return _standard_columns(table, path).set_index(table["session_id"].rename("session_id"))
+
+
+def _t1w_files(bids_dir: Path, database_dir: str | os.PathLike | None, acquisition: str | None,
+               validate: bool) -> pd.DataFrame:
+    from bids import BIDSLayout
+
+    layout = BIDSLayout(bids_dir, validate=validate, database_path=database_dir)
+    query = {"suffix": "T1w", "extension": [".nii.gz", ".nii"], "datatype": "anat"}
+    if acquisition is not None:
+        query["acquisition"] = acquisition
+    rows = []
+    for bids_file in layout.get(**query):
+        entities = bids_file.get_entities()
+        rows.append({"participant_id": f"sub-{entities['subject']}",
+                     "session_id": f"ses-{entities['session']}" if "session" in entities else "n/a",
+                     "path": bids_file.path,
+                     **{f"bids_{k}": v for k, v in entities.items()
+                        if k not in ("subject", "session", "suffix", "extension", "datatype")}})
+    return pd.DataFrame(rows)
+
+
+def load_cohort(bids_dir: str | os.PathLike, *, acquisition: str | None = None,
+                database_dir: str | os.PathLike | None = None, validate: bool = False) -> pd.DataFrame:
+    """One row per T1w image: participant_id, session_id, diagnosis, age, sex, site, path, BIDS entities.
+
+    ``database_dir`` keeps pybids' index between calls (index a large dataset once). Where a session
+    has several T1w runs, the first in sorted path order is kept and a warning names the others.
+    """
+    bids_dir = Path(bids_dir)
+    if not (bids_dir / "dataset_description.json").is_file():
+        raise InputDataError(f"{bids_dir} is not a BIDS dataset (no dataset_description.json); "
+                             "point to the dataset root or convert the data to BIDS (for example with Clinica)")
+    files = _t1w_files(bids_dir, database_dir, acquisition, validate)
+    if files.empty:
+        raise InputDataError(f"no T1w image found in {bids_dir} (expected sub-*/[ses-*/]anat/*_T1w.nii[.gz]"
+                             + (f" with acq-{acquisition}" if acquisition else "") + ")")
+    files = files.sort_values("path")
+    repeated = files.duplicated(["participant_id", "session_id"], keep="first")
+    for row in files[repeated].itertuples():
+        logger.warning("%s %s has several T1w images; keeping the first in path order, ignoring %s",
+                       row.participant_id, row.session_id, row.path)
+    files = files[~repeated]
+
+    participants = read_participants(bids_dir)
+    rows = []
+    for participant, images in files.groupby("participant_id", sort=True):
+        sessions = read_sessions(bids_dir / participant)
+        base = participants.loc[participant] if participant in participants.index else pd.Series(dtype=object)
+        for image in images.itertuples(index=False):
+            record = image._asdict()
+            session = sessions.loc[image.session_id] if image.session_id in sessions.index else pd.Series(dtype=object)
+            for column in ("diagnosis", "age", "sex", "site"):
+                value = session.get(column, np.nan)
+                record[column] = value if pd.notna(value) else base.get(column, np.nan)
+            rows.append(record)
+    cohort = pd.DataFrame(rows)
+    extra = [c for c in cohort.columns if c not in COHORT_COLUMNS]
+    cohort = cohort[COHORT_COLUMNS + extra].sort_values(["participant_id", "session_id"]).reset_index(drop=True)
+    cohort["age"] = pd.to_numeric(cohort["age"])
+    return cohort
+
+
+def load_image(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """A 3D image as float32 voxels reoriented to RAS+, with its affine.
+
+    Clear errors for a missing, empty or corrupt file, a 4D image and non-finite voxels.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(f"image {path} does not exist")
+    if path.stat().st_size == 0:
+        raise InputDataError(f"image {path} is an empty (0-byte) file, like the placeholders of public BIDS "
+                             "example layouts; replace it with the real NIfTI file")
+    try:
+        image = nib.load(path)
+        image = nib.as_closest_canonical(image)
+        data = np.asarray(image.get_fdata(dtype=np.float32))
+    except Exception as error:  # nibabel raises many types for corrupt files
+        raise InputDataError(f"cannot read {path} as NIfTI ({error}); re-export or re-convert it") from error
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputDataError(f"{path} has shape {data.shape}; a 3D T1w image is expected "
+                             "(split 4D series or pick one volume)")
+    if not np.isfinite(data).all():
+        raise InputDataError(f"{path} contains NaN or infinite voxels; fix the conversion or replace them")
+    return data, image.affine
+
+
+def summarize_table(cohort: pd.DataFrame) -> pd.DataFrame:
+    """Per diagnosis: subjects, images, sex counts and age mean ± std (all images)."""
+    rows = []
+    for label, group in cohort.groupby(cohort["diagnosis"].fillna("n/a"), sort=True):
+        rows.append({"diagnosis": label, "subjects": group["participant_id"].nunique(), "images": len(group),
+                     "F": int((group["sex"] == "F").sum()), "M": int((group["sex"] == "M").sum()),
+                     "age": f"{group['age'].mean():.1f} ± {group['age'].std():.1f}"})
+    return pd.DataFrame(rows)
