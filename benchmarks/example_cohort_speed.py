@@ -45,4 +45,4 @@ if __name__ == "__main__":
               "(median of 3, deformation field included)")
     serial, parallel = time_cohort(1), time_cohort(2)
     print(f"4 subjects × 2 sessions at 1 mm: jobs=1 {serial:.1f} s, jobs=2 {parallel:.1f} s, "
-          f"speed-up ×{serial / parallel:.2f} (each worker process loads the template once)")
+          f"speed-up ×{serial / parallel:.2f} (workers share the parent's template volumes)")

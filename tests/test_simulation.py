@@ -69,7 +69,7 @@ def test_radial_expansion_is_invertible_and_enlarges_the_centre():
                                 for i in range(3)], dim=1)
         assert torch.linalg.det(jacobian).min() > 0
     # a point near the centre is pulled towards it, by (1 − k) at the centre itself
-    near = torch.tensor([centre + [0.1, 0.0, 0.0]])
+    near = torch.tensor(np.array([centre + [0.1, 0.0, 0.0]]))
     assert torch.allclose(radial_expansion(near, centre, spread, 0.5) - torch.tensor(centre),
                           torch.tensor([[0.1 * (1 - 0.5 * np.exp(-0.5 * (0.1 / 5) ** 2)), 0.0, 0.0]], dtype=near.dtype),
                           atol=1e-6)
