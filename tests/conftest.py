@@ -1,8 +1,17 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from medaug.data.example_cohort import ExampleCohortConfig, build_example_cohort
 
 TINY = dict(subjects_per_label=3, resolution_mm=4.0, sessions=("M000", "M012", "M024"), missing_rate=0.3, seed=7)
+# installed next to the interpreter by the `test` extra, even when that folder is not on PATH
+VALIDATOR = shutil.which("bids-validator-deno", path=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
 
 
 @pytest.fixture(scope="session")
@@ -11,3 +20,21 @@ def tiny_cohort(tmp_path_factory):
     out = tmp_path_factory.mktemp("cohort") / "bids"
     truth = build_example_cohort(out, ExampleCohortConfig(**TINY))
     return out, truth
+
+
+@pytest.fixture
+def validator_errors():
+    """Run bids-validator-deno on a folder and return its error-level issues (skip if unavailable)."""
+    if VALIDATOR is None:
+        pytest.skip("bids-validator-deno is not installed (pip install -e '.[test]')")
+
+    def errors(folder: Path) -> list[dict]:
+        run = subprocess.run([VALIDATOR, str(folder), "--recursive", "--format", "json"],
+                             capture_output=True, text=True, timeout=300)
+        try:
+            report = json.loads(run.stdout)
+        except json.JSONDecodeError:
+            pytest.skip(f"bids-validator-deno could not run here: {run.stderr.strip()[:300]}")
+        return [issue for issue in report["issues"]["issues"] if issue["severity"] == "error"]
+
+    return errors

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 import medaug
@@ -60,3 +61,13 @@ def test_cohort_and_split_commands(tiny_cohort, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert main(["split", str(tmp_path / "missing.tsv"), "-o", str(tmp_path / "s2"), "--test-per-label", "1"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_cohort_command_baseline_and_labels(tiny_cohort, tmp_path):
+    out, truth = tiny_cohort
+    labels = tmp_path / "labels.tsv"
+    assert main(["cohort", str(out), "-o", str(tmp_path / "c.tsv"), "--baseline", "--labels", str(labels)]) == 0
+    table = pd.read_csv(labels, sep="\t")
+    assert list(table.columns) == ["participant_id", "session_id", "diagnosis", "age", "sex"]
+    assert table["participant_id"].is_unique and set(table["session_id"]) == {"ses-M000"}
+    assert len(table) == truth["participant_id"].nunique()

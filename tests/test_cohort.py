@@ -1,10 +1,12 @@
 import gzip
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from medaug.data.cohort import load_cohort, load_image
 from medaug.errors import InputDataError
@@ -80,7 +82,8 @@ def test_load_image_reorients_to_ras_and_rejects_bad_files(tmp_path):
     las = np.diag([-2.0, 1.0, 1.0, 1.0])
     nib.save(nib.Nifti1Image(data, las), tmp_path / "las.nii.gz")
     ras, affine = load_image(tmp_path / "las.nii.gz")
-    np.testing.assert_array_equal(ras, data[::-1])
+    assert ras.dtype == torch.float32
+    np.testing.assert_array_equal(ras.numpy(), data[::-1])
     assert nib.aff2axcodes(affine) == ("R", "A", "S")
     nib.save(nib.Nifti1Image(np.zeros((2, 2, 2, 3), np.float32), np.eye(4)), tmp_path / "four.nii.gz")
     with pytest.raises(InputDataError, match="3D T1w image is expected"):
@@ -93,3 +96,15 @@ def test_load_image_reorients_to_ras_and_rejects_bad_files(tmp_path):
     (tmp_path / "corrupt.nii.gz").write_bytes(gzip.compress(b"not a nifti header" * 30))
     with pytest.raises(InputDataError, match="cannot read"):
         load_image(tmp_path / "corrupt.nii.gz")
+
+
+def test_index_cache_is_reused_and_a_stale_cache_is_reported(tmp_path):
+    participants = pd.DataFrame({"participant_id": ["sub-01", "sub-02"], "dx": ["CN", "AD"]})
+    root = _dataset(tmp_path / "ds", participants)
+    first = load_cohort(root, database_dir=tmp_path / "index")
+    assert (tmp_path / "index").is_dir()
+    pd.testing.assert_frame_equal(load_cohort(root, database_dir=tmp_path / "index"), first)
+    Path(first["path"][1]).unlink()
+    with pytest.raises(InputDataError, match="index cache .* is stale: .*sub-02_ses-M00_T1w.nii.gz no longer exists"):
+        load_cohort(root, database_dir=tmp_path / "index")
+    assert load_cohort(root)["participant_id"].tolist() == ["sub-01"]

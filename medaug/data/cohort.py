@@ -15,6 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import torch
 
 from medaug.errors import InputDataError
 
@@ -39,7 +40,7 @@ def _read_tsv(path: Path) -> pd.DataFrame:
         raise InputDataError(f"cannot read {path} as a tab-separated table: {error}") from error
 
 
-def _standard_columns(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+def standard_columns(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Rename known aliases to diagnosis / age / sex / site and normalise their values."""
     lower = {c.lower(): c for c in table.columns}
     renamed = {}
@@ -78,7 +79,7 @@ def read_participants(bids_dir: Path) -> pd.DataFrame:
     if not duplicated.empty:
         raise InputDataError(f"{path}: participant {duplicated.iloc[0]} is listed more than once; "
                              "keep one row per participant")
-    standard = _standard_columns(table, path)
+    standard = standard_columns(table, path)
     if "diagnosis" not in standard:
         raise InputDataError(f"{path} has no diagnosis column (columns: {', '.join(table.columns)}); "
                              f"name it one of {', '.join(COLUMN_ALIASES['diagnosis'])}")
@@ -93,7 +94,7 @@ def read_sessions(subject_dir: Path) -> pd.DataFrame:
     table = _read_tsv(path)
     if "session_id" not in table:
         raise InputDataError(f"{path} has no session_id column (columns: {', '.join(table.columns)})")
-    return _standard_columns(table, path).set_index(table["session_id"].rename("session_id"))
+    return standard_columns(table, path).set_index(table["session_id"].rename("session_id"))
 
 
 def _t1w_files(bids_dir: Path, database_dir: str | os.PathLike | None, acquisition: str | None,
@@ -119,7 +120,8 @@ def load_cohort(bids_dir: str | os.PathLike, *, acquisition: str | None = None,
                 database_dir: str | os.PathLike | None = None, validate: bool = False) -> pd.DataFrame:
     """One row per T1w image: participant_id, session_id, diagnosis, age, sex, site, path, BIDS entities.
 
-    ``database_dir`` keeps pybids' index between calls (index a large dataset once). Where a session
+    ``database_dir`` keeps pybids' index between calls (index a large dataset once; delete it after
+    adding images: removed images are detected, added ones are not). Where a session
     has several T1w runs, the first in sorted path order is kept and a warning names the others.
     """
     bids_dir = Path(bids_dir)
@@ -130,6 +132,11 @@ def load_cohort(bids_dir: str | os.PathLike, *, acquisition: str | None = None,
     if files.empty:
         raise InputDataError(f"no T1w image found in {bids_dir} (expected sub-*/[ses-*/]anat/*_T1w.nii[.gz]"
                              + (f" with acq-{acquisition}" if acquisition else "") + ")")
+    if database_dir is not None:
+        gone = next((p for p in files["path"] if not os.path.exists(p)), None)
+        if gone is not None:
+            raise InputDataError(f"the index cache {database_dir} is stale: {gone} no longer exists; "
+                                 "delete the cache folder to re-index")
     files = files.sort_values("path")
     repeated = files.duplicated(["participant_id", "session_id"], keep="first")
     for row in files[repeated].itertuples():
@@ -156,8 +163,8 @@ def load_cohort(bids_dir: str | os.PathLike, *, acquisition: str | None = None,
     return cohort
 
 
-def load_image(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """A 3D image as float32 voxels reoriented to RAS+, with its affine.
+def load_image(path: str | os.PathLike) -> tuple[torch.Tensor, np.ndarray]:
+    """A 3D image as a float32 tensor reoriented to RAS+, with its (RAS) affine.
 
     Clear errors for a missing, empty or corrupt file, a 4D image and non-finite voxels.
     """
@@ -180,7 +187,7 @@ def load_image(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
                              "(split 4D series or pick one volume)")
     if not np.isfinite(data).all():
         raise InputDataError(f"{path} contains NaN or infinite voxels; fix the conversion or replace them")
-    return data, image.affine
+    return torch.from_numpy(np.ascontiguousarray(data)), image.affine
 
 
 def summarize_table(cohort: pd.DataFrame) -> pd.DataFrame:

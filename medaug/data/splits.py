@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from medaug import __version__
+from medaug.data.selection import baseline_sessions
 from medaug.errors import BalanceError, ConfigError, InputDataError, LeakageError
 from medaug.io import write_json, write_tsv
 
@@ -48,13 +49,12 @@ class SplitConfig:
 
 
 def subject_table(cohort: pd.DataFrame) -> pd.DataFrame:
-    """One row per participant (its earliest session): participant_id, diagnosis, age, sex, site."""
+    """One row per participant (its baseline session): participant_id, diagnosis, age, sex, site."""
     missing = cohort["diagnosis"].isna()
     if missing.any():
         raise InputDataError(f"participant {cohort.loc[missing, 'participant_id'].iloc[0]} has no diagnosis; "
                              "add it to participants.tsv or the sessions table, or drop the participant")
-    first = cohort.sort_values(["participant_id", "session_id"]).groupby("participant_id").head(1)
-    return first[["participant_id", "diagnosis", "age", "sex", "site"]].reset_index(drop=True)
+    return baseline_sessions(cohort)[["participant_id", "diagnosis", "age", "sex", "site"]]
 
 
 def _age_p(a: pd.Series, b: pd.Series) -> float:

@@ -1,0 +1,102 @@
+"""Clinica / ClinicaDL compatibility: labels TSVs and CAPS trees of ``t1-linear`` outputs.
+
+Labels TSV: ``participant_id, session_id, diagnosis, age, sex`` (one row per image).
+CAPS ``t1-linear``: ``subjects/sub-X/ses-Y/t1_linear/`` holding
+``sub-X_ses-Y_space-<tpl>_desc-Crop_res-1x1x1_T1w.nii.gz`` (Clinica ≥ 0.4 naming) or
+``sub-X_ses-Y_T1w_space-<tpl>_desc-Crop_res-1x1x1_T1w.nii.gz`` (older naming, which kept the
+source suffix); without ``desc-Crop`` the image is the uncropped registration.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from medaug.data.cohort import standard_columns
+from medaug.errors import InputDataError
+from medaug.io import write_tsv
+
+LABEL_COLUMNS = ["participant_id", "session_id", "diagnosis", "age", "sex"]
+CLINICA_TEMPLATE = "MNI152NLin2009cSym"
+_CAPS_T1_LINEAR = re.compile(
+    r"^(?P<participant_id>sub-[A-Za-z0-9]+)_(?P<session_id>ses-[A-Za-z0-9]+)(?P<old>_T1w)?"
+    r"_space-(?P<space>[A-Za-z0-9]+)(?P<crop>_desc-Crop)?_res-1x1x1_T1w\.nii(\.gz)?$")
+
+
+def read_labels(path: str | os.PathLike) -> pd.DataFrame:
+    """A ClinicaDL labels TSV with standard values (sex M/F, numeric age); extra columns are kept."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"labels table {path} not found")
+    table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a", "NA", ""], keep_default_na=False)
+    missing = [c for c in ("participant_id", "session_id", "diagnosis") if c not in table]
+    if missing:
+        raise InputDataError(f"{path} lacks column(s) {', '.join(missing)} (columns: {', '.join(table.columns)}); "
+                             f"a labels TSV has {', '.join(LABEL_COLUMNS)}")
+    twice = table.duplicated(["participant_id", "session_id"])
+    if twice.any():
+        row = table[twice].iloc[0]
+        raise InputDataError(f"{path}: {row['participant_id']} {row['session_id']} is listed more than once; "
+                             "keep one row per image")
+    standard = standard_columns(table, path)
+    table = table.drop(columns=[c for c in table.columns if c.lower() in standard.columns])
+    return pd.concat([table, standard], axis=1)
+
+
+def write_labels(cohort: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write the ClinicaDL labels columns of a cohort table (atomic; missing values as ``n/a``)."""
+    missing = [c for c in LABEL_COLUMNS if c not in cohort]
+    if missing:
+        raise InputDataError(f"cannot write labels to {path}: the table lacks {', '.join(missing)}")
+    return write_tsv(path, cohort[LABEL_COLUMNS].sort_values(["participant_id", "session_id"]))
+
+
+def caps_t1_linear_path(caps_dir: str | os.PathLike, participant_id: str, session_id: str,
+                        space: str = CLINICA_TEMPLATE, cropped: bool = True) -> Path:
+    """Where Clinica (current naming) puts the ``t1-linear`` image of one session."""
+    crop = "_desc-Crop" if cropped else ""
+    name = f"{participant_id}_{session_id}_space-{space}{crop}_res-1x1x1_T1w.nii.gz"
+    return Path(caps_dir) / "subjects" / participant_id / session_id / "t1_linear" / name
+
+
+def read_caps_t1_linear(caps_dir: str | os.PathLike, labels: pd.DataFrame | None = None,
+                        cropped: bool = True) -> pd.DataFrame:
+    """Index ``t1-linear`` images of a CAPS tree: participant_id, session_id, space, naming, path.
+
+    With ``labels`` (a labels table), rows are joined on participant and session; a labelled
+    image missing from the CAPS tree is an error naming it.
+    """
+    caps_dir = Path(caps_dir)
+    if not (caps_dir / "subjects").is_dir():
+        raise InputDataError(f"{caps_dir} is not a CAPS folder (no subjects/ inside); "
+                             "point to the output folder of `clinica run t1-linear` or `medaug preprocess`")
+    rows = []
+    for path in sorted((caps_dir / "subjects").glob("sub-*/ses-*/t1_linear/*_T1w.nii*")):
+        match = _CAPS_T1_LINEAR.match(path.name)
+        if match is None or bool(match["crop"]) != cropped:
+            continue
+        if (match["participant_id"], match["session_id"]) != (path.parts[-4], path.parts[-3]):
+            raise InputDataError(f"{path} is filed under the wrong subject or session folder")
+        rows.append({"participant_id": match["participant_id"], "session_id": match["session_id"],
+                     "space": match["space"], "naming": "old" if match["old"] else "new", "path": str(path)})
+    images = pd.DataFrame(rows, columns=["participant_id", "session_id", "space", "naming", "path"])
+    if images.empty:
+        kind = "cropped (desc-Crop)" if cropped else "uncropped"
+        raise InputDataError(f"no {kind} t1-linear image found under {caps_dir}/subjects/*/*/t1_linear/")
+    twice = images.duplicated(["participant_id", "session_id"])
+    if twice.any():
+        row = images[twice].iloc[0]
+        raise InputDataError(f"{row['participant_id']} {row['session_id']} has several t1-linear images in "
+                             f"{caps_dir} (old and new naming, or several templates); remove all but one")
+    if labels is None:
+        return images
+    merged = labels.merge(images, on=["participant_id", "session_id"], how="left", validate="one_to_one")
+    absent = merged["path"].isna()
+    if absent.any():
+        row = merged[absent].iloc[0]
+        raise InputDataError(f"{absent.sum()} labelled image(s) have no t1-linear output in {caps_dir}, "
+                             f"first {row['participant_id']} {row['session_id']}; preprocess them or drop the rows")
+    return merged
