@@ -38,3 +38,11 @@ def validator_errors():
         return [issue for issue in report["issues"]["issues"] if issue["severity"] == "error"]
 
     return errors
+
+
+@pytest.fixture(scope="session")
+def small_template():
+    """nilearn's MNI152 template on a 3 mm grid (fast registrations in tests)."""
+    from medaug.preprocessing.template import load_registration_template, resample_template
+
+    return resample_template(load_registration_template(), 3.0)

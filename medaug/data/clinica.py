@@ -23,7 +23,7 @@ LABEL_COLUMNS = ["participant_id", "session_id", "diagnosis", "age", "sex"]
 CLINICA_TEMPLATE = "MNI152NLin2009cSym"
 _CAPS_T1_LINEAR = re.compile(
     r"^(?P<participant_id>sub-[A-Za-z0-9]+)_(?P<session_id>ses-[A-Za-z0-9]+)(?P<old>_T1w)?"
-    r"_space-(?P<space>[A-Za-z0-9]+)(?P<crop>_desc-Crop)?_res-1x1x1_T1w\.nii(\.gz)?$")
+    r"_space-(?P<space>[A-Za-z0-9]+)(?P<crop>_desc-Crop)?_res-(?P<res>[0-9x]+)_T1w\.nii(\.gz)?$")
 
 
 def read_labels(path: str | os.PathLike) -> pd.DataFrame:
@@ -55,15 +55,19 @@ def write_labels(cohort: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def caps_t1_linear_path(caps_dir: str | os.PathLike, participant_id: str, session_id: str,
-                        space: str = CLINICA_TEMPLATE, cropped: bool = True) -> Path:
-    """Where Clinica (current naming) puts the ``t1-linear`` image of one session."""
+                        space: str = CLINICA_TEMPLATE, cropped: bool = True, resolution: str = "1x1x1") -> Path:
+    """Where Clinica (current naming) puts the ``t1-linear`` image of one session.
+
+    ``resolution`` other than ``1x1x1`` names medaug's resized copies (for example ``84x104x89``
+    voxels), which Clinica does not write.
+    """
     crop = "_desc-Crop" if cropped else ""
-    name = f"{participant_id}_{session_id}_space-{space}{crop}_res-1x1x1_T1w.nii.gz"
+    name = f"{participant_id}_{session_id}_space-{space}{crop}_res-{resolution}_T1w.nii.gz"
     return Path(caps_dir) / "subjects" / participant_id / session_id / "t1_linear" / name
 
 
 def read_caps_t1_linear(caps_dir: str | os.PathLike, labels: pd.DataFrame | None = None,
-                        cropped: bool = True) -> pd.DataFrame:
+                        cropped: bool = True, resolution: str = "1x1x1") -> pd.DataFrame:
     """Index ``t1-linear`` images of a CAPS tree: participant_id, session_id, space, naming, path.
 
     With ``labels`` (a labels table), rows are joined on participant and session; a labelled
@@ -76,7 +80,7 @@ def read_caps_t1_linear(caps_dir: str | os.PathLike, labels: pd.DataFrame | None
     rows = []
     for path in sorted((caps_dir / "subjects").glob("sub-*/ses-*/t1_linear/*_T1w.nii*")):
         match = _CAPS_T1_LINEAR.match(path.name)
-        if match is None or bool(match["crop"]) != cropped:
+        if match is None or bool(match["crop"]) != cropped or match["res"] != resolution:
             continue
         if (match["participant_id"], match["session_id"]) != (path.parts[-4], path.parts[-3]):
             raise InputDataError(f"{path} is filed under the wrong subject or session folder")
@@ -85,7 +89,7 @@ def read_caps_t1_linear(caps_dir: str | os.PathLike, labels: pd.DataFrame | None
     images = pd.DataFrame(rows, columns=["participant_id", "session_id", "space", "naming", "path"])
     if images.empty:
         kind = "cropped (desc-Crop)" if cropped else "uncropped"
-        raise InputDataError(f"no {kind} t1-linear image found under {caps_dir}/subjects/*/*/t1_linear/")
+        raise InputDataError(f"no {kind} res-{resolution} t1-linear image found under {caps_dir}/subjects/*/*/t1_linear/")
     twice = images.duplicated(["participant_id", "session_id"])
     if twice.any():
         row = images[twice].iloc[0]
