@@ -89,7 +89,8 @@ def read_caps_t1_linear(caps_dir: str | os.PathLike, labels: pd.DataFrame | None
     images = pd.DataFrame(rows, columns=["participant_id", "session_id", "space", "naming", "path"])
     if images.empty:
         kind = "cropped (desc-Crop)" if cropped else "uncropped"
-        raise InputDataError(f"no {kind} res-{resolution} t1-linear image found under {caps_dir}/subjects/*/*/t1_linear/")
+        raise InputDataError(f"no {kind} res-{resolution} t1-linear image found under "
+                             f"{caps_dir}/subjects/*/*/t1_linear/")
     twice = images.duplicated(["participant_id", "session_id"])
     if twice.any():
         row = images[twice].iloc[0]

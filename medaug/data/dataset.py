@@ -113,5 +113,5 @@ def cohort_dataset(cohort: pd.DataFrame, transform: Callable | Sequence[Callable
     records = cohort_records(cohort, labels)
     if cache_dir is None:
         return CohortDataset(records, Compose(steps))
-    return CachedCohortDataset(records, Compose(steps + [ForgetTraced("image")]), cache_dir=cache_dir, hash_transform=json_hashing,
-                             track_meta=True, weights_only=True)
+    return CachedCohortDataset(records, Compose(steps + [ForgetTraced("image")]), cache_dir=cache_dir,
+                               hash_transform=json_hashing, track_meta=True, weights_only=True)

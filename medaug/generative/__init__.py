@@ -1,0 +1,1 @@
+"""Generative models (VAE, RHVAE), their training, persistence and likelihood estimates."""
