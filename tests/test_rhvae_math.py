@@ -8,7 +8,7 @@ import torch
 from medaug.generative.leapfrog import Metric, leapfrog_step, tempered_flow, tempering_schedule
 from medaug.generative.metric import (
     inverse_metric, log_det_inverse_metric, log_normal_metric, lower_factors, metric_gradient, position_terms,
-    sample_velocity)
+    sample_velocity, soft_bound)
 
 D, N = 3, 5
 
@@ -34,8 +34,12 @@ def _potential(z):
 
 def test_lower_factors_have_positive_diagonal_and_strict_lower_part():
     factors = lower_factors(torch.tensor([[0.0, 1.0, -1.0]]), torch.tensor([[1.0, 2.0, 3.0]]))
-    expected = torch.tensor([[[1.0, 0, 0], [1.0, math.e, 0], [2.0, 3.0, math.exp(-1)]]])
+    s = soft_bound
+    one, two, three = (float(s(torch.tensor(v))) for v in (1.0, 2.0, 3.0))
+    expected = torch.tensor([[[1.0, 0, 0], [one, math.exp(one), 0], [two, three, math.exp(-one)]]])
     torch.testing.assert_close(factors, expected)
+    # the bound is the identity near zero and saturates far out
+    assert float(s(torch.tensor(1e-3))) == pytest.approx(1e-3) and float(s(torch.tensor(1e6))) == pytest.approx(4.0)
 
 
 def test_closed_form_metric_gradient_matches_autograd_and_finite_differences():

@@ -18,10 +18,23 @@ from typing import NamedTuple
 import torch
 
 
+FACTOR_BOUND = 4.0
+
+
+def soft_bound(x: torch.Tensor, bound: float = FACTOR_BOUND) -> torch.Tensor:
+    """b·tanh(x/b): identity near 0, smoothly bounded by ±b."""
+    return bound * torch.tanh(x / bound)
+
+
 def lower_factors(diagonal: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
-    """L = diag(exp(diagonal)) + strictly-lower(lower): (N, d) and (N, d(d−1)/2) → (N, d, d)."""
+    """L = diag(exp(s(diagonal))) + strictly-lower(s(lower)), s = :func:`soft_bound`; (N, d), (N, d(d−1)/2) → (N, d, d).
+
+    The soft bound keeps ‖L‖ finite when a large input (an MRI volume) pushes the metric
+    network's outputs far out: the diagonal stays in [e⁻⁴, e⁴] and Eq. 1.7 stays well conditioned.
+    """
     n, d = diagonal.shape
-    factors = torch.diag_embed(diagonal.exp())
+    lower = soft_bound(lower)
+    factors = torch.diag_embed(soft_bound(diagonal).exp())
     rows, cols = torch.tril_indices(d, d, offset=-1, device=diagonal.device)
     return factors.index_put((torch.arange(n, device=diagonal.device)[:, None], rows[None], cols[None]), lower)
 

@@ -1,0 +1,66 @@
+"""Configuration of a generative model; round-trips through JSON / YAML (``to_dict`` / ``from_dict``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from medaug.errors import ConfigError
+
+MODELS = ("vae", "rhvae", "vamp", "rae_l2", "rae_gp")
+NETWORKS = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+@dataclass
+class GeneratorConfig:
+    """Model, networks and hyper-parameters (defaults: thesis Table 1.14 for ADNI, RHVAE)."""
+
+    input_shape: tuple[int, ...]
+    model: str = "rhvae"
+    latent_dim: int = 10
+    network: str = "mlp"
+    hidden: tuple[int, ...] = (500, 500, 400)
+    channels: tuple[int, ...] = (16, 32, 64)
+    likelihood: str = "bernoulli"
+    gaussian_sigma: float = 0.1
+    # RHVAE (Eq. 1.5-1.7)
+    leapfrog_steps: int = 3
+    step_size: float = 1e-3
+    temperature: float = 1.5
+    regularization: float = 1e-2
+    sqrt_beta_zero: float = 0.3
+    fixed_point_iterations: int = 3
+    metric_hidden: int = 400
+    # VAMP prior and RAE
+    pseudo_inputs: int = 50
+    rae_latent_weight: float = 1e-2
+    rae_decoder_weight: float = 1e-4
+
+    def __post_init__(self) -> None:
+        self.input_shape = tuple(int(s) for s in self.input_shape)
+        self.hidden, self.channels = tuple(self.hidden), tuple(self.channels)
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r}; choose among {', '.join(MODELS)}")
+        if self.network not in NETWORKS:
+            raise ConfigError(f"unknown network {self.network!r}; choose among {', '.join(NETWORKS)}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"unknown likelihood {self.likelihood!r}; choose among {', '.join(LIKELIHOODS)}")
+        if len(self.input_shape) not in (3, 4):
+            raise ConfigError(f"input_shape is (channels, X, Y[, Z]), got {self.input_shape}")
+        if self.latent_dim < 1 or self.leapfrog_steps < 1 or self.fixed_point_iterations < 1:
+            raise ConfigError("latent_dim, leapfrog_steps and fixed_point_iterations must be ≥ 1")
+        if not 0.0 < self.sqrt_beta_zero <= 1.0:
+            raise ConfigError(f"sqrt_beta_zero must be in (0, 1], got {self.sqrt_beta_zero}")
+        if min(self.step_size, self.temperature, self.regularization, self.gaussian_sigma) <= 0:
+            raise ConfigError("step_size, temperature, regularization and gaussian_sigma must be > 0")
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GeneratorConfig:
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown generator option(s) {sorted(unknown)}")
+        return cls(**data)

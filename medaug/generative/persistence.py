@@ -1,0 +1,37 @@
+"""Save / load a generator as a folder: ``config.json``, ``model.pt`` (state dict), ``provenance.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from medaug import __version__
+from medaug.errors import InputDataError
+from medaug.generative.config import GeneratorConfig
+from medaug.generative.models import GenerativeModel, build_model
+from medaug.io import atomic_write, write_json
+
+
+def save_generator(model: GenerativeModel, folder: str | os.PathLike, provenance: dict | None = None) -> Path:
+    """Write the model folder atomically file by file (weights last but one, provenance last)."""
+    folder = Path(folder)
+    write_json(folder / "config.json", model.config.to_dict())
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_write(folder / "model.pt", lambda p: torch.save(state, p))
+    write_json(folder / "provenance.json", {"medaug_version": __version__, "torch_version": torch.__version__,
+                                             **(provenance or {})})
+    return folder
+
+
+def load_generator(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> GenerativeModel:
+    """Rebuild the model from ``config.json`` and load ``model.pt`` with ``weights_only=True``."""
+    folder = Path(folder)
+    for name in ("config.json", "model.pt"):
+        if not (folder / name).is_file():
+            raise InputDataError(f"{folder} is not a saved generator: {name} is missing")
+    model = build_model(GeneratorConfig.from_dict(json.loads((folder / "config.json").read_text())))
+    model.load_state_dict(torch.load(folder / "model.pt", map_location=map_location, weights_only=True))
+    return model.eval()
