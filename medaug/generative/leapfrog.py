@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from medaug.generative.metric import PositionTerms, metric_gradient, position_terms
+from medaug.generative.metric import PositionTerms, inverse_metric, metric_gradient, position_terms
 
 
 def tempering_schedule(sqrt_beta_zero: float, steps: int) -> torch.Tensor:
@@ -37,11 +37,14 @@ class Metric:
     temperature: float
     regularization: float
 
+    def __post_init__(self) -> None:
+        self.outer = self.factors @ self.factors.transpose(-1, -2)  # Mᵢ = Lᵢ Lᵢᵀ, computed once
+
     def terms(self, z: torch.Tensor) -> PositionTerms:
-        return position_terms(z, self.centroids, self.factors, self.temperature, self.regularization)
+        return position_terms(z, self.centroids, self.factors, self.temperature, self.regularization, self.outer)
 
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        return self.terms(z).inverse
+        return inverse_metric(z, self.centroids, self.factors, self.temperature, self.regularization, self.outer)
 
     def gradient(self, terms: PositionTerms, v: torch.Tensor) -> torch.Tensor:
         return metric_gradient(terms, v, self.factors, self.temperature)

@@ -46,10 +46,10 @@ def metric_weights(z: torch.Tensor, centroids: torch.Tensor, temperature: float)
 
 
 def inverse_metric(z: torch.Tensor, centroids: torch.Tensor, factors: torch.Tensor, temperature: float,
-                   regularization: float) -> torch.Tensor:
-    """G⁻¹(z) of Eq. 1.7, (B, d, d)."""
+                   regularization: float, outer: torch.Tensor | None = None) -> torch.Tensor:
+    """G⁻¹(z) of Eq. 1.7, (B, d, d); ``outer`` = L Lᵀ (N, d, d) when already computed."""
     weights, _ = metric_weights(z, centroids, temperature)
-    outer = factors @ factors.transpose(-1, -2)
+    outer = factors @ factors.transpose(-1, -2) if outer is None else outer
     identity = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
     return torch.einsum("bn,nkl->bkl", weights, outer) + regularization * identity
 
@@ -69,13 +69,13 @@ class PositionTerms(NamedTuple):
 
 
 def position_terms(z: torch.Tensor, centroids: torch.Tensor, factors: torch.Tensor, temperature: float,
-                   regularization: float) -> PositionTerms:
+                   regularization: float, outer: torch.Tensor | None = None) -> PositionTerms:
     """Everything of the metric gradient that does not depend on the velocity."""
     weights, difference = metric_weights(z, centroids, temperature)
-    outer = factors @ factors.transpose(-1, -2)
+    outer = factors @ factors.transpose(-1, -2) if outer is None else outer
     identity = torch.eye(z.shape[-1], dtype=z.dtype, device=z.device)
     inverse = torch.einsum("bn,nkl->bkl", weights, outer) + regularization * identity
-    trace = torch.einsum("bkl,nkl->bn", torch.linalg.inv(inverse), outer)
+    trace = torch.einsum("bkl,nkl->bn", torch.cholesky_inverse(torch.linalg.cholesky(inverse)), outer)
     return PositionTerms(weights, difference, inverse, trace)
 
 

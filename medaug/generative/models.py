@@ -151,12 +151,18 @@ class RHVAE(GenerativeModel):
         self.train(was_training)
 
     def _potential(self, x: torch.Tensor):
-        """U(z) = −log p(x|z) − log p(z) and ∇U; one decoder pass, graph kept while training."""
+        """U(z) = −log p(x|z) − log p(z) and ∇U; one decoder pass per position.
+
+        The forward graph is kept while training (the last position's U is the reconstruction
+        term of the ELBO); ∇U itself is differentiated only with ``second_order``.
+        """
         def potential(z: torch.Tensor):
             with torch.enable_grad():
                 z_in = z if z.requires_grad else z.detach().requires_grad_(True)
                 u = -(self.log_px_given_z(x, self.decoder(z_in)) + log_standard_normal(z_in))
-                (grad,) = torch.autograd.grad(u.sum(), z_in, create_graph=torch.is_grad_enabled() and self.training)
+                second_order = self.config.second_order and self.training and torch.is_grad_enabled()
+                (grad,) = torch.autograd.grad(u.sum(), z_in, create_graph=second_order,
+                                              retain_graph=torch.is_grad_enabled())
             return u, grad
         return potential
 
