@@ -177,8 +177,71 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_preprocess)
 
 
+def _train_generator(args: argparse.Namespace) -> None:
+    import json
+
+    import torch
+    import yaml
+
+    from medaug.generative.config import GeneratorConfig
+    from medaug.generative.models import build_model
+    from medaug.generative.trainer import TrainerConfig, train_generator
+    from medaug.generative.training_data import class_split, image_tensor, read_image_table
+    from medaug.io import write_text
+
+    options = {}
+    if args.config is not None:
+        options = yaml.safe_load(args.config.read_text()) or {}
+        unknown = set(options) - {"generator", "trainer"}
+        if unknown:
+            raise ConfigError(f"{args.config}: unknown section(s) {sorted(unknown)}; use generator: and trainer:")
+    generator_options = dict(options.get("generator") or {})
+    generator_options.setdefault("input_shape", (1, *args.size))
+    generator_options["model"] = args.model
+    config = GeneratorConfig.from_dict(generator_options)
+    trainer = TrainerConfig(**{"seed": args.seed, **(options.get("trainer") or {})})
+    table = read_image_table(args.source, args.labels)
+    train_rows, validation_rows = class_split(table, args.label, args.split, seed=trainer.seed)
+    spatial = config.input_shape[1:]
+    train, validation = image_tensor(train_rows, spatial), image_tensor(validation_rows, spatial)
+    resolved = yaml.safe_dump({"generator": config.to_dict(), "trainer": trainer.to_dict()}, sort_keys=False)
+    recorded = args.out / "train_config.yaml"
+    if recorded.exists() and recorded.read_text() != resolved:
+        raise ConfigError(f"{args.out} holds a training with other settings ({recorded}); use a new folder")
+    write_text(recorded, resolved)
+    torch.manual_seed(trainer.seed)
+    result = train_generator(build_model(config), train, validation, args.out, trainer)
+    provenance = args.out / "best" / "provenance.json"
+    record = json.loads(provenance.read_text())
+    record.update(label=args.label, source=str(args.source), train_images=train_rows["path"].tolist(),
+                  validation_images=validation_rows["path"].tolist())
+    write_text(provenance, json.dumps(record, indent=2) + "\n")
+    print(f"{args.model} for {args.label}: {len(train)} training / {len(validation)} validation images, "
+          f"best validation loss {result['best_val_loss']:.2f} at epoch {result['best_epoch']} "
+          f"of {result['epochs']}; model in {args.out / 'best'}")
+
+
+def _add_train_generator(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train-generator", help="train one generator (VAE, RHVAE, ...) on one diagnosis",
+                                 description="Train a generative model on the images of one diagnosis, with early "
+                                             "stopping on a subject-level validation set; resumes an interrupted run.")
+    parser.add_argument("source", type=Path, help="cohort TSV with a path column, or a CAPS folder (with --labels)")
+    parser.add_argument("--label", required=True, help="diagnosis to model, for example AD")
+    parser.add_argument("--model", default="rhvae", choices=("vae", "rhvae", "vamp", "rae_l2", "rae_gp"))
+    parser.add_argument("--out", type=Path, required=True, help="model folder (best/, training_log.csv)")
+    parser.add_argument("--config", type=Path, default=None, metavar="YAML",
+                        help="generator: and trainer: sections (GeneratorConfig / TrainerConfig fields)")
+    parser.add_argument("--labels", type=Path, default=None, help="labels TSV when SOURCE is a CAPS folder")
+    parser.add_argument("--split", type=Path, default=None, metavar="DIR",
+                        help="split folder from `medaug split` (its train / validation subjects)")
+    parser.add_argument("--size", type=_size, default=(84, 104, 89), metavar="X,Y,Z",
+                        help="image size when the config has no input_shape (default 84,104,89)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_train_generator)
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_example_cohort, _add_cohort, _add_split, _add_preprocess)
+    _add_example_cohort, _add_cohort, _add_split, _add_preprocess, _add_train_generator)
 
 
 def build_parser() -> argparse.ArgumentParser:

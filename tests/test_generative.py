@@ -106,3 +106,46 @@ def test_rhvae_is_stable_on_mri_sized_inputs():
         loss.backward()
         optimizer.step()
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_conv_rhvae_is_stable_on_example_cohort_volumes(tiny_cohort):
+    from medaug.data.cohort import load_cohort
+    from medaug.generative.training_data import image_tensor
+
+    volumes = image_tensor(load_cohort(tiny_cohort[0]), (24, 28, 24))
+    assert volumes.shape[1:] == (1, 24, 28, 24) and float(volumes.min()) == 0.0 and float(volumes.max()) == 1.0
+    torch.manual_seed(0)
+    model = build_model(GeneratorConfig(input_shape=(1, 24, 28, 24), model="rhvae", network="conv", channels=(4, 8, 8)))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(5):
+        loss = model.loss(volumes)
+        assert torch.isfinite(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.update_metric([volumes])
+    assert torch.isfinite(importance_log_likelihood(model, volumes[:2], samples=4)).all()
+
+
+def test_train_generator_command_trains_resumes_and_refuses_other_settings(tiny_cohort, tmp_path, capsys):
+    from medaug.cli import main
+
+    table = tmp_path / "cohort.tsv"
+    assert main(["cohort", str(tiny_cohort[0]), "-o", str(table)]) == 0
+    config = tmp_path / "gen.yaml"
+    config.write_text("generator:\n  input_shape: [1, 12, 14, 12]\n  latent_dim: 2\n  hidden: [16]\n"
+                      "  metric_hidden: 8\ntrainer:\n  max_epochs: 3\n  batch_size: 4\n")
+    argv = ["train-generator", str(table), "--label", "AD", "--out", str(tmp_path / "ad"), "--config", str(config)]
+    assert main(argv) == 0
+    assert "rhvae for AD" in capsys.readouterr().out
+    provenance = (tmp_path / "ad" / "best" / "provenance.json").read_text()
+    assert '"label": "AD"' in provenance and "train_images" in provenance
+    assert main(argv) == 0  # finished run: resumes and stops at once
+    assert (tmp_path / "ad" / "training_log.csv").read_text().count("\n") == 4
+    config.write_text(config.read_text().replace("max_epochs: 3", "max_epochs: 5"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert main(["train-generator", str(table), "--label", "XX", "--out", str(tmp_path / "xx"),
+                 "--config", str(config)]) == 2
+    assert "no image with diagnosis 'XX'" in capsys.readouterr().err
