@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from medaug.generative.config import GeneratorConfig
 from medaug.generative.densities import log_bernoulli, log_diagonal_normal, log_standard_normal

@@ -26,6 +26,12 @@ _CAPS_T1_LINEAR = re.compile(
     r"_space-(?P<space>[A-Za-z0-9]+)(?P<crop>_desc-Crop)?_res-(?P<res>[0-9x]+)_T1w\.nii(\.gz)?$")
 
 
+def _first_repeated_image(table: pd.DataFrame) -> pd.Series | None:
+    """The first row whose (participant_id, session_id) already appeared, if any."""
+    twice = table.duplicated(["participant_id", "session_id"])
+    return table[twice].iloc[0] if twice.any() else None
+
+
 def read_labels(path: str | os.PathLike) -> pd.DataFrame:
     """A ClinicaDL labels TSV with standard values (sex M/F, numeric age); extra columns are kept."""
     path = Path(path)
@@ -36,9 +42,8 @@ def read_labels(path: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise InputDataError(f"{path} lacks column(s) {', '.join(missing)} (columns: {', '.join(table.columns)}); "
                              f"a labels TSV has {', '.join(LABEL_COLUMNS)}")
-    twice = table.duplicated(["participant_id", "session_id"])
-    if twice.any():
-        row = table[twice].iloc[0]
+    row = _first_repeated_image(table)
+    if row is not None:
         raise InputDataError(f"{path}: {row['participant_id']} {row['session_id']} is listed more than once; "
                              "keep one row per image")
     standard = standard_columns(table, path)
@@ -91,9 +96,8 @@ def read_caps_t1_linear(caps_dir: str | os.PathLike, labels: pd.DataFrame | None
         kind = "cropped (desc-Crop)" if cropped else "uncropped"
         raise InputDataError(f"no {kind} res-{resolution} t1-linear image found under "
                              f"{caps_dir}/subjects/*/*/t1_linear/")
-    twice = images.duplicated(["participant_id", "session_id"])
-    if twice.any():
-        row = images[twice].iloc[0]
+    row = _first_repeated_image(images)
+    if row is not None:
         raise InputDataError(f"{row['participant_id']} {row['session_id']} has several t1-linear images in "
                              f"{caps_dir} (old and new naming, or several templates); remove all but one")
     if labels is None:

@@ -44,6 +44,7 @@ from medaug.data.simulation import (
     sample_volume,
     smooth_bias_field,
 )
+from medaug.configuration import config_from_dict
 from medaug.errors import ConfigError, InputDataError, OutputExistsError
 from medaug.io import write_json, write_nifti, write_text, write_tsv
 
@@ -154,11 +155,7 @@ class ExampleCohortConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ExampleCohortConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown example-cohort parameter(s): {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "example-cohort")
 
 
 @dataclass

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
+from medaug.configuration import config_from_dict, config_to_dict
 from medaug.errors import ConfigError
 
 MODELS = ("vae", "rhvae", "vamp", "rae_l2", "rae_gp")
@@ -60,11 +60,8 @@ class GeneratorConfig:
             raise ConfigError("step_size, temperature, regularization and gaussian_sigma must be > 0")
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> GeneratorConfig:
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown generator option(s) {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "generator")

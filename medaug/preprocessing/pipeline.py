@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 from monai.transforms import Compose, Resized, ScaleIntensityd
 
+from medaug.configuration import config_from_dict, config_to_dict
 from medaug.errors import ConfigError
 from medaug.preprocessing.registration import RegistrationConfig
 from medaug.preprocessing.template import CLINICA_CROP_GRID, RegistrationTemplate, load_registration_template
@@ -44,16 +44,11 @@ class T1LinearConfig:
             raise ConfigError(f"min_ncc must be in [-1, 1], got {self.min_ncc}")
 
     def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["registration"] = self.registration.to_dict()
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+        return {**config_to_dict(self), "registration": self.registration.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> T1LinearConfig:
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown t1-linear option(s) {sorted(unknown)}")
-        return cls(**data)
+        return config_from_dict(cls, data, "t1-linear")
 
 
 def t1_linear(config: T1LinearConfig | None = None, template: RegistrationTemplate | None = None, *,

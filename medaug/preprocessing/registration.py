@@ -9,13 +9,13 @@ thread so that the same seed gives the same transform (parallelism comes from im
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
 
+from medaug.configuration import config_to_dict
 from medaug.errors import ConfigError
 from medaug.preprocessing.sitk_image import ras_to_transform, to_sitk, transform_to_ras
 from medaug.preprocessing.template import GridSpec, RegistrationTemplate
@@ -47,7 +47,7 @@ class RegistrationConfig:
             raise ConfigError("registration needs 0 < sampling_fraction ≤ 1, iterations ≥ 1, histogram_bins ≥ 4")
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return config_to_dict(self)
 
 
 @dataclass(frozen=True)
