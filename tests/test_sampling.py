@@ -1,0 +1,105 @@
+"""Samplers: the volume-element gradient, HMC on a known density, the sampler API."""
+
+import math
+
+import pytest
+import torch
+
+from medaug.generative.config import GeneratorConfig
+from medaug.generative.metric import lower_factors
+from medaug.generative.models import build_model
+from medaug.sampling.hmc import hmc
+from medaug.sampling.samplers import build_sampler
+from medaug.sampling.volume import log_volume_and_gradient
+
+
+def test_log_volume_gradient_matches_autograd_and_finite_differences():
+    g = torch.Generator().manual_seed(0)
+    d, n = 3, 7
+    factors = lower_factors(0.3 * torch.randn(n, d, generator=g, dtype=torch.float64),
+                            0.5 * torch.randn(n, 3, generator=g, dtype=torch.float64))
+    outer, centroids = factors @ factors.transpose(-1, -2), torch.randn(n, d, generator=g, dtype=torch.float64)
+    z = torch.randn(5, d, generator=g, dtype=torch.float64, requires_grad=True)
+    value, gradient = log_volume_and_gradient(z, centroids, outer, 1.3, 0.02, chunk=3)  # chunking exercised
+    inverse = torch.einsum("bn,nkl->bkl", torch.exp(-(z[:, None] - centroids).pow(2).sum(-1) / 1.69), outer)
+    reference = 0.5 * torch.logdet(inverse + 0.02 * torch.eye(d, dtype=torch.float64))
+    torch.testing.assert_close(value, reference)
+    (autograd,) = torch.autograd.grad(reference.sum(), z)
+    torch.testing.assert_close(gradient, autograd)
+    step = 1e-6
+    for j in range(d):
+        shift = torch.zeros(d, dtype=torch.float64)
+        shift[j] = step
+        plus, _ = log_volume_and_gradient(z.detach() + shift, centroids, outer, 1.3, 0.02)
+        minus, _ = log_volume_and_gradient(z.detach() - shift, centroids, outer, 1.3, 0.02)
+        torch.testing.assert_close(gradient[:, j].detach(), (plus - minus) / (2 * step), rtol=1e-5, atol=1e-7)
+
+
+def test_hmc_on_a_single_centroid_metric_samples_its_gaussian_volume_element():
+    """One centroid at 0, M = m I, λ → 0: √det G⁻¹ ∝ exp(−d‖z‖²/(2T²)), i.e. N(0, T²/d · I)."""
+    d, temperature = 2, 1.0
+    centroids = torch.zeros(1, d, dtype=torch.float64)
+    outer = 3.0 * torch.eye(d, dtype=torch.float64)[None]
+
+    def log_density(z):
+        return log_volume_and_gradient(z, centroids, outer, temperature, 1e-10)
+
+    start = torch.randn(4000, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    result = hmc(log_density, start, steps=40, leapfrog_steps=10, step_size=0.1,
+                 generator=torch.Generator().manual_seed(2))
+    samples = result.samples
+    variance = temperature**2 / d
+    assert samples.mean(0).abs().max() < 0.05
+    torch.testing.assert_close(samples.var(0), torch.full((d,), variance, dtype=torch.float64), rtol=0.08, atol=0)
+    assert 0.6 < float(result.acceptance.mean()) <= 1.0
+    # a fourth moment too: E z⁴ = 3 σ⁴ per coordinate
+    assert float(samples.pow(4).mean()) == pytest.approx(3 * variance**2, rel=0.15)
+
+
+def _tiny_rhvae():
+    torch.manual_seed(0)
+    model = build_model(GeneratorConfig(input_shape=(1, 6, 5), model="rhvae", latent_dim=2, hidden=(16,),
+                                        metric_hidden=8))
+    data = torch.rand(30, 1, 6, 5)
+    model.update_metric([data])
+    return model.eval(), data
+
+
+@pytest.mark.parametrize("name, options", [("rhvae-hmc", dict(steps=20, leapfrog_steps=5, step_size=0.05)),
+                                           ("prior", {}), ("gmm", dict(n_components=3))])
+def test_samplers_are_reproducible_and_decode_images(name, options):
+    model, data = _tiny_rhvae()
+    sampler = build_sampler(name, **options).fit(model, data)
+    first, second = sampler.sample(9, seed=4, batch_size=4), sampler.sample(9, seed=4, batch_size=4)
+    assert first.images.shape == (9, 1, 6, 5) and first.latents.shape == (9, 2)
+    assert float(first.images.min()) >= 0.0 and float(first.images.max()) <= 1.0
+    torch.testing.assert_close(first.latents, second.latents, rtol=0, atol=0)
+    assert not torch.equal(sampler.sample(9, seed=5).latents, first.latents)
+    if name == "rhvae-hmc":
+        assert 0.0 <= first.diagnostics["acceptance_rate"] <= 1.0
+        assert bool((first.latents.norm(dim=1) <= first.diagnostics["support_radius"] + 1e-5).all())
+
+
+def test_geometry_aware_samples_stay_near_the_training_codes():
+    """Eq. 1.8 puts mass where the volume element is small, i.e. close to the centroids."""
+    model, data = _tiny_rhvae()
+    geometric = build_sampler("rhvae-hmc", steps=30, leapfrog_steps=10, step_size=0.05).fit(model, data)
+    prior = build_sampler("prior").fit(model, data)
+    centroids = model.centroids
+
+    def distance(z):
+        return torch.cdist(z, centroids).min(1).values.median()
+
+    assert distance(geometric.sample(200, seed=0).latents) < distance(prior.sample(200, seed=0).latents)
+    assert math.isfinite(float(distance(geometric.sample(5, seed=1).latents)))
+
+
+def test_sampler_errors_are_clear():
+    model, data = _tiny_rhvae()
+    with pytest.raises(Exception, match="unknown sampler"):
+        build_sampler("nope")
+    with pytest.raises(Exception, match="call fit"):
+        build_sampler("prior").sample(3, seed=0)
+    vae = build_model(GeneratorConfig(input_shape=(1, 6, 5), model="vae", latent_dim=2, hidden=(16,)))
+    with pytest.raises(Exception, match="needs an RHVAE"):
+        build_sampler("rhvae-hmc").fit(vae, data)
