@@ -186,7 +186,8 @@ def _train_generator(args: argparse.Namespace) -> None:
     from medaug.generative.config import GeneratorConfig
     from medaug.generative.models import build_model
     from medaug.generative.trainer import TrainerConfig, train_generator
-    from medaug.generative.training_data import class_split, image_tensor, read_image_table
+    from medaug.generative.training_data import (
+        class_split, fingerprint, image_tensor, read_image_table, resized_affine)
     from medaug.io import write_text
 
     options = {}
@@ -214,7 +215,9 @@ def _train_generator(args: argparse.Namespace) -> None:
     provenance = args.out / "best" / "provenance.json"
     record = json.loads(provenance.read_text())
     record.update(label=args.label, source=str(args.source), train_images=train_rows["path"].tolist(),
-                  validation_images=validation_rows["path"].tolist())
+                  validation_images=validation_rows["path"].tolist(),
+                  training_set_sha256=fingerprint(train_rows["path"].tolist()),
+                  image_affine=resized_affine(train_rows, spatial).tolist())
     write_text(provenance, json.dumps(record, indent=2) + "\n")
     print(f"{args.model} for {args.label}: {len(train)} training / {len(validation)} validation images, "
           f"best validation loss {result['best_val_loss']:.2f} at epoch {result['best_epoch']} "
@@ -240,8 +243,57 @@ def _add_train_generator(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_train_generator)
 
 
+def _generate(args: argparse.Namespace) -> None:
+    import json
+
+    from medaug.generative.persistence import load_generator
+    from medaug.generative.training_data import image_tensor
+    from medaug.io import write_json
+    from medaug.sampling.samplers import build_sampler
+    from medaug.sampling.synthetic import write_synthetic
+
+    model_dir = args.model_dir / "best" if (args.model_dir / "best").is_dir() else args.model_dir
+    model = load_generator(model_dir)
+    provenance = json.loads((model_dir / "provenance.json").read_text())
+    options = {"rhvae-hmc": dict(steps=args.steps, leapfrog_steps=args.leapfrog_steps, step_size=args.step_size),
+               "gmm": dict(n_components=args.components)}.get(args.sampler, {})
+    sampler = build_sampler(args.sampler, **options)
+    train = None
+    if args.sampler == "gmm" or (args.sampler == "rhvae-hmc" and len(getattr(model, "centroids", [])) == 0):
+        import pandas as pd
+
+        train = image_tensor(pd.DataFrame({"participant_id": "train", "session_id": "n/a",
+                                           "path": provenance["train_images"]}), model.config.input_shape[1:])
+    sampler.fit(model, train)
+    write_json(model_dir / f"sampler_{args.sampler}.json", sampler.config())
+    samples = sampler.sample(args.n, seed=args.seed, batch_size=args.batch_size)
+    table = write_synthetic(samples, args.out, label=provenance.get("label", "unknown"), model_dir=model_dir,
+                            sampler=sampler, seed=args.seed, start_index=args.start_index)
+    rate = samples.diagnostics.get("acceptance_rate")
+    print(f"{len(table)} synthetic images written to {args.out}" + (f"; HMC acceptance rate {rate:.2f}" if rate else ""))
+
+
+def _add_generate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("generate", help="sample synthetic images from a trained generator",
+                                 description="Draw latent codes with a sampler, decode them and write NIfTI images "
+                                             "labelled as synthetic (desc-synthetic + provenance sidecar).")
+    parser.add_argument("model_dir", type=Path, help="folder from `medaug train-generator` (or its best/)")
+    parser.add_argument("--sampler", default="rhvae-hmc", choices=("rhvae-hmc", "gmm", "prior", "vamp"))
+    parser.add_argument("-n", type=int, required=True, help="number of images")
+    parser.add_argument("--out", type=Path, required=True, help="derivative folder for the synthetic images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--start-index", type=int, default=1, help="first synthetic subject number")
+    parser.add_argument("--steps", type=int, default=300, help="HMC transitions (rhvae-hmc)")
+    parser.add_argument("--leapfrog-steps", type=int, default=15)
+    parser.add_argument("--step-size", type=float, default=0.03)
+    parser.add_argument("--components", type=int, default=10, help="mixture components (gmm)")
+    parser.set_defaults(handler=_generate)
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    _add_example_cohort, _add_cohort, _add_split, _add_preprocess, _add_train_generator)
+    _add_example_cohort, _add_cohort, _add_split, _add_preprocess, _add_train_generator,
+    _add_generate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -149,3 +149,39 @@ def test_train_generator_command_trains_resumes_and_refuses_other_settings(tiny_
     assert main(["train-generator", str(table), "--label", "XX", "--out", str(tmp_path / "xx"),
                  "--config", str(config)]) == 2
     assert "no image with diagnosis 'XX'" in capsys.readouterr().err
+
+
+def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path, capsys, validator_errors):
+    import json
+
+    import nibabel as nib
+
+    from medaug.cli import main
+
+    table = tmp_path / "cohort.tsv"
+    assert main(["cohort", str(tiny_cohort[0]), "-o", str(table)]) == 0
+    config = tmp_path / "gen.yaml"
+    config.write_text("generator:\n  input_shape: [1, 12, 14, 12]\n  latent_dim: 2\n  hidden: [16]\n"
+                      "  metric_hidden: 8\ntrainer:\n  max_epochs: 2\n  batch_size: 4\n")
+    assert main(["train-generator", str(table), "--label", "CN", "--out", str(tmp_path / "cn"),
+                 "--config", str(config)]) == 0
+    recorded = json.loads((tmp_path / "cn" / "best" / "provenance.json").read_text())
+    for sampler in ("rhvae-hmc", "gmm"):
+        out = tmp_path / f"synthetic_{sampler}"
+        assert main(["generate", str(tmp_path / "cn"), "--sampler", sampler, "-n", "3", "--out", str(out),
+                     "--steps", "10", "--components", "2", "--seed", "7"]) == 0
+        images = sorted(out.glob("sub-synthCN*/anat/*_desc-synthetic_T1w.nii.gz"))
+        assert len(images) == 3
+        sidecar = json.loads(images[0].with_name(images[0].name.replace(".nii.gz", ".json")).read_text())
+        assert sidecar["Synthetic"] is True and sidecar["Label"] == "CN" and sidecar["Seed"] == 7
+        assert sidecar["Sampler"]["sampler"] == sampler
+        assert sidecar["TrainingSetSHA256"] == recorded["training_set_sha256"]
+        image = nib.load(images[0])
+        assert image.shape == (12, 14, 12)
+        torch.testing.assert_close(torch.as_tensor(image.affine), torch.tensor(recorded["image_affine"],
+                                                                              dtype=torch.float64))
+        assert (tmp_path / "cn" / "best" / f"sampler_{sampler}.json").exists()
+    assert validator_errors(tmp_path / "synthetic_gmm") == []
+    assert main(["generate", str(tmp_path / "cn"), "--sampler", "gmm", "-n", "1", "--out",
+                 str(tmp_path / "synthetic_gmm"), "--components", "2"]) == 2  # never overwrite
+    assert "exists" in capsys.readouterr().err

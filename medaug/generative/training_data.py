@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -66,6 +67,23 @@ def class_split(table: pd.DataFrame, label: str, split_dir: str | os.PathLike | 
 
 def image_tensor(rows: pd.DataFrame, spatial_shape: tuple[int, ...]) -> torch.Tensor:
     """Stack images resized (trilinear) to ``spatial_shape`` and min-max rescaled, (N, 1, *shape)."""
+    return torch.stack([item["image"].as_tensor().float() for item in _resized(rows, spatial_shape)])
+
+
+def resized_affine(rows: pd.DataFrame, spatial_shape: tuple[int, ...]) -> np.ndarray:
+    """The RAS affine of the first image after resizing (synthetic images are written with it)."""
+    return _resized(rows.head(1), spatial_shape)[0]["image"].affine.numpy()
+
+
+def _resized(rows: pd.DataFrame, spatial_shape: tuple[int, ...]):
     transform = [Resized("image", spatial_shape, mode="trilinear"), ScaleIntensityd("image", minv=0.0, maxv=1.0)]
     dataset = cohort_dataset(rows.assign(diagnosis="x"), transform, labels={"x": 0})
-    return torch.stack([dataset[i]["image"].as_tensor().float() for i in range(len(dataset))])
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def fingerprint(paths: list[str]) -> str:
+    """SHA-256 over the bytes of the files, in sorted path order (identifies a training set)."""
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
