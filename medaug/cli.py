@@ -256,10 +256,12 @@ def _generate(args: argparse.Namespace) -> None:
     model = load_generator(model_dir)
     provenance = json.loads((model_dir / "provenance.json").read_text())
     options = {"rhvae-hmc": dict(steps=args.steps, leapfrog_steps=args.leapfrog_steps, step_size=args.step_size),
+               "random-walk": dict(steps=args.steps, sigma=args.sigma),
                "gmm": dict(n_components=args.components)}.get(args.sampler, {})
     sampler = build_sampler(args.sampler, **options)
     train = None
-    if args.sampler == "gmm" or (args.sampler == "rhvae-hmc" and len(getattr(model, "centroids", [])) == 0):
+    needs_metric = args.sampler in ("rhvae-hmc", "random-walk") and len(getattr(model, "centroids", [])) == 0
+    if args.sampler == "gmm" or needs_metric:
         import pandas as pd
 
         train = image_tensor(pd.DataFrame({"participant_id": "train", "session_id": "n/a",
@@ -278,13 +280,14 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
                                  description="Draw latent codes with a sampler, decode them and write NIfTI images "
                                              "labelled as synthetic (desc-synthetic + provenance sidecar).")
     parser.add_argument("model_dir", type=Path, help="folder from `medaug train-generator` (or its best/)")
-    parser.add_argument("--sampler", default="rhvae-hmc", choices=("rhvae-hmc", "gmm", "prior", "vamp"))
+    parser.add_argument("--sampler", default="rhvae-hmc", choices=("rhvae-hmc", "random-walk", "gmm", "prior", "vamp"))
     parser.add_argument("-n", type=int, required=True, help="number of images")
     parser.add_argument("--out", type=Path, required=True, help="derivative folder for the synthetic images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--start-index", type=int, default=1, help="first synthetic subject number")
-    parser.add_argument("--steps", type=int, default=300, help="HMC transitions (rhvae-hmc)")
+    parser.add_argument("--steps", type=int, default=300, help="chain transitions (rhvae-hmc, random-walk)")
+    parser.add_argument("--sigma", type=float, default=0.5, help="tangent proposal std (random-walk)")
     parser.add_argument("--leapfrog-steps", type=int, default=15)
     parser.add_argument("--step-size", type=float, default=0.03)
     parser.add_argument("--components", type=int, default=10, help="mixture components (gmm)")

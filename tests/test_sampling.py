@@ -103,3 +103,50 @@ def test_sampler_errors_are_clear():
     vae = build_model(GeneratorConfig(input_shape=(1, 6, 5), model="vae", latent_dim=2, hidden=(16,)))
     with pytest.raises(Exception, match="needs an RHVAE"):
         build_sampler("rhvae-hmc").fit(vae, data)
+
+
+def test_exponential_map_under_a_constant_metric_is_a_straight_line():
+    from medaug.generative.leapfrog import Metric
+    from medaug.sampling.geodesics import exponential_map
+
+    d = 3
+    metric = Metric(torch.zeros(2, d, dtype=torch.float64), torch.zeros(2, d, d, dtype=torch.float64), 1.0, 0.3)
+    z, v = torch.randn(4, d, dtype=torch.float64), torch.randn(4, d, dtype=torch.float64)
+    torch.testing.assert_close(exponential_map(metric, z, v, steps=5), z + v)
+    half = exponential_map(metric, z, 0.5 * v, steps=5)
+    torch.testing.assert_close(half, z + 0.5 * v)
+
+
+def test_geodesic_shooting_conserves_the_hamiltonian():
+    from medaug.generative.leapfrog import Metric
+    from medaug.sampling.geodesics import exponential_map, hamiltonian_gradients
+
+    g = torch.Generator().manual_seed(3)
+    factors = lower_factors(0.3 * torch.randn(6, 2, generator=g, dtype=torch.float64),
+                            0.5 * torch.randn(6, 1, generator=g, dtype=torch.float64))
+    metric = Metric(torch.randn(6, 2, generator=g, dtype=torch.float64), factors, 1.0, 0.05)
+    z, v = torch.randn(5, 2, generator=g, dtype=torch.float64), 0.5 * torch.randn(5, 2, generator=g, dtype=torch.float64)
+
+    def energy(p, q):
+        return 0.5 * torch.einsum("bk,bkl,bl->b", q, metric.inverse(p), q)
+
+    # velocity-form energy ½ vᵀ G v at the start equals ½ qᵀ G⁻¹ q along the curve (fine steps)
+    q0 = torch.linalg.solve(metric.inverse(z), v)
+    p, q = z, q0
+    for _ in range(400):
+        d_p, d_q = hamiltonian_gradients(metric, p, q)
+        p_half, q_half = p + 0.5 * 0.0025 * d_q, q - 0.5 * 0.0025 * d_p
+        d_p, d_q = hamiltonian_gradients(metric, p_half, q_half)
+        p, q = p + 0.0025 * d_q, q - 0.0025 * d_p
+    torch.testing.assert_close(energy(p, q), energy(z, q0), rtol=1e-4, atol=1e-8)
+    torch.testing.assert_close(exponential_map(metric, z, v, steps=400), p)
+
+
+def test_random_walk_concentrates_where_the_volume_element_is_small():
+    model, data = _tiny_rhvae()
+    walk = build_sampler("random-walk", steps=40, sigma=0.3).fit(model, data)
+    prior = build_sampler("prior").fit(model, data)
+    result = walk.sample(100, seed=0)
+    assert 0.0 < result.diagnostics["acceptance_rate"] <= 1.0
+    distance = lambda z: torch.cdist(z, model.centroids).min(1).values.median()  # noqa: E731
+    assert distance(result.latents) < distance(prior.sample(100, seed=0).latents)

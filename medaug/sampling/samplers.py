@@ -13,6 +13,8 @@ import torch
 
 from medaug.errors import ConfigError
 from medaug.generative.models import RHVAE, VAMP, GenerativeModel
+from medaug.generative.leapfrog import Metric
+from medaug.sampling.geodesics import riemannian_random_walk
 from medaug.sampling.hmc import hmc
 from medaug.sampling.volume import log_volume_and_gradient
 
@@ -154,7 +156,28 @@ class RHVAEHMCSampler(Sampler):
         return result.samples.float(), {"acceptance_rate": rate, "support_radius": self.radius}
 
 
-SAMPLERS = {cls.name: cls for cls in (PriorSampler, VAMPSampler, GMMSampler, RHVAEHMCSampler)}
+class RandomWalkSampler(RHVAEHMCSampler):
+    """Riemannian random walk (thesis Alg. 3) on the RHVAE metric, chains started at centroids."""
+
+    name = "random-walk"
+
+    def __init__(self, steps: int = 100, sigma: float = 0.5, shooting_steps: int = 10) -> None:
+        if steps < 1 or sigma <= 0 or shooting_steps < 1:
+            raise ConfigError("steps and shooting_steps must be ≥ 1 and sigma > 0")
+        Sampler.__init__(self, steps=steps, sigma=sigma, shooting_steps=shooting_steps)
+
+    def _latents(self, n, generator):
+        config = self.model.config
+        metric = Metric(self.centroids, self.model.factors.double(), config.temperature, config.regularization)
+        start = self.centroids[torch.randint(len(self.centroids), (n,), generator=generator)]
+        result = riemannian_random_walk(metric, start, steps=self.options["steps"], sigma=self.options["sigma"],
+                                        radius=self.radius, generator=generator,
+                                        shooting_steps=self.options["shooting_steps"])
+        return result.samples.float(), {"acceptance_rate": float(result.acceptance.mean()),
+                                        "support_radius": self.radius}
+
+
+SAMPLERS = {cls.name: cls for cls in (PriorSampler, VAMPSampler, GMMSampler, RHVAEHMCSampler, RandomWalkSampler)}
 
 
 def build_sampler(name: str, **options) -> Sampler:

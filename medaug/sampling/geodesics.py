@@ -1,0 +1,58 @@
+"""Exponential map by geodesic shooting (thesis Alg. 2) and the Riemannian random walk (Alg. 3).
+
+Geodesics solve Hamilton's equations for H(p, q) = ½ qᵀ G⁻¹(p) q (Eq. 2.1), with G⁻¹ of Eq. 1.7:
+    ∂H/∂q = G⁻¹(p) q,    ∂H/∂p = −Σᵢ wᵢ(p) ‖Lᵢᵀ q‖² (p − cᵢ) / T²,
+integrated by the second-order Runge-Kutta (midpoint) scheme from q₀ = G(z₀) v.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from medaug.generative.leapfrog import Metric
+from medaug.generative.metric import metric_weights
+from medaug.sampling.hmc import ChainResult
+from medaug.sampling.volume import log_volume_and_gradient
+
+
+def hamiltonian_gradients(metric: Metric, p: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(∂H/∂p, ∂H/∂q) of H(p, q) = ½ qᵀ G⁻¹(p) q, batched (B, d)."""
+    weights, difference = metric_weights(p, metric.centroids, metric.temperature)
+    projected = torch.einsum("nkl,bk->bnl", metric.factors, q).pow(2).sum(-1)
+    d_p = -torch.einsum("bn,bnd->bd", weights * projected, difference) / metric.temperature**2
+    d_q = torch.einsum("bkl,bl->bk", metric.inverse(p), q)
+    return d_p, d_q
+
+
+def exponential_map(metric: Metric, z: torch.Tensor, v: torch.Tensor, steps: int = 10) -> torch.Tensor:
+    """Exp_z(v): the geodesic from z with initial velocity v, at time 1 (RK2, ``steps`` steps)."""
+    p = z
+    q = torch.linalg.solve(metric.inverse(z), v)  # q = G(z) v
+    dt = 1.0 / steps
+    for _ in range(steps):
+        d_p, d_q = hamiltonian_gradients(metric, p, q)
+        p_half, q_half = p + 0.5 * dt * d_q, q - 0.5 * dt * d_p
+        d_p, d_q = hamiltonian_gradients(metric, p_half, q_half)
+        p, q = p + dt * d_q, q - dt * d_p
+    return p
+
+
+def riemannian_random_walk(metric: Metric, start: torch.Tensor, *, steps: int, sigma: float, radius: float,
+                           generator: torch.Generator, shooting_steps: int = 10) -> ChainResult:
+    """Alg. 3: propose Exp_z(v), v ~ N(0, σ² I); accept with min(1, √det G⁻¹(z̃) / √det G⁻¹(z)) inside ‖z̃‖ ≤ radius."""
+    z = start.clone()
+    log_volume, _ = log_volume_and_gradient(z, metric.centroids, metric.outer, metric.temperature,
+                                            metric.regularization)
+    accepted = torch.zeros(len(z), dtype=z.dtype, device=z.device)
+    for _ in range(steps):
+        v = sigma * torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+        proposal = exponential_map(metric, z, v, shooting_steps)
+        proposal_volume, _ = log_volume_and_gradient(proposal, metric.centroids, metric.outer, metric.temperature,
+                                                     metric.regularization)
+        uniform = torch.rand(len(z), generator=generator, dtype=z.dtype, device=z.device)
+        accept = (torch.log(uniform) < proposal_volume - log_volume) & (proposal.norm(dim=1) <= radius)
+        accept &= torch.isfinite(proposal).all(1)
+        z = torch.where(accept[:, None], proposal, z)
+        log_volume = torch.where(accept, proposal_volume, log_volume)
+        accepted += accept.to(z.dtype)
+    return ChainResult(z, accepted / max(steps, 1))
