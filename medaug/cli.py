@@ -272,7 +272,7 @@ def _generate(args: argparse.Namespace) -> None:
     table = write_synthetic(samples, args.out, label=provenance.get("label", "unknown"), model_dir=model_dir,
                             sampler=sampler, seed=args.seed, start_index=args.start_index)
     rate = samples.diagnostics.get("acceptance_rate")
-    print(f"{len(table)} synthetic images written to {args.out}" + (f"; HMC acceptance rate {rate:.2f}" if rate else ""))
+    print(f"{len(table)} synthetic images written to {args.out}" + (f"; acceptance rate {rate:.2f}" if rate else ""))
 
 
 def _add_generate(commands: argparse._SubParsersAction) -> None:

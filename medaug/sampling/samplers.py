@@ -139,8 +139,8 @@ class RHVAEHMCSampler(Sampler):
             if train_data is None:
                 raise ConfigError("the RHVAE has no stored metric: pass its training data to fit()")
             self.model.update_metric(train_data.split(64))
-        centroids = self.model.centroids.double()
-        self.centroids, self.outer = centroids, (self.model.factors @ self.model.factors.transpose(-1, -2)).double()
+        centroids = self.model.centroids
+        self.centroids, self.outer = centroids, self.model.factors @ self.model.factors.transpose(-1, -2)
         self.radius = 2.0 * float(centroids.norm(dim=1).max())
 
     def log_density(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +153,7 @@ class RHVAEHMCSampler(Sampler):
                      leapfrog_steps=self.options["leapfrog_steps"], step_size=self.options["step_size"],
                      generator=generator, inside=lambda z: z.norm(dim=1) <= self.radius)
         rate = float(result.acceptance.mean())
-        return result.samples.float(), {"acceptance_rate": rate, "support_radius": self.radius}
+        return result.samples, {"acceptance_rate": rate, "support_radius": self.radius}
 
 
 class RandomWalkSampler(RHVAEHMCSampler):
@@ -168,12 +168,12 @@ class RandomWalkSampler(RHVAEHMCSampler):
 
     def _latents(self, n, generator):
         config = self.model.config
-        metric = Metric(self.centroids, self.model.factors.double(), config.temperature, config.regularization)
+        metric = Metric(self.centroids, self.model.factors, config.temperature, config.regularization)
         start = self.centroids[torch.randint(len(self.centroids), (n,), generator=generator)]
         result = riemannian_random_walk(metric, start, steps=self.options["steps"], sigma=self.options["sigma"],
                                         radius=self.radius, generator=generator,
                                         shooting_steps=self.options["shooting_steps"])
-        return result.samples.float(), {"acceptance_rate": float(result.acceptance.mean()),
+        return result.samples, {"acceptance_rate": float(result.acceptance.mean()),
                                         "support_radius": self.radius}
 
 
