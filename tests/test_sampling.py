@@ -150,3 +150,49 @@ def test_random_walk_concentrates_where_the_volume_element_is_small():
     assert 0.0 < result.diagnostics["acceptance_rate"] <= 1.0
     distance = lambda z: torch.cdist(z, model.centroids).min(1).values.median()  # noqa: E731
     assert distance(result.latents) < distance(prior.sample(100, seed=0).latents)
+
+
+def test_geometric_metric_gradient_matches_autograd():
+    from medaug.sampling.geometric import GeometricMetric
+
+    g = torch.Generator().manual_seed(5)
+    metric = GeometricMetric(torch.randn(6, 3, generator=g, dtype=torch.float64),
+                             torch.rand(6, 3, generator=g, dtype=torch.float64) + 0.5, 0.9, 0.01, tau=0.05)
+    z = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    value, gradient = metric.log_density_and_gradient(z)
+    diff = z[:, None] - metric.centroids
+    weights = torch.exp(-(metric.precisions * diff**2).sum(-1) / metric.rho**2)
+    diagonal = weights @ metric.precisions + 0.01 * torch.exp(-0.05 * (z * z).sum(1, keepdim=True))
+    reference = 0.5 * diagonal.log().sum(1)
+    torch.testing.assert_close(value, reference)
+    (autograd,) = torch.autograd.grad(reference.sum(), z)
+    torch.testing.assert_close(gradient, autograd)
+
+
+def test_geometric_hmc_on_one_centroid_samples_its_gaussian():
+    """One centroid, precisions p, λ → 0: √det G ∝ exp(−(d/2) Σ pₖ zₖ² / ρ²) = N(0, ρ²/(d pₖ))."""
+    from medaug.sampling.geometric import GeometricMetric
+
+    precisions = torch.tensor([[1.0, 4.0]], dtype=torch.float64)
+    metric = GeometricMetric(torch.zeros(1, 2, dtype=torch.float64), precisions, 1.0, 1e-12)
+    start = 0.1 * torch.randn(4000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    result = hmc(metric.log_density_and_gradient, start, steps=60, leapfrog_steps=10, step_size=0.1,
+                 generator=torch.Generator().manual_seed(1))
+    expected = 1.0 / (2 * precisions[0])
+    torch.testing.assert_close(result.samples.var(0), expected, rtol=0.08, atol=0)
+
+
+def test_geometric_sampler_uses_medoids_and_rho_from_alg4():
+    torch.manual_seed(0)
+    vae = build_model(GeneratorConfig(input_shape=(1, 6, 5), model="vae", latent_dim=2, hidden=(16,)))
+    data = torch.rand(40, 1, 6, 5)
+    sampler = build_sampler("geometric", steps=10, n_centroids=8).fit(vae, data)
+    centroids = sampler.metric.centroids
+    assert centroids.shape == (8, 2)
+    with torch.no_grad():
+        means, _ = vae.encoder(data)
+    assert all(bool((means == c).all(1).any()) for c in centroids)  # medoids are training codes
+    gaps = torch.cdist(centroids, centroids) + torch.diag(torch.full((8,), float("inf")))
+    assert sampler.metric.rho == pytest.approx(float(gaps.min(1).values.max()))
+    result = sampler.sample(6, seed=0)
+    assert result.images.shape == (6, 1, 6, 5) and 0 <= result.diagnostics["acceptance_rate"] <= 1
