@@ -246,6 +246,8 @@ def _add_train_generator(commands: argparse._SubParsersAction) -> None:
 def _generate(args: argparse.Namespace) -> None:
     import json
 
+    import torch
+
     from medaug.generative.persistence import load_generator
     from medaug.generative.training_data import image_tensor
     from medaug.io import write_json
@@ -272,6 +274,18 @@ def _generate(args: argparse.Namespace) -> None:
     samples = sampler.sample(args.n, seed=args.seed, batch_size=args.batch_size)
     table = write_synthetic(samples, args.out, label=provenance.get("label", "unknown"), model_dir=model_dir,
                             sampler=sampler, seed=args.seed, start_index=args.start_index)
+    if args.figure:
+        from medaug.sampling.figure import plot_latent_geometry
+
+        if train is None:
+            import pandas as pd
+
+            train = image_tensor(pd.DataFrame({"participant_id": "train", "session_id": "n/a",
+                                               "path": provenance["train_images"]}), model.config.input_shape[1:])
+        with torch.no_grad():
+            codes = torch.cat([model.encoder(part)[0] for part in train.split(64)])
+        plot_latent_geometry(sampler, samples, codes, args.figure)
+        print(f"Figure: {args.figure}")
     rate = samples.diagnostics.get("acceptance_rate")
     print(f"{len(table)} synthetic images written to {args.out}" + (f"; acceptance rate {rate:.2f}" if rate else ""))
 
@@ -292,6 +306,8 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--leapfrog-steps", type=int, default=15)
     parser.add_argument("--step-size", type=float, default=0.03)
     parser.add_argument("--components", type=int, default=10, help="mixture components (gmm)")
+    parser.add_argument("--figure", type=Path, default=None, metavar="PNG",
+                        help="2D latent spaces: density, training codes, samples and decoded images")
     parser.set_defaults(handler=_generate)
 
 

@@ -196,3 +196,37 @@ def test_geometric_sampler_uses_medoids_and_rho_from_alg4():
     assert sampler.metric.rho == pytest.approx(float(gaps.min(1).values.max()))
     result = sampler.sample(6, seed=0)
     assert result.images.shape == (6, 1, 6, 5) and 0 <= result.diagnostics["acceptance_rate"] <= 1
+
+
+def test_effective_sample_size_of_ar1_chains_matches_theory():
+    import numpy as np
+
+    from medaug.sampling.diagnostics import effective_sample_size
+
+    rng = np.random.default_rng(0)
+    phi, steps, chains = 0.8, 4000, 8
+    trace = np.zeros((steps, chains, 2))
+    for t in range(1, steps):
+        trace[t] = phi * trace[t - 1] + rng.standard_normal((chains, 2))
+    expected = chains * steps * (1 - phi) / (1 + phi)
+    np.testing.assert_allclose(effective_sample_size(trace), expected, rtol=0.15)
+    independent = rng.standard_normal((steps, chains, 1))
+    np.testing.assert_allclose(effective_sample_size(independent), chains * steps, rtol=0.15)
+
+
+@pytest.mark.parametrize("name", ["rhvae-hmc", "geometric"])
+def test_latent_geometry_figure_is_written(name, tmp_path):
+    import matplotlib.image
+
+    from medaug.sampling.figure import plot_latent_geometry
+
+    model, data = _tiny_rhvae()
+    sampler = build_sampler(name, steps=10).fit(model, data)
+    samples = sampler.sample(6, seed=0)
+    with torch.no_grad():
+        codes, _ = model.encoder(data)
+    path = plot_latent_geometry(sampler, samples, codes, tmp_path / "latent.png", resolution=40, shown=4)
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[0] > 100 and pixels.std() > 0.05  # a drawn figure, not a blank canvas
+    with pytest.raises(Exception, match="no latent density"):
+        plot_latent_geometry(build_sampler("prior").fit(model), samples, codes, tmp_path / "x.png")

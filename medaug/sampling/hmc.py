@@ -18,18 +18,22 @@ LogDensity = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass(frozen=True)
 class ChainResult:
-    """Final states and the mean acceptance rate of each chain (B,)."""
+    """Final states, the mean acceptance rate of each chain (B,) and, if asked, the states of the
+    first chains at every step (steps, chains, d) for diagnostics."""
 
     samples: torch.Tensor
     acceptance: torch.Tensor
+    trace: torch.Tensor | None = None
 
 
 def hmc(log_density: LogDensity, start: torch.Tensor, *, steps: int, leapfrog_steps: int, step_size: float,
-        generator: torch.Generator, inside: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ChainResult:
+        generator: torch.Generator, inside: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        trace_chains: int = 0) -> ChainResult:
     """Run ``steps`` HMC transitions from ``start`` (B, d) for all chains at once."""
     z = start.clone()
     log_p, grad = log_density(z)
     accepted = torch.zeros(len(z), dtype=z.dtype, device=z.device)
+    trace = []
     for _ in range(steps):
         v = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
         h0 = -log_p + 0.5 * v.pow(2).sum(-1)
@@ -49,4 +53,6 @@ def hmc(log_density: LogDensity, start: torch.Tensor, *, steps: int, leapfrog_st
         log_p = torch.where(accept, log_p_new, log_p)
         grad = torch.where(accept[:, None], grad_new, grad)
         accepted += accept.to(z.dtype)
-    return ChainResult(z, accepted / max(steps, 1))
+        if trace_chains:
+            trace.append(z[:trace_chains].clone())
+    return ChainResult(z, accepted / max(steps, 1), torch.stack(trace) if trace else None)

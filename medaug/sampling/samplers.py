@@ -14,6 +14,7 @@ import torch
 from medaug.errors import ConfigError
 from medaug.generative.models import RHVAE, VAMP, GenerativeModel
 from medaug.generative.leapfrog import Metric
+from medaug.sampling.diagnostics import effective_sample_size
 from medaug.sampling.geodesics import riemannian_random_walk
 from medaug.sampling.geometric import build_geometric_metric
 from medaug.sampling.hmc import hmc
@@ -63,6 +64,16 @@ class Sampler:
 
     def _latents(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
+
+
+TRACED_CHAINS = 16  # chains whose whole path is kept for the effective sample size
+
+
+def _ess(result) -> dict:
+    """Mean effective sample size per chain step over latent dimensions (1 = independent draws)."""
+    trace = result.trace.detach().cpu().double().numpy()
+    ess = effective_sample_size(trace)
+    return {"effective_sample_size": float(ess.mean()), "ess_per_draw": float(ess.mean() / trace[:, :, 0].size)}
 
 
 def _posterior_means(model: GenerativeModel, data: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -148,13 +159,18 @@ class RHVAEHMCSampler(Sampler):
         config = self.model.config
         return log_volume_and_gradient(z, self.centroids, self.outer, config.temperature, config.regularization)
 
+    def log_target(self, z: torch.Tensor) -> torch.Tensor:
+        """log of the unnormalised target √det G⁻¹(z) (−inf outside the support)."""
+        value = self.log_density(z)[0]
+        return torch.where(z.norm(dim=1) <= self.radius, value, torch.full_like(value, float("-inf")))
+
     def _latents(self, n, generator):
         start = self.centroids[torch.randint(len(self.centroids), (n,), generator=generator)]
         result = hmc(self.log_density, start, steps=self.options["steps"],
                      leapfrog_steps=self.options["leapfrog_steps"], step_size=self.options["step_size"],
-                     generator=generator, inside=lambda z: z.norm(dim=1) <= self.radius)
+                     generator=generator, inside=lambda z: z.norm(dim=1) <= self.radius, trace_chains=TRACED_CHAINS)
         rate = float(result.acceptance.mean())
-        return result.samples, {"acceptance_rate": rate, "support_radius": self.radius}
+        return result.samples, {"acceptance_rate": rate, "support_radius": self.radius, **_ess(result)}
 
 
 class RandomWalkSampler(RHVAEHMCSampler):
@@ -199,12 +215,17 @@ class GeometricSampler(Sampler):
         self.metric = build_geometric_metric(means, log_vars, self.options["n_centroids"],
                                              self.options["regularization"], self.options["tau"])
 
+    def log_target(self, z: torch.Tensor) -> torch.Tensor:
+        """log of the unnormalised Riemannian uniform density √det G(z)."""
+        return self.metric.log_density_and_gradient(z)[0]
+
     def _latents(self, n, generator):
         start = self.metric.centroids[torch.randint(len(self.metric.centroids), (n,), generator=generator)]
         result = hmc(self.metric.log_density_and_gradient, start, steps=self.options["steps"],
                      leapfrog_steps=self.options["leapfrog_steps"], step_size=self.options["step_size"],
-                     generator=generator)
-        return result.samples, {"acceptance_rate": float(result.acceptance.mean()), "rho": self.metric.rho}
+                     generator=generator, trace_chains=TRACED_CHAINS)
+        return result.samples, {"acceptance_rate": float(result.acceptance.mean()), "rho": self.metric.rho,
+                                **_ess(result)}
 
 
 SAMPLERS = {cls.name: cls for cls in (PriorSampler, VAMPSampler, GMMSampler, RHVAEHMCSampler, RandomWalkSampler,
