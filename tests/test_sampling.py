@@ -230,3 +230,41 @@ def test_latent_geometry_figure_is_written(name, tmp_path):
     assert pixels.shape[0] > 100 and pixels.std() > 0.05  # a drawn figure, not a blank canvas
     with pytest.raises(Exception, match="no latent density"):
         plot_latent_geometry(build_sampler("prior").fit(model), samples, codes, tmp_path / "x.png")
+
+
+def test_shortest_path_is_straight_under_a_constant_metric_and_bends_around_costly_regions():
+    from medaug.sampling.geodesics import curve_length, shortest_path
+
+    g = torch.Generator().manual_seed(0)
+    nodes = 4 * torch.rand(1500, 2, generator=g, dtype=torch.float64) - 2
+    start, end = torch.tensor([-1.5, 0.0], dtype=torch.float64), torch.tensor([1.5, 0.0], dtype=torch.float64)
+
+    def euclidean(z):
+        return torch.eye(2, dtype=z.dtype).expand(len(z), 2, 2)
+
+    curve = shortest_path(euclidean, start, end, nodes, neighbours=24, points=30)
+    torch.testing.assert_close(curve[0], start)
+    torch.testing.assert_close(curve[-1], end)
+    assert curve_length(euclidean, curve) == pytest.approx(3.0, rel=0.04)  # graph paths zig-zag a little
+    assert curve[:, 1].abs().max() < 0.2
+
+    def bump(z):  # expensive around the origin
+        cost = 1.0 + 50.0 * torch.exp(-(z * z).sum(1) / 0.3)
+        return cost[:, None, None] * torch.eye(2, dtype=z.dtype)
+
+    bent = shortest_path(bump, start, end, nodes, points=60)
+    straight = torch.stack([torch.linspace(-1.5, 1.5, 400, dtype=torch.float64), torch.zeros(400, dtype=torch.float64)], 1)
+    assert curve_length(bump, bent) < 0.7 * curve_length(bump, straight)
+    assert bent[:, 1].abs().max() > 0.5  # it goes around the bump
+
+
+def test_interpolation_decodes_along_the_curve():
+    from medaug.sampling.samplers import interpolate
+
+    model, data = _tiny_rhvae()
+    sampler = build_sampler("rhvae-hmc", steps=5).fit(model, data)
+    result = interpolate(sampler, data[:1], data[1:2], points=7)
+    assert result.images.shape == (7, 1, 6, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(result.latents[0], model.encoder(data[:1])[0][0])
+    assert result.diagnostics["riemannian_length"] > 0

@@ -56,3 +56,42 @@ def riemannian_random_walk(metric: Metric, start: torch.Tensor, *, steps: int, s
         log_volume = torch.where(accept, proposal_volume, log_volume)
         accepted += accept.to(z.dtype)
     return ChainResult(z, accepted / max(steps, 1))
+
+
+def curve_length(metric_tensor, curve: torch.Tensor) -> float:
+    """Riemannian length Σ √(Δᵀ G(midpoint) Δ) of a polyline (n, d)."""
+    steps = curve[1:] - curve[:-1]
+    metric = metric_tensor(0.5 * (curve[1:] + curve[:-1]))
+    return float(torch.einsum("nk,nkl,nl->n", steps, metric, steps).clamp_min(0).sqrt().sum())
+
+
+def shortest_path(metric_tensor, start: torch.Tensor, end: torch.Tensor, nodes: torch.Tensor, *,
+                  neighbours: int = 10, points: int = 20) -> torch.Tensor:
+    """Approximate geodesic from ``start`` to ``end`` (d,) as a shortest path on the k-nearest-neighbour
+    graph of ``nodes`` ∪ {start, end}, edges weighted by their Riemannian length (midpoint rule),
+    resampled to ``points`` points equally spaced in Euclidean arc length."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    vertices = torch.cat([start[None], end[None], nodes])
+    k = min(neighbours, len(vertices) - 1)
+    nearest = torch.cdist(vertices, vertices).topk(k + 1, largest=False).indices[:, 1:]
+    rows = torch.arange(len(vertices)).repeat_interleave(k)
+    cols = nearest.reshape(-1)
+    steps = vertices[cols] - vertices[rows]
+    metric = metric_tensor(0.5 * (vertices[cols] + vertices[rows]))
+    lengths = torch.einsum("nk,nkl,nl->n", steps, metric, steps).clamp_min(1e-12).sqrt()
+    graph = csr_matrix((lengths.double().numpy(), (rows.numpy(), cols.numpy())), shape=(len(vertices),) * 2)
+    _, predecessors = dijkstra(graph, directed=False, indices=0, return_predecessors=True)
+    if predecessors[1] < 0:
+        raise ValueError("the end point is not connected to the start point: add nodes or neighbours")
+    order, node = [1], 1
+    while node != 0:
+        node = int(predecessors[node])
+        order.append(node)
+    path = vertices[order[::-1]]
+    arc = torch.cat([torch.zeros(1, dtype=path.dtype), (path[1:] - path[:-1]).norm(dim=1).cumsum(0)])
+    targets = torch.linspace(0, float(arc[-1]), points, dtype=path.dtype)
+    segment = torch.searchsorted(arc, targets).clamp(1, len(path) - 1)
+    share = ((targets - arc[segment - 1]) / (arc[segment] - arc[segment - 1]).clamp_min(1e-12))[:, None]
+    return path[segment - 1] + share * (path[segment] - path[segment - 1])

@@ -26,6 +26,13 @@ class GeometricMetric:
     regularization: float
     tau: float = 0.0
 
+    def diagonal(self, z: torch.Tensor) -> torch.Tensor:
+        """The diagonal of G(z), (B, d)."""
+        p, c = self.precisions, self.centroids
+        exponent = (z * z) @ p.T - 2.0 * z @ (p * c).T + (p * c * c).sum(1)[None]
+        weights = torch.exp(-exponent.clamp_min(0.0) / self.rho**2)
+        return weights @ p + self.regularization * torch.exp(-self.tau * (z * z).sum(1, keepdim=True))
+
     def log_density_and_gradient(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """½ log det G(z) and its gradient, (B,) and (B, d)."""
         p, c = self.precisions, self.centroids

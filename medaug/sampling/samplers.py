@@ -15,7 +15,8 @@ from medaug.errors import ConfigError
 from medaug.generative.models import RHVAE, VAMP, GenerativeModel
 from medaug.generative.leapfrog import Metric
 from medaug.sampling.diagnostics import effective_sample_size
-from medaug.sampling.geodesics import riemannian_random_walk
+from medaug.generative.metric import inverse_metric
+from medaug.sampling.geodesics import curve_length, riemannian_random_walk, shortest_path
 from medaug.sampling.geometric import build_geometric_metric
 from medaug.sampling.hmc import hmc
 from medaug.sampling.volume import log_volume_and_gradient
@@ -159,6 +160,13 @@ class RHVAEHMCSampler(Sampler):
         config = self.model.config
         return log_volume_and_gradient(z, self.centroids, self.outer, config.temperature, config.regularization)
 
+    def metric_tensor(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z) = (G⁻¹(z))⁻¹ of Eq. 1.7, (B, d, d)."""
+        config = self.model.config
+        inverse = inverse_metric(z, self.centroids, self.model.factors, config.temperature, config.regularization,
+                                 self.outer)
+        return torch.cholesky_inverse(torch.linalg.cholesky(inverse))
+
     def log_target(self, z: torch.Tensor) -> torch.Tensor:
         """log of the unnormalised target √det G⁻¹(z) (−inf outside the support)."""
         value = self.log_density(z)[0]
@@ -215,6 +223,10 @@ class GeometricSampler(Sampler):
         self.metric = build_geometric_metric(means, log_vars, self.options["n_centroids"],
                                              self.options["regularization"], self.options["tau"])
 
+    def metric_tensor(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z) of Eq. 3.6, (B, d, d)."""
+        return torch.diag_embed(self.metric.diagonal(z))
+
     def log_target(self, z: torch.Tensor) -> torch.Tensor:
         """log of the unnormalised Riemannian uniform density √det G(z)."""
         return self.metric.log_density_and_gradient(z)[0]
@@ -226,6 +238,20 @@ class GeometricSampler(Sampler):
                      generator=generator, trace_chains=TRACED_CHAINS)
         return result.samples, {"acceptance_rate": float(result.acceptance.mean()), "rho": self.metric.rho,
                                 **_ess(result)}
+
+
+@torch.no_grad()
+def interpolate(sampler: Sampler, x_start: torch.Tensor, x_end: torch.Tensor, points: int = 10,
+                nodes: torch.Tensor | None = None) -> Samples:
+    """Decoded images along the shortest path under the sampler's metric between the codes of two
+    images (1, C, *spatial); graph nodes default to the metric's centroids."""
+    if not hasattr(sampler, "metric_tensor"):
+        raise ConfigError(f"the {sampler.name} sampler has no metric; use rhvae-hmc, random-walk or geometric")
+    start, end = sampler.model.encoder(x_start)[0][0], sampler.model.encoder(x_end)[0][0]
+    nodes = nodes if nodes is not None else getattr(sampler, "centroids", None)
+    nodes = nodes if nodes is not None else sampler.metric.centroids
+    curve = shortest_path(sampler.metric_tensor, start, end, nodes, points=points)
+    return Samples(sampler.model.decode(curve), curve, {"riemannian_length": curve_length(sampler.metric_tensor, curve)})
 
 
 SAMPLERS = {cls.name: cls for cls in (PriorSampler, VAMPSampler, GMMSampler, RHVAEHMCSampler, RandomWalkSampler,
