@@ -264,7 +264,7 @@ def _generate(args: argparse.Namespace) -> None:
     sampler = build_sampler(args.sampler, **options)
     train = None
     needs_metric = args.sampler in ("rhvae-hmc", "random-walk") and len(getattr(model, "centroids", [])) == 0
-    if args.sampler in ("gmm", "geometric") or needs_metric:
+    if args.sampler in ("gmm", "geometric", "two-stage") or needs_metric:
         import pandas as pd
 
         train = image_tensor(pd.DataFrame({"participant_id": "train", "session_id": "n/a",
@@ -295,7 +295,8 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
                                  description="Draw latent codes with a sampler, decode them and write NIfTI images "
                                              "labelled as synthetic (desc-synthetic + provenance sidecar).")
     parser.add_argument("model_dir", type=Path, help="folder from `medaug train-generator` (or its best/)")
-    parser.add_argument("--sampler", default="rhvae-hmc", choices=("rhvae-hmc", "random-walk", "geometric", "gmm", "prior", "vamp"))
+    parser.add_argument("--sampler", default="rhvae-hmc", choices=("rhvae-hmc", "random-walk", "geometric", "gmm", "prior", "two-stage",
+                                                         "vamp"))
     parser.add_argument("-n", type=int, required=True, help="number of images")
     parser.add_argument("--out", type=Path, required=True, help="derivative folder for the synthetic images")
     parser.add_argument("--seed", type=int, default=0)

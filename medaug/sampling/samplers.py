@@ -19,6 +19,7 @@ from medaug.generative.metric import inverse_metric
 from medaug.sampling.geodesics import curve_length, riemannian_random_walk, shortest_path
 from medaug.sampling.geometric import build_geometric_metric
 from medaug.sampling.hmc import hmc
+from medaug.sampling.two_stage import fit_code_vae, sample_codes
 from medaug.sampling.volume import log_volume_and_gradient
 
 
@@ -129,6 +130,28 @@ class GMMSampler(Sampler):
         codes, _ = self.mixture.sample(n)
         order = torch.randperm(n, generator=generator)  # sklearn returns samples grouped by component
         return torch.as_tensor(codes, dtype=torch.float32)[order], {}
+
+
+class TwoStageSampler(Sampler):
+    """Two-stage VAE: a second VAE on the training posterior means (:mod:`medaug.sampling.two_stage`)."""
+
+    name = "two-stage"
+
+    def __init__(self, latent_dim: int | None = None, epochs: int = 300, seed: int = 0) -> None:
+        if epochs < 1 or (latent_dim is not None and latent_dim < 1):
+            raise ConfigError("epochs and latent_dim must be ≥ 1")
+        super().__init__(latent_dim=latent_dim, epochs=epochs, seed=seed)
+
+    def _fit(self, train_data):
+        if train_data is None:
+            raise ConfigError("the two-stage sampler needs the training data to fit its second VAE")
+        codes = _posterior_means(self.model, train_data)
+        latent_dim = self.options["latent_dim"] or codes.shape[1]
+        self.second, self.centre, self.scale = fit_code_vae(codes, latent_dim, self.options["epochs"],
+                                                            self.options["seed"])
+
+    def _latents(self, n, generator):
+        return sample_codes(self.second, self.centre, self.scale, n, generator), {}
 
 
 class RHVAEHMCSampler(Sampler):
@@ -255,7 +278,7 @@ def interpolate(sampler: Sampler, x_start: torch.Tensor, x_end: torch.Tensor, po
 
 
 SAMPLERS = {cls.name: cls for cls in (PriorSampler, VAMPSampler, GMMSampler, RHVAEHMCSampler, RandomWalkSampler,
-                                          GeometricSampler)}
+                                          GeometricSampler, TwoStageSampler)}
 
 
 def build_sampler(name: str, **options) -> Sampler:
