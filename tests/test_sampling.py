@@ -288,3 +288,30 @@ def test_two_stage_sampler_api():
     first, second = sampler.sample(4, seed=1), sampler.sample(4, seed=1)
     assert first.images.shape == (4, 1, 6, 5)
     torch.testing.assert_close(first.latents, second.latents, rtol=0, atol=0)
+
+
+def test_vamp_sampler_draws_from_the_pseudo_input_posteriors():
+    torch.manual_seed(0)
+    vamp = build_model(GeneratorConfig(input_shape=(1, 6, 5), model="vamp", latent_dim=2, hidden=(16,),
+                                       pseudo_inputs=3))
+    samples = build_sampler("vamp").fit(vamp).sample(3000, seed=0)
+    with torch.no_grad():
+        mean, log_var = vamp.encoder(torch.sigmoid(vamp.pseudo_inputs))
+    # the mixture's first two moments
+    torch.testing.assert_close(samples.latents.mean(0), mean.mean(0), atol=0.08, rtol=0)
+    second_moment = (log_var.exp() + mean**2).mean(0)
+    torch.testing.assert_close(samples.latents.pow(2).mean(0), second_moment, atol=0.1, rtol=0.05)
+    with pytest.raises(Exception, match="model: vamp"):
+        build_sampler("vamp").fit(_tiny_rhvae()[0])
+
+
+def test_volume_element_with_ten_thousand_centroids_is_chunked_exactly():
+    g = torch.Generator().manual_seed(0)
+    d, n = 10, 10_000
+    factors = lower_factors(0.2 * torch.randn(n, d, generator=g), 0.2 * torch.randn(n, d * (d - 1) // 2, generator=g))
+    outer, centroids = factors @ factors.transpose(-1, -2), torch.randn(n, d, generator=g)
+    z = torch.randn(64, d, generator=g)
+    value, gradient = log_volume_and_gradient(z, centroids, outer, 1.5, 0.01, chunk=1000)
+    reference_value, reference_gradient = log_volume_and_gradient(z, centroids, outer, 1.5, 0.01, chunk=n)
+    torch.testing.assert_close(value, reference_value, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(gradient, reference_gradient, rtol=1e-3, atol=1e-3)
