@@ -1,0 +1,1 @@
+"""The augmentation study: training sets, classifiers over repeated runs, metrics and reports."""
