@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+
+from medaug.errors import BalanceError, ConfigError
+from medaug.study.audit import memorization_audit, paired_bootstrap_ci
+from medaug.study.training_sets import build_training_set
+
+
+def _real():
+    images = torch.rand(6, 1, 12, 12, 12, generator=torch.Generator().manual_seed(0))
+    return images, torch.tensor([0, 0, 0, 0, 1, 1])
+
+
+def test_conditions_are_balanced_and_flag_synthetic_images():
+    real, labels = _real()
+    synthetic = {0: torch.rand(10, 1, 12, 12, 12), 1: torch.rand(10, 1, 12, 12, 12)}
+    mixed = build_training_set(real, labels, "real+synthetic", synthetic=synthetic, synthetic_per_class=5)
+    assert len(mixed.images) == 16 and int(mixed.synthetic.sum()) == 10
+    assert (mixed.labels[mixed.synthetic] == 0).sum() == (mixed.labels[mixed.synthetic] == 1).sum() == 5
+    only = build_training_set(real, labels, "synthetic", synthetic=synthetic, synthetic_per_class=3)
+    assert bool(only.synthetic.all()) and len(only.images) == 6
+    with pytest.raises(BalanceError, match="class 0: 10 synthetic images, 20 requested"):
+        build_training_set(real, labels, "synthetic", synthetic=synthetic, synthetic_per_class=20)
+    with pytest.raises(ConfigError, match="unknown training-set condition"):
+        build_training_set(real, labels, "gan")
+
+
+def test_classic_augmentation_is_seeded_and_changes_images():
+    real, labels = _real()
+    first = build_training_set(real, labels, "classic", copies=2, seed=3)
+    again = build_training_set(real, labels, "classic", copies=2, seed=3)
+    assert len(first.images) == 18 and torch.equal(first.images, again.images)
+    assert torch.equal(first.labels[6:], labels.repeat(2))
+    assert not torch.allclose(first.images[6:12], real)
+
+
+def test_memorization_audit_flags_copies_and_not_fresh_images():
+    training = torch.rand(30, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    copies = memorization_audit(training[:10] + 1e-6, training)
+    assert copies["fraction_below"] == 1.0
+    fresh = memorization_audit(torch.rand(10, 1, 8, 8, generator=torch.Generator().manual_seed(1)), training)
+    assert fresh["fraction_below"] <= 0.2
+    assert fresh["synthetic_nn_distance"].shape == (10,)
+
+
+def test_paired_bootstrap_interval():
+    assert paired_bootstrap_ci(np.full(20, 0.7), np.full(20, 0.6)) == pytest.approx((0.1, 0.1, 0.1))
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0.65, 0.05, 40)
+    mean, low, high = paired_bootstrap_ci(reference + 0.05 + rng.normal(0, 0.02, 40), reference)
+    assert low < mean < high and low > 0.03 and high < 0.07
