@@ -246,6 +246,7 @@ def _add_train_generator(commands: argparse._SubParsersAction) -> None:
 def _generate(args: argparse.Namespace) -> None:
     import json
 
+    import pandas as pd
     import torch
 
     from medaug.generative.persistence import load_generator
@@ -262,13 +263,11 @@ def _generate(args: argparse.Namespace) -> None:
                "geometric": dict(steps=args.steps, leapfrog_steps=args.leapfrog_steps, step_size=args.step_size),
                "gmm": dict(n_components=args.components)}.get(args.sampler, {})
     sampler = build_sampler(args.sampler, **options)
-    train = None
     needs_metric = args.sampler in ("rhvae-hmc", "random-walk") and len(getattr(model, "centroids", [])) == 0
-    if args.sampler in ("gmm", "geometric", "two-stage") or needs_metric:
-        import pandas as pd
-
-        train = image_tensor(pd.DataFrame({"participant_id": "train", "session_id": "n/a",
-                                           "path": provenance["train_images"]}), model.config.input_shape[1:])
+    needs_images = args.sampler in ("gmm", "geometric", "two-stage") or needs_metric or args.figure is not None
+    train = image_tensor(pd.DataFrame({"participant_id": "train", "session_id": "n/a",
+                                       "path": provenance["train_images"]}),
+                         model.config.input_shape[1:]) if needs_images else None
     sampler.fit(model, train)
     write_json(model_dir / f"sampler_{args.sampler}.json", sampler.config())
     samples = sampler.sample(args.n, seed=args.seed, batch_size=args.batch_size)
@@ -277,11 +276,6 @@ def _generate(args: argparse.Namespace) -> None:
     if args.figure:
         from medaug.sampling.figure import plot_latent_geometry
 
-        if train is None:
-            import pandas as pd
-
-            train = image_tensor(pd.DataFrame({"participant_id": "train", "session_id": "n/a",
-                                               "path": provenance["train_images"]}), model.config.input_shape[1:])
         with torch.no_grad():
             codes = torch.cat([model.encoder(part)[0] for part in train.split(64)])
         plot_latent_geometry(sampler, samples, codes, args.figure)

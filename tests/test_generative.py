@@ -10,6 +10,7 @@ from medaug.generative.likelihood import importance_log_likelihood
 from medaug.generative.models import build_model
 from medaug.generative.persistence import load_generator, save_generator
 from medaug.generative.trainer import TrainerConfig, TrainingDivergedError, train_generator
+from medaug.sampling.samplers import build_sampler
 
 SHAPE = (1, 4, 3, 2)
 
@@ -185,3 +186,23 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
     assert main(["generate", str(tmp_path / "cn"), "--sampler", "gmm", "-n", "1", "--out",
                  str(tmp_path / "synthetic_gmm"), "--components", "2"]) == 2  # never overwrite
     assert "exists" in capsys.readouterr().err
+
+
+def test_generator_commands_reject_bad_input_clearly(tmp_path, capsys):
+    from medaug.cli import main
+
+    assert main(["generate", str(tmp_path), "--sampler", "prior", "-n", "2", "--out", str(tmp_path / "o")]) == 2
+    assert "is not a saved generator: config.json is missing" in capsys.readouterr().err
+    table = tmp_path / "t.tsv"
+    table.write_text("participant_id\tpath\nsub-01\tx.nii.gz\n")
+    config = tmp_path / "c.yaml"
+    config.write_text("generator:\n  latent_dim: 2\noptimiser:\n  lr: 1\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train-generator", str(table), "--label", "AD", "--out", str(tmp_path / "m"), "--config", str(config)])
+    assert exit_info.value.code == 2 and "unknown section(s) ['optimiser']" in capsys.readouterr().err
+    config.write_text("generator:\n  latent_dim: 2\n")
+    assert main(["train-generator", str(table), "--label", "AD", "--out", str(tmp_path / "m"),
+                 "--config", str(config)]) == 2
+    assert "lacks column(s) diagnosis" in capsys.readouterr().err
+    with pytest.raises(Exception, match="number of samples must be ≥ 1"):
+        build_sampler("prior").fit(_tiny("vae")).sample(0, seed=0)

@@ -42,6 +42,12 @@ def bids_name(suffix: str, extension: str, **entities: str | None) -> str:
     return "_".join(parts + [suffix]) + extension
 
 
+def sidecar_path(image_path: str | os.PathLike) -> Path:
+    """The JSON sidecar next to an image: ``x_T1w.nii.gz`` → ``x_T1w.json``."""
+    image_path = Path(image_path)
+    return image_path.with_name(image_path.name.split(".")[0] + ".json")
+
+
 class DerivativeDataset:
     """A BIDS-derivative folder written by one medaug pipeline.
 
@@ -99,5 +105,5 @@ class DerivativeDataset:
         write_nifti(path, image)
         sidecar = {"SkullStripped": skull_stripped, **provenance, "GeneratedBy": generated_by(self.name),
                    "Sources": [s.as_uri() for s in resolved_sources]}
-        write_json(path.with_name(path.name.split(".")[0] + ".json"), sidecar)
+        write_json(sidecar_path(path), sidecar)
         return path

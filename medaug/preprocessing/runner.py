@@ -24,11 +24,11 @@ from tqdm import tqdm
 
 from medaug.data.clinica import caps_t1_linear_path
 from medaug.data.dataset import LoadT1wd
-from medaug.data.derivatives import DerivativeDataset
+from medaug.data.derivatives import DerivativeDataset, sidecar_path
 from medaug.errors import MedaugError, OutputExistsError
 from medaug.io import write_json, write_text, write_tsv
 from medaug.preprocessing.pipeline import T1LinearConfig, output_transforms, t1_linear
-from medaug.preprocessing.template import load_registration_template
+from medaug.preprocessing.template import RegistrationTemplate, load_registration_template
 from medaug.preprocessing.transforms import TRANSFORM_KEY
 
 logger = logging.getLogger(__name__)
@@ -41,20 +41,16 @@ QC_FILE = "t1_linear_qc.tsv"
 _PIPELINE = None  # per worker process: (config, composed pipeline, space)
 
 
-def _sidecar(image_path: Path) -> Path:
-    return image_path.with_name(image_path.name.split(".")[0] + ".json")
-
-
 def _transform_path(image_path: Path, space: str) -> Path:
     stem = image_path.name.split("_space-")[0]
     return image_path.with_name(f"{stem}_from-{space}_to-T1w_mode-image_xfm.txt")
 
 
-def _install(config: T1LinearConfig, threads: int) -> None:
+def _install(config: T1LinearConfig, threads: int, template: RegistrationTemplate | None = None) -> None:
     global _PIPELINE
     torch.set_num_threads(threads)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    template = load_registration_template(config.template, space=config.template_space)
+    template = template or load_registration_template(config.template, space=config.template_space)
     _PIPELINE = (config, t1_linear(config, template, resize_and_rescale=False), template.space)
 
 
@@ -106,7 +102,7 @@ def process_image(row: dict, caps_dir: str, sources: list[str]) -> dict:
 
 def _finished(row: dict, caps_dir: Path, space: str) -> dict | None:
     path = caps_t1_linear_path(caps_dir, row["participant_id"], row["session_id"], space)
-    sidecar = _sidecar(path)
+    sidecar = sidecar_path(path)
     if not (path.exists() and sidecar.exists()):
         return None
     recorded = json.loads(sidecar.read_text())
@@ -124,7 +120,8 @@ def preprocess_cohort(cohort: pd.DataFrame, caps_dir: str | os.PathLike, config:
     config = config or T1LinearConfig()
     caps_dir = Path(caps_dir)
     sources = [str(Path(s).resolve()) for s in sources]
-    space = load_registration_template(config.template, space=config.template_space).space
+    template = load_registration_template(config.template, space=config.template_space)
+    space = template.space
     DerivativeDataset(caps_dir, "medaug-t1-linear", sources, "Clinica t1-linear equivalent (SimpleITK)")
     recorded = caps_dir / CONFIG_FILE
     if recorded.exists() and json.loads(recorded.read_text())["config"] != config.to_dict():
@@ -141,7 +138,7 @@ def preprocess_cohort(cohort: pd.DataFrame, caps_dir: str | os.PathLike, config:
         logger.info("%d of %d images already preprocessed in %s: skipped", len(rows) - len(todo), len(rows), caps_dir)
     progress = tqdm(total=len(todo), desc="t1-linear", unit="image", disable=not todo)
     if jobs == 1:
-        _install(config, threads=max(1, os.cpu_count() or 1))
+        _install(config, threads=max(1, os.cpu_count() or 1), template=template)
         for row in todo:
             results.append(process_image(row, str(caps_dir), sources))
             progress.update()

@@ -26,24 +26,27 @@ class GeometricMetric:
     regularization: float
     tau: float = 0.0
 
-    def diagonal(self, z: torch.Tensor) -> torch.Tensor:
-        """The diagonal of G(z), (B, d)."""
+    def _weights_and_floor(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ωᵢ(z) (B, N) and the regulariser λ e^{−τ‖z‖²} (B, 1), from matrix products."""
         p, c = self.precisions, self.centroids
         exponent = (z * z) @ p.T - 2.0 * z @ (p * c).T + (p * c * c).sum(1)[None]
         weights = torch.exp(-exponent.clamp_min(0.0) / self.rho**2)
-        return weights @ p + self.regularization * torch.exp(-self.tau * (z * z).sum(1, keepdim=True))
+        return weights, self.regularization * torch.exp(-self.tau * (z * z).sum(1, keepdim=True))
+
+    def diagonal(self, z: torch.Tensor) -> torch.Tensor:
+        """The diagonal of G(z), (B, d)."""
+        weights, floor = self._weights_and_floor(z)
+        return weights @ self.precisions + floor
 
     def log_density_and_gradient(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """½ log det G(z) and its gradient, (B,) and (B, d)."""
-        p, c = self.precisions, self.centroids
-        pc = p * c
-        exponent = (z * z) @ p.T - 2.0 * z @ pc.T + (pc * c).sum(1)[None]
-        weights = torch.exp(-exponent.clamp_min(0.0) / self.rho**2)
-        floor = self.regularization * torch.exp(-self.tau * (z * z).sum(1, keepdim=True))
+        p = self.precisions
+        weights, floor = self._weights_and_floor(z)
         diagonal = weights @ p + floor
         reciprocal = 1.0 / diagonal
         a = weights * (reciprocal @ p.T)
-        gradient = -(z * (a @ p) - a @ pc) / self.rho**2 - self.tau * z * floor * reciprocal.sum(1, keepdim=True)
+        gradient = (-(z * (a @ p) - a @ (p * self.centroids)) / self.rho**2
+                    - self.tau * z * floor * reciprocal.sum(1, keepdim=True))
         return 0.5 * diagonal.log().sum(1), gradient
 
 
