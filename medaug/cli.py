@@ -178,8 +178,6 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
 
 
 def _train_generator(args: argparse.Namespace) -> None:
-    import json
-
     import torch
     import yaml
 
@@ -187,7 +185,7 @@ def _train_generator(args: argparse.Namespace) -> None:
     from medaug.generative.models import build_model
     from medaug.generative.trainer import TrainerConfig, train_generator
     from medaug.generative.training_data import (
-        class_split, fingerprint, image_tensor, read_image_table, resized_affine)
+        class_split, image_tensor, read_image_table, record_training_data)
     from medaug.io import write_text
 
     options = {}
@@ -212,13 +210,7 @@ def _train_generator(args: argparse.Namespace) -> None:
     write_text(recorded, resolved)
     torch.manual_seed(trainer.seed)
     result = train_generator(build_model(config), train, validation, args.out, trainer)
-    provenance = args.out / "best" / "provenance.json"
-    record = json.loads(provenance.read_text())
-    record.update(label=args.label, source=str(args.source), train_images=train_rows["path"].tolist(),
-                  validation_images=validation_rows["path"].tolist(),
-                  training_set_sha256=fingerprint(train_rows["path"].tolist()),
-                  image_affine=resized_affine(train_rows, spatial).tolist())
-    write_text(provenance, json.dumps(record, indent=2) + "\n")
+    record_training_data(args.out / "best", args.label, train_rows, validation_rows, spatial, source=str(args.source))
     print(f"{args.model} for {args.label}: {len(train)} training / {len(validation)} validation images, "
           f"best validation loss {result['best_val_loss']:.2f} at epoch {result['best_epoch']} "
           f"of {result['epochs']}; model in {args.out / 'best'}")
@@ -306,9 +298,34 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_generate)
 
 
+def _run(args: argparse.Namespace) -> None:
+    from medaug.study.config import load_study_config
+    from medaug.study.pipeline import run_study
+
+    config = load_study_config(args.config)
+    if args.runs is not None:
+        config.runs = args.runs
+    result = run_study(config)
+    test = result["summary"][result["summary"]["test_set"] == "test"]
+    for row in test.itertuples():
+        print(f"{row.classifier:>14} {row.condition:<34} balanced accuracy "
+              f"{100 * row.balanced_accuracy_mean:5.1f} ± {100 * (row.balanced_accuracy_std or 0):4.1f} "
+              f"({row.runs} runs)")
+    print(f"report: {Path(config.output) / 'summary.md'}")
+
+
+def _add_run(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("run", help="run an augmentation study from a YAML config (pipelines/*.yaml)",
+                                 description="Cohort, split, preprocessing, per-class generators, synthetic images, "
+                                             "classifiers over repeated runs and the report; re-running resumes.")
+    parser.add_argument("config", type=Path, help="study YAML, for example pipelines/demo.yaml")
+    parser.add_argument("--runs", type=int, default=None, help="override the number of runs (may grow on resume)")
+    parser.set_defaults(handler=_run)
+
+
 SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_example_cohort, _add_cohort, _add_split, _add_preprocess, _add_train_generator,
-    _add_generate)
+    _add_generate, _add_run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ from medaug.data.clinica import read_caps_t1_linear, read_labels
 from medaug.data.dataset import cohort_dataset
 from medaug.data.splits import assert_disjoint, load_split
 from medaug.errors import InputDataError
+from medaug.io import write_text
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,20 @@ def _resized(rows: pd.DataFrame, spatial_shape: tuple[int, ...]):
     transform = [Resized("image", spatial_shape, mode="trilinear"), ScaleIntensityd("image", minv=0.0, maxv=1.0)]
     dataset = cohort_dataset(rows.assign(diagnosis="x"), transform, labels={"x": 0})
     return [dataset[i] for i in range(len(dataset))]
+
+
+def record_training_data(model_dir: str | os.PathLike, label: str, train_rows: pd.DataFrame,
+                         validation_rows: pd.DataFrame, spatial_shape: tuple[int, ...], **extra) -> None:
+    """Add the training data's identity to ``model_dir/provenance.json``: label, image paths,
+    training-set SHA-256 and the image affine that synthetic images are written with."""
+    provenance = Path(model_dir) / "provenance.json"
+    record = json.loads(provenance.read_text())
+    record.update(label=label, train_images=train_rows["path"].tolist(),
+                  train_participants=sorted(train_rows["participant_id"].unique()),
+                  validation_images=validation_rows["path"].tolist(),
+                  training_set_sha256=fingerprint(train_rows["path"].tolist()),
+                  image_affine=resized_affine(train_rows, spatial_shape).tolist(), **extra)
+    write_text(provenance, json.dumps(record, indent=2) + "\n")
 
 
 def fingerprint(paths: list[str]) -> str:

@@ -19,10 +19,13 @@ REFERENCE_FC = (1300, 50)
 
 
 class Conv5FC3(nn.Module):
-    """Baseline CNN classifier for (C, X, Y, Z) (or 2D (C, X, Y)) inputs; outputs class logits."""
+    """Baseline CNN classifier for (C, X, Y, Z) (or 2D (C, X, Y)) inputs; outputs class logits.
+
+    ``channels`` sets the number and widths of the conv blocks, ``fc_scale`` multiplies the
+    fully connected widths (both varied by the optimized-CNN search)."""
 
     def __init__(self, input_shape: Sequence[int], classes: int = 2, channels: Sequence[int] = (8, 16, 32, 64, 128),
-                 dropout: float = 0.5) -> None:
+                 dropout: float = 0.5, fc_scale: float = 1.0) -> None:
         super().__init__()
         dims = len(input_shape) - 1
         conv, norm, pool = ((nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d) if dims == 3 else
@@ -34,7 +37,7 @@ class Conv5FC3(nn.Module):
             previous, shape = width, [s // 2 for s in shape]
         self.features = nn.Sequential(*layers, nn.Flatten())
         flat = previous * math.prod(shape)
-        hidden = [max(8, round(width * flat / REFERENCE_FLAT)) for width in REFERENCE_FC]
+        hidden = [max(8, round(fc_scale * width * flat / REFERENCE_FLAT)) for width in REFERENCE_FC]
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(flat, hidden[0]), nn.LeakyReLU(),
                                         nn.Linear(hidden[0], hidden[1]), nn.LeakyReLU(),
                                         nn.Linear(hidden[1], classes))

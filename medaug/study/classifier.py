@@ -21,13 +21,16 @@ class ClassifierTraining:
     weight_decay: float = 1e-4
     batch_size: int = 8
     seed: int = 0
+    device: str = "cpu"
 
 
 def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 16) -> np.ndarray:
-    """Softmax class probabilities (N, classes) in evaluation mode."""
+    """Softmax class probabilities (N, classes) in evaluation mode, on the model's device."""
     model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return torch.cat([torch.softmax(model(part), dim=1) for part in images.split(batch_size)]).numpy()
+        return torch.cat([torch.softmax(model(part.to(device)), dim=1).cpu()
+                          for part in images.split(batch_size)]).numpy()
 
 
 def train_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
@@ -37,6 +40,7 @@ def train_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
     accuracy (first best on ties) and the per-epoch log (loss, validation balanced accuracy)."""
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
+    model.to(settings.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     loss_function = nn.CrossEntropyLoss()
     x, y = train
@@ -48,7 +52,8 @@ def train_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
         for index in torch.randperm(len(x), generator=generator).split(settings.batch_size):
             if len(index) < 2:  # batch norm needs two samples
                 continue
-            loss = loss_function(model(x[index]), y[index])
+            batch, target = x[index].to(settings.device), y[index].to(settings.device)
+            loss = loss_function(model(batch), target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

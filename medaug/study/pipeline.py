@@ -1,0 +1,93 @@
+"""Run a whole augmentation study from its config, resumably (``medaug run pipelines/<name>.yaml``).
+
+Run folder: ``config.yaml`` (the resolved config), ``cohort.tsv``, ``split/``, ``caps/``
+(preprocessing cache), ``generators/<label>/``, ``synthetic/<sampler>/`` (BIDS derivative),
+``search/`` (optimized CNN), ``runs/…`` (one folder per task), then ``metrics.tsv``,
+``summary.tsv``, ``summary.md``, ``differences.tsv``, ``gan.tsv``, ``memorization.tsv`` and
+``figures/``. Re-running skips every finished step; the same folder only accepts the same config
+(``runs`` may grow).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from tqdm import tqdm
+
+from medaug.errors import ConfigError, OutputExistsError
+from medaug.io import write_json, write_text, write_tsv
+from medaug.study.config import StudyConfig
+from medaug.study.data import StudyData, prepare_data
+from medaug.study.report import memorization_table, plot_synthetic_slices, write_report
+from medaug.study.search import CNNArchitecture, random_search
+from medaug.study.synthesis import fit_generators, synthetic_pools
+from medaug.study.tasks import METRICS_FILE, StudyContext, run_task, study_tasks
+
+logger = logging.getLogger(__name__)
+
+
+def _check_folder(config: StudyConfig, run_dir: Path) -> None:
+    """Refuse an output inside an input dataset, or a folder holding another study."""
+    for source in [config.data.bids, *(t.bids for t in config.data.independent_tests)]:
+        if run_dir.resolve().is_relative_to(Path(source).resolve()):
+            raise ConfigError(f"output {run_dir} is inside the input dataset {source}; write it elsewhere")
+    recorded = run_dir / "config.yaml"
+    current = config.to_dict()
+    if recorded.exists():
+        previous = yaml.safe_load(recorded.read_text())
+        if {**previous, "runs": None} != {**current, "runs": None}:
+            raise OutputExistsError(f"{run_dir} holds a study with another config ({recorded}); use a new output "
+                                    "folder (only 'runs' may change between re-runs)")
+    write_text(recorded, yaml.safe_dump(current, sort_keys=False))
+
+
+def _optimized_architecture(config: StudyConfig, data: StudyData, run_dir: Path) -> CNNArchitecture:
+    best = run_dir / "search" / "best.json"
+    if best.exists():
+        return CNNArchitecture.from_dict(json.loads(best.read_text()))
+    search = config.search
+    architecture, trials = random_search(data.train.images, data.train.labels,
+                                         data.train.rows["participant_id"].to_numpy(), trials=search.trials,
+                                         folds=search.folds, epochs=search.epochs, seed=search.seed,
+                                         base=config.classifier_training)
+    write_tsv(run_dir / "search" / "trials.tsv", trials)
+    write_json(best, architecture.to_dict())
+    return architecture
+
+
+def run_study(config: StudyConfig) -> dict:
+    """Every step of the study, skipping finished ones; returns the report tables."""
+    run_dir = Path(config.output)
+    _check_folder(config, run_dir)
+    data = prepare_data(config, run_dir)
+    context = StudyContext(config, data)
+    memorization = pd.DataFrame()
+    if config.needs_synthetic:
+        generators = fit_generators(config, data, run_dir)
+        context.pools = synthetic_pools(config, data, generators, run_dir)
+        memorization = memorization_table(context.pools, data.train.images, data.train.labels, data.test.images,
+                                          data.test.labels, config.data.labels, config.memorization_quantile)
+        plot_synthetic_slices(data.train.images, data.train.labels, context.pools, config.data.labels,
+                              run_dir / "figures" / "synthetic_vs_real.png")
+    if "cnn-optimized" in config.classifiers:
+        context.optimized = _optimized_architecture(config, data, run_dir)
+    tasks = study_tasks(config)
+    frames = []
+    for task in tqdm(tasks, desc="study runs", unit="run"):
+        done = run_dir / task.folder / METRICS_FILE
+        if not done.exists():
+            run_task(task, context, run_dir)
+        # the task folder is the single source of results, fresh or resumed
+        frames.append(pd.read_csv(done, sep="\t", na_values=["n/a"], keep_default_na=False))
+    metrics = pd.concat(frames, ignore_index=True)
+    metrics["sampler"] = metrics["sampler"].fillna("n/a")
+    report = write_report(run_dir, config.name, metrics, memorization, config.seed)
+    logger.info("study %s: %d runs in %s; report %s", config.name, len(tasks), run_dir, run_dir / "summary.md")
+    return {"metrics": metrics, "memorization": memorization, **report, "tasks": len(tasks),
+            "n_images": {name: int(len(getattr(data, name).rows)) for name in ("train", "validation", "test")},
+            "seeds": np.unique(metrics["seed"]).tolist()}

@@ -1,0 +1,160 @@
+"""One study task = (classifier, training-set condition, run): build the training set, train,
+evaluate on the test split (and independent cohorts; the real-only classifier also on each
+sampler's synthetic pool, the GAN-test of thesis Table 1.2), write the task's folder.
+
+Task folder ``runs/<classifier>/<condition>/run-<r>/``: ``predictions.tsv`` (ClinicaDL-like
+columns), ``training_log.tsv`` (CNNs) and ``metrics.tsv``, written last, which marks it done.
+Run ``r`` uses seed ``config.seed + r`` for the network, the data order and classic augmentation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medaug.data.splits import assert_disjoint
+from medaug.io import write_tsv
+from medaug.study.classifier import predict_proba, train_classifier
+from medaug.study.config import StudyConfig
+from medaug.study.data import ImageSet, StudyData
+from medaug.study.metrics import classification_metrics
+from medaug.study.search import CNNArchitecture
+from medaug.study.sklearn_models import downsample, sklearn_classifier
+from medaug.study.training_sets import build_training_set
+
+logger = logging.getLogger(__name__)
+METRICS_FILE = "metrics.tsv"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A training set: ``kind`` among real / synthetic / real+synthetic / classic, with its sizes."""
+
+    kind: str
+    sampler: str | None = None
+    per_class: int = 0
+    copies: int = 0
+
+    @property
+    def name(self) -> str:
+        if self.kind == "classic":
+            return f"classic-x{self.copies}"
+        if self.sampler is not None:
+            return f"{self.kind}-{self.sampler}-n{self.per_class}"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class StudyTask:
+    classifier: str
+    condition: Condition
+    run: int
+
+    @property
+    def folder(self) -> Path:
+        return Path("runs") / self.classifier / self.condition.name / f"run-{self.run:02d}"
+
+
+@dataclass
+class StudyContext:
+    """Everything a task reads: the config, image sets, synthetic pools and the searched CNN."""
+
+    config: StudyConfig
+    data: StudyData
+    pools: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    optimized: CNNArchitecture | None = None
+
+
+def study_conditions(config: StudyConfig) -> list[Condition]:
+    conditions = []
+    for kind in config.conditions:
+        if kind == "real":
+            conditions.append(Condition("real"))
+        elif kind == "classic":
+            conditions += [Condition("classic", copies=k) for k in config.classic_copies]
+        else:
+            conditions += [Condition(kind, spec.name, n) for spec in config.samplers for n in config.synthetic_per_class]
+    return conditions
+
+
+def study_tasks(config: StudyConfig) -> list[StudyTask]:
+    return [StudyTask(classifier, condition, run) for classifier in config.classifiers
+            for condition in study_conditions(config) for run in range(config.runs)]
+
+
+def _evaluation_sets(context: StudyContext, task: StudyTask) -> dict[str, ImageSet]:
+    sets = {"test": context.data.test, **context.data.independent}
+    if task.condition.kind == "real":
+        for sampler, pool in context.pools.items():
+            rows, images, labels = [], [], []
+            for code, label in enumerate(context.config.data.labels):
+                clean = "".join(ch for ch in label if ch.isalnum())
+                rows += [{"participant_id": f"sub-synth{clean}{i + 1:04d}", "session_id": "n/a", "diagnosis": label}
+                         for i in range(len(pool[code]))]
+                images.append(pool[code])
+                labels.append(torch.full((len(pool[code]),), code))
+            sets[f"synthetic-{sampler}"] = ImageSet(pd.DataFrame(rows), torch.cat(images), torch.cat(labels))
+    return sets
+
+
+def _fit_predict(context: StudyContext, task: StudyTask, train, seed: int, sets: dict[str, ImageSet]):
+    """Train the task's classifier; return the probabilities on each evaluation set and the training log."""
+    config, data = context.config, context.data
+    if task.classifier.startswith("sklearn-"):
+        model = sklearn_classifier(task.classifier.removeprefix("sklearn-"), seed)
+        model.fit(downsample(train.images), train.labels.numpy())
+        return {name: model.predict_proba(downsample(s.images)) for name, s in sets.items()}, None
+    architecture = context.optimized if task.classifier == "cnn-optimized" else CNNArchitecture(
+        learning_rate=config.classifier_training.learning_rate, weight_decay=config.classifier_training.weight_decay)
+    torch.manual_seed(seed)
+    network = architecture.build(tuple(train.images.shape[1:]), classes=len(config.data.labels))
+    settings = architecture.training(config.classifier_training, seed)
+    settings.device = config.device
+    network, log = train_classifier(network, (train.images, train.labels),
+                                    (data.validation.images, data.validation.labels), settings,
+                                    classes=config.data.labels)
+    return {name: predict_proba(network, s.images) for name, s in sets.items()}, pd.DataFrame(log)
+
+
+def run_task(task: StudyTask, context: StudyContext, run_dir: Path) -> pd.DataFrame:
+    """Train and evaluate one task and write its folder; returns its metrics rows."""
+    config, data = context.config, context.data
+    seed = config.seed + task.run
+    assert_disjoint(train=data.train.rows, validation=data.validation.rows, test=data.test.rows)
+    condition = task.condition
+    train = build_training_set(data.train.images, data.train.labels, condition.kind,
+                               synthetic=context.pools.get(condition.sampler), synthetic_per_class=condition.per_class,
+                               copies=condition.copies, seed=seed)
+    sets = _evaluation_sets(context, task)
+    probabilities, log = _fit_predict(context, task, train, seed, sets)
+    names = np.array(config.data.labels)
+    positive = config.data.labels.index(config.data.positive)
+    predictions, metrics = [], []
+    for name, image_set in sets.items():
+        proba = probabilities[name]
+        predicted = names[proba.argmax(1)]
+        truth = names[image_set.labels.numpy()]
+        table = image_set.rows[["participant_id", "session_id"]].reset_index(drop=True).assign(
+            test_set=name, true_label=truth, predicted_label=predicted,
+            **{f"proba_{label}": proba[:, i] for i, label in enumerate(names)})
+        predictions.append(table)
+        scores = classification_metrics(truth, predicted, proba[:, positive], positive=config.data.positive)
+        metrics.append({"classifier": task.classifier, "condition": condition.name, "kind": condition.kind,
+                        "sampler": condition.sampler or "n/a", "synthetic_per_class": condition.per_class,
+                        "copies": condition.copies, "run": task.run, "seed": seed, "test_set": name,
+                        "n_train": len(train.images), "n_train_synthetic": int(train.synthetic.sum()), **scores})
+    folder = run_dir / task.folder
+    write_tsv(folder / "predictions.tsv", pd.concat(predictions, ignore_index=True))
+    if log is not None:
+        write_tsv(folder / "training_log.tsv", log)
+    frame = pd.DataFrame(metrics)
+    write_tsv(folder / METRICS_FILE, frame)
+    test = frame[frame["test_set"] == "test"].iloc[0]
+    logger.info("%s %s run %d: test balanced accuracy %.3f", task.classifier, condition.name, task.run,
+                test["balanced_accuracy"])
+    return frame

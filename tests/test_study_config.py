@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medaug.errors import ConfigError
+from medaug.study.config import StudyConfig, load_study_config
+from medaug.study.tasks import study_conditions, study_tasks
+
+BASE = {"name": "t", "output": "out", "data": {"bids": "bids"}}
+
+
+def _write(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **changes}))
+    return path
+
+
+def test_config_resolves_paths_and_round_trips(tmp_path):
+    config = load_study_config(_write(tmp_path, samplers=[{"name": "geometric", "options": {"steps": 5}}],
+                                      synthetic_per_class=[10, 20], classic_copies=[2]))
+    assert config.data.bids == str((tmp_path / "bids").resolve())
+    assert config.output == str((tmp_path / "out").resolve())
+    again = StudyConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict())))
+    assert again == config
+    assert config.generator_config().input_shape == (1, 84, 104, 89)
+    names = [c.name for c in study_conditions(config)]
+    assert names == ["real", "synthetic-geometric-n10", "synthetic-geometric-n20", "real+synthetic-geometric-n10",
+                     "real+synthetic-geometric-n20", "classic-x2"]
+    assert len(study_tasks(config)) == len(names) * config.runs
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"colour": 1}, r"unknown study option\(s\) \['colour'\]"),
+    ({"data": {"bids": "b", "positive": "MCI"}}, "data.positive 'MCI' is not one of"),
+    ({"data": {"bids": "b", "sessions": "last"}}, "data.sessions must be"),
+    ({"conditions": ["real", "gan"]}, r"unknown condition\(s\) \['gan'\]"),
+    ({"conditions": ["synthetic"]}, "must include 'real'"),
+    ({"classifiers": ["xgboost"]}, r"unknown classifier\(s\) \['xgboost'\]"),
+    ({"samplers": [{"name": "magic"}]}, "unknown sampler 'magic'"),
+    ({"generator": {"model": "gan"}}, "unknown model 'gan'"),
+    ({"generator": {"input_shape": [1, 2, 3, 4]}}, "comes from preprocessing.size"),
+    ({"trainer": {"lr": 1}}, r"unknown trainer option\(s\) \['lr'\]"),
+    ({"preprocessing": {"pipeline": {"n4": True, "colour": 2}}}, "unknown"),
+    ({"split": {"test_per_label": -1}}, "test_per_label must be"),
+    ({"train_subset": "train_n"}, "needs split.train_n"),
+    ({"runs": 0}, "runs must be"),
+    ({"device": "tpu"}, "device must be"),
+    ({"synthetic_per_class": [0]}, "synthetic_per_class ≥ 1"),
+])
+def test_bad_configs_name_the_problem(tmp_path, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        load_study_config(_write(tmp_path, **changes))
+
+
+def test_missing_or_invalid_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_study_config(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_study_config(tmp_path / "bad.yaml")
+    (tmp_path / "short.yaml").write_text("name: x\n")
+    with pytest.raises(ConfigError, match="lacks data, output"):
+        load_study_config(tmp_path / "short.yaml")
+
+
+def test_shipped_pipelines_are_valid():
+    for path in sorted((Path(__file__).parents[1] / "pipelines").glob("*.yaml")):
+        config = load_study_config(path)
+        assert config.runs >= 1 and "real" in config.conditions, path

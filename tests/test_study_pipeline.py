@@ -1,0 +1,88 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medaug.data.example_cohort import ExampleCohortConfig, build_example_cohort
+from medaug.errors import ConfigError, OutputExistsError
+from medaug.study.config import StudyConfig
+from medaug.study.pipeline import run_study
+
+
+@pytest.fixture(scope="module")
+def study_cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "bids"
+    build_example_cohort(out, ExampleCohortConfig(subjects_per_label=5, resolution_mm=6.0, seed=3, effect=3.0))
+    return out
+
+
+def _config(bids, output, **changes) -> StudyConfig:
+    data = {"name": "tiny", "output": str(output), "seed": 0,
+            "data": {"bids": str(bids), "labels": ["CN", "AD"], "positive": "AD"},
+            "preprocessing": {"enabled": False, "size": [12, 14, 12]},
+            "split": {"test_per_label": 1, "p_threshold": 0.0},
+            "generator": {"model": "rhvae", "latent_dim": 2, "hidden": [32], "metric_hidden": 16},
+            "trainer": {"max_epochs": 3, "batch_size": 4},
+            "samplers": [{"name": "prior"}, {"name": "rhvae-hmc", "options": {"steps": 5, "leapfrog_steps": 3}}],
+            "synthetic_per_class": [4], "conditions": ["real", "synthetic", "real+synthetic", "classic"],
+            "classic_copies": [1], "classifiers": ["cnn", "sklearn-knn"],
+            "classifier_training": {"epochs": 2, "batch_size": 4}, "runs": 2}
+    data.update(changes)
+    return StudyConfig.from_dict(data)
+
+
+@pytest.mark.slow
+def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, tmp_path, validator_errors):
+    config = _config(study_cohort, tmp_path / "a")
+    result = run_study(config)
+    run_dir = tmp_path / "a"
+    metrics = result["metrics"]
+    # 2 classifiers × (real, 2 synthetic, 2 real+synthetic, classic) × 2 runs
+    assert result["tasks"] == 2 * 6 * 2
+    test = metrics[metrics["test_set"] == "test"]
+    assert len(test) == 24 and test["balanced_accuracy"].between(0, 1).all()
+    # the real-only classifier is also scored on each synthetic pool (GAN-test)
+    assert set(metrics.loc[metrics["condition"] == "real", "test_set"]) == {"test", "synthetic-prior", "synthetic-rhvae-hmc"}
+    summary = pd.read_csv(run_dir / "summary.tsv", sep="\t")
+    row = summary[(summary["classifier"] == "cnn") & (summary["condition"] == "real") & (summary["test_set"] == "test")]
+    runs = test[(test["classifier"] == "cnn") & (test["condition"] == "real")]["balanced_accuracy"]
+    assert np.isclose(row["balanced_accuracy_mean"].iloc[0], runs.mean())
+    for name in ("config.yaml", "cohort.tsv", "split/split.tsv", "summary.md", "differences.tsv", "gan.tsv",
+                 "memorization.tsv", "figures/balanced_accuracy.png", "figures/synthetic_vs_real.png"):
+        assert (run_dir / name).is_file(), name
+    predictions = pd.read_csv(run_dir / "runs/cnn/real/run-00/predictions.tsv", sep="\t")
+    assert {"participant_id", "session_id", "true_label", "predicted_label", "proba_CN", "proba_AD"} <= set(predictions)
+    assert np.allclose(predictions[["proba_CN", "proba_AD"]].sum(axis=1), 1, atol=1e-5)
+    # synthetic images: labelled in name and sidecar, a valid BIDS derivative, generators never saw test subjects
+    images = sorted((run_dir / "synthetic" / "prior").rglob("*_T1w.nii.gz"))
+    assert len(images) == 8 and all("desc-synthetic" in p.name and "synth" in p.name for p in images)
+    assert json.loads(images[0].with_name(images[0].name.replace(".nii.gz", ".json")).read_text())["Synthetic"] is True
+    assert validator_errors(run_dir / "synthetic" / "prior") == []
+    split = pd.read_csv(run_dir / "split/split.tsv", sep="\t")
+    test_subjects = set(split.loc[split["split"] == "test", "participant_id"])
+    for label in ("CN", "AD"):
+        seen = json.loads((run_dir / "generators" / label / "best" / "provenance.json").read_text())["train_participants"]
+        assert seen and not set(seen) & test_subjects
+
+    # resume: nothing is retrained, results are the same; more runs add only the new ones
+    marker = run_dir / "runs/cnn/real/run-00/metrics.tsv"
+    stamp = marker.stat().st_mtime_ns
+    again = run_study(config)
+    assert marker.stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(again["metrics"], metrics)
+    more = run_study(_config(study_cohort, tmp_path / "a", runs=3))
+    assert more["tasks"] == 36 and (run_dir / "runs/cnn/real/run-02/metrics.tsv").exists()
+    assert marker.stat().st_mtime_ns == stamp
+    with pytest.raises(OutputExistsError, match="another config"):
+        run_study(_config(study_cohort, tmp_path / "a", seed=1))
+
+    # the same config and seed in a fresh folder give the same numbers
+    fresh = run_study(_config(study_cohort, tmp_path / "b"))
+    columns = ["classifier", "condition", "run", "test_set", "balanced_accuracy", "auc", "tp", "tn"]
+    pd.testing.assert_frame_equal(fresh["metrics"][columns], metrics[columns])
+
+
+def test_output_inside_the_input_dataset_is_refused(study_cohort):
+    with pytest.raises(ConfigError, match="inside the input dataset"):
+        run_study(_config(study_cohort, study_cohort / "derivatives" / "study"))

@@ -1,0 +1,99 @@
+import numpy as np
+import pandas as pd
+import torch
+
+from medaug.study.classifier import ClassifierTraining
+from medaug.study.report import gan_table, memorization_table, paired_differences, summary_table
+from medaug.study.search import CNNArchitecture, draw_architecture, random_search
+from medaug.study.sklearn_models import downsample, sklearn_classifier
+
+
+def _metrics():
+    rng = np.random.default_rng(0)
+    rows = []
+    for run in range(6):
+        for condition, kind, sampler, shift in (("real", "real", "n/a", 0.0), ("synthetic-prior-n5", "synthetic", "prior", -0.1),
+                                                ("real+synthetic-prior-n5", "real+synthetic", "prior", 0.05)):
+            for test_set in ("test", "synthetic-prior"):
+                value = 0.6 + shift + 0.02 * run + rng.normal(0, 0.01)
+                rows.append({"classifier": "cnn", "condition": condition, "kind": kind, "sampler": sampler,
+                             "synthetic_per_class": 5 if sampler != "n/a" else 0, "run": run, "test_set": test_set,
+                             **{m: value for m in ("balanced_accuracy", "sensitivity", "specificity", "accuracy", "f1",
+                                                   "auc")}})
+    return pd.DataFrame(rows)
+
+
+def test_summary_is_mean_and_sample_std_over_runs():
+    metrics = _metrics()
+    summary = summary_table(metrics)
+    row = summary[(summary["condition"] == "real+synthetic-prior-n5") & (summary["test_set"] == "test")].iloc[0]
+    values = metrics[(metrics["condition"] == "real+synthetic-prior-n5") & (metrics["test_set"] == "test")]["balanced_accuracy"]
+    assert row["runs"] == 6
+    assert np.isclose(row["balanced_accuracy_mean"], values.mean())
+    assert np.isclose(row["balanced_accuracy_std"], np.std(values, ddof=1))
+
+
+def test_paired_differences_pair_runs_and_cover_the_true_shift():
+    differences = paired_differences(_metrics())
+    row = differences[(differences["condition"] == "real+synthetic-prior-n5") & (differences["test_set"] == "test")].iloc[0]
+    assert row["runs"] == 6
+    assert abs(row["balanced_accuracy_difference"] - 0.05) < 0.02
+    assert row["ci_low"] <= row["balanced_accuracy_difference"] <= row["ci_high"]
+    assert row["ci_high"] - row["ci_low"] < 0.04  # paired: the shared run trend cancels
+
+
+def test_gan_train_and_gan_test_read_the_right_rows():
+    metrics = _metrics()
+    gan = gan_table(metrics).iloc[0]
+    synthetic = metrics[(metrics["condition"] == "synthetic-prior-n5") & (metrics["test_set"] == "test")]
+    real_on_synthetic = metrics[(metrics["condition"] == "real") & (metrics["test_set"] == "synthetic-prior")]
+    assert np.isclose(gan["gan_train_mean"], synthetic["balanced_accuracy"].mean())
+    assert np.isclose(gan["gan_test_mean"], real_on_synthetic["balanced_accuracy"].mean())
+
+
+def test_memorization_table_flags_copies_and_not_fresh_draws():
+    generator = torch.Generator().manual_seed(0)
+    train = torch.rand(400, 1, 4, 4, 4, generator=generator)
+    labels = torch.tensor([0, 1] * 200)
+    copies = train + 1e-4 * torch.randn(train.shape, generator=generator)
+    fresh = torch.rand(400, 1, 4, 4, 4, generator=generator)
+    test = torch.rand(200, 1, 4, 4, 4, generator=generator)
+    table = memorization_table({"copy": {0: copies[labels == 0], 1: copies[labels == 1]},
+                                "fresh": {0: fresh[:200], 1: fresh[200:]}}, train, labels, test,
+                               torch.tensor([0, 1] * 100), ("CN", "AD"), 0.05)
+    assert (table[table["sampler"] == "copy"]["fraction_below"] == 1.0).all()
+    # fresh draws from the training distribution fall below the 5% quantile about 5% of the time
+    assert (table[table["sampler"] == "fresh"]["fraction_below"] < 0.15).all()
+    assert (table["test_fraction_below"] < 0.15).all()
+
+
+def test_downsample_is_average_pooling_to_the_voxel_budget():
+    images = torch.rand(3, 1, 10, 12, 8)
+    features = downsample(images, voxels=60)  # factor 2 gives 5·6·4 = 120 > 60; factor 3 gives 4·4·3 = 48
+    assert features.shape == (3, 48)
+    assert np.isclose(features[0, 0], images[0, 0, :3, :3, :3].mean().item(), atol=1e-6)
+    assert downsample(images, voxels=10_000).shape == (3, 960)
+
+
+def test_sklearn_classifiers_separate_shifted_images():
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.tensor([0, 1] * 20)
+    images = torch.rand(40, 1, 6, 6, 6, generator=generator) + 0.5 * labels.view(-1, 1, 1, 1, 1)
+    for name in ("svm", "random_forest", "knn", "mlp"):
+        model = sklearn_classifier(name, seed=0).fit(downsample(images[:30]), labels[:30].numpy())
+        assert (model.predict(downsample(images[30:])) == labels[30:].numpy()).mean() >= 0.9, name
+
+
+def test_random_search_keeps_the_baseline_as_trial_zero_and_returns_the_best():
+    generator = torch.Generator().manual_seed(2)
+    labels = torch.tensor([0, 1] * 12)
+    images = torch.rand(24, 1, 8, 8, 8, generator=generator) + 0.8 * labels.view(-1, 1, 1, 1, 1)
+    groups = np.repeat(np.arange(12), 2)  # two images per subject, never split across folds
+    base = ClassifierTraining(epochs=2, batch_size=6, learning_rate=1e-3)
+    best, trials = random_search(images, labels, groups, trials=3, folds=2, epochs=2, seed=0, base=base)
+    assert trials.loc[0, "channels"] == [8, 16, 32, 64, 128] and trials.loc[0, "learning_rate"] == 1e-3
+    chosen = trials.loc[trials["cv_balanced_accuracy"].idxmax()]
+    assert list(best.channels) == list(chosen["channels"]) and best.learning_rate == chosen["learning_rate"]
+    drawn = draw_architecture(np.random.default_rng(5))
+    assert 3 <= len(drawn.channels) <= 5 and 1e-5 <= drawn.learning_rate <= 1e-3
+    assert CNNArchitecture.from_dict(drawn.to_dict()) == drawn
