@@ -15,7 +15,7 @@ from medaug.data.cohort import load_cohort
 from medaug.data.dataset import LoadT1wd
 from medaug.data.example_cohort import read_scanner_to_template
 from medaug.errors import OutputExistsError
-from medaug.preprocessing.pipeline import T1LinearConfig, t1_linear
+from medaug.preprocessing.pipeline import output_transforms, T1LinearConfig, t1_linear
 from medaug.preprocessing.registration import RegistrationConfig
 from medaug.preprocessing.runner import preprocess_cohort
 from medaug.preprocessing.template import CLINICA_CROP_AFFINE, CLINICA_CROP_SHAPE
@@ -34,7 +34,7 @@ def template_file(small_template, tmp_path_factory):
 
 def _config(template_file, **changes):
     return T1LinearConfig(template=str(template_file), n4_shrink_factor=2, registration=FAST,
-                          size=(21, 26, 22), **changes)
+                          **{"size": (21, 26, 22), **changes})
 
 
 def _mean_error(template_to_image, truth_scanner_to_template, template):
@@ -100,6 +100,13 @@ def test_batch_registers_good_images_and_records_bad_ones(tiny_cohort, template_
     pd.testing.assert_series_equal(again["status"], qc["status"])
     with pytest.raises(OutputExistsError, match="other parameters"):
         preprocess_cohort(table, caps, _config(template_file, min_ncc=0.9), sources=[bids])
+    # a new size reuses the registrations: only the resized copies are written, equal to resizing the 1 mm image
+    preprocess_cohort(table, caps, _config(template_file, size=(10, 13, 11)), sources=[bids])
+    assert (caps / first).stat().st_mtime_ns == stamp
+    small = read_caps_t1_linear(caps, resolution="10x13x11")
+    assert set(small["participant_id"]) == set(images["participant_id"])
+    expected = output_transforms((10, 13, 11))({"image": LoadT1wd()({"image": images["path"].iloc[0]})["image"]})
+    np.testing.assert_allclose(nib.load(small["path"].iloc[0]).get_fdata(), expected["image"][0].numpy(), atol=1e-5)
     with pytest.raises(Exception, match="overlaps the input dataset"):
         preprocess_cohort(table, bids / "derivatives" / "caps", _config(template_file), sources=[bids])
 

@@ -87,25 +87,36 @@ def process_image(row: dict, caps_dir: str, sources: list[str]) -> dict:
                                                            for r in data[TRANSFORM_KEY]) + "\n")
     image = data["image"]
     if config.size:
-        resized = output_transforms(config.size)({"image": image})["image"]
-        resized_path = caps_t1_linear_path(caps_dir, row["participant_id"], row["session_id"], space,
-                                           resolution="x".join(map(str, config.size)))
-        derivative.write_image(resized_path, resized[0], resized.affine.numpy(),
-                               {**provenance, "Description": f"{provenance['Description']}, "
-                                f"trilinear resize to {config.size}, min-max rescaled to [0, 1]"},
-                               sources=[row["path"]])
+        _write_resized(image, config.size, derivative, caps_dir, row, space, provenance)
     # the 1 mm image and its sidecar come last: their presence marks the image as finished
     derivative.write_image(out_path, image[0], image.affine.numpy(), provenance, sources=[row["path"]])
     status = "ok" if qc["pass"] else "flagged"
     return _qc_row(row, status, {"QC": qc}, qc["reason"], time.perf_counter() - start, str(out_path))
 
 
-def _finished(row: dict, caps_dir: Path, space: str) -> dict | None:
+def _write_resized(image, size, derivative: DerivativeDataset, caps_dir, row: dict, space: str,
+                   provenance: dict) -> None:
+    """The resized, min-max rescaled copy (``res-<X>x<Y>x<Z>``) of a 1 mm crop image."""
+    resized = output_transforms(size)({"image": image})["image"]
+    path = caps_t1_linear_path(caps_dir, row["participant_id"], row["session_id"], space,
+                               resolution="x".join(map(str, size)))
+    derivative.write_image(path, resized[0], resized.affine.numpy(),
+                           {**provenance, "Description": f"{provenance['Description']}, "
+                            f"trilinear resize to {size}, min-max rescaled to [0, 1]"}, sources=[row["path"]])
+
+
+def _finished(row: dict, caps_dir: Path, space: str, size: tuple[int, int, int] | None,
+              sources: list[str]) -> dict | None:
+    """The QC row of an already preprocessed image (adding a missing resized copy), else None."""
     path = caps_t1_linear_path(caps_dir, row["participant_id"], row["session_id"], space)
     sidecar = sidecar_path(path)
     if not (path.exists() and sidecar.exists()):
         return None
     recorded = json.loads(sidecar.read_text())
+    if size and not caps_t1_linear_path(caps_dir, row["participant_id"], row["session_id"], space,
+                                        resolution="x".join(map(str, size))).exists():
+        _write_resized(LoadT1wd()({"image": str(path)})["image"], size,
+                       DerivativeDataset(caps_dir, "medaug-t1-linear", sources), caps_dir, row, space, recorded)
     status = "ok" if recorded["QC"]["pass"] else "flagged"
     return _qc_row(row, status, recorded, recorded["QC"]["reason"], 0.0, str(path))
 
@@ -124,15 +135,17 @@ def preprocess_cohort(cohort: pd.DataFrame, caps_dir: str | os.PathLike, config:
     space = template.space
     DerivativeDataset(caps_dir, "medaug-t1-linear", sources, "Clinica t1-linear equivalent (SimpleITK)")
     recorded = caps_dir / CONFIG_FILE
-    if recorded.exists() and json.loads(recorded.read_text())["config"] != config.to_dict():
+    registration = {k: v for k, v in config.to_dict().items() if k != "size"}
+    if recorded.exists() and {k: v for k, v in json.loads(recorded.read_text())["config"].items()
+                              if k != "size"} != registration:
         raise OutputExistsError(f"{caps_dir} was preprocessed with other parameters ({recorded}); "
-                                "use a new output folder or the same parameters")
+                                "use a new output folder or the same parameters (only size may change)")
     write_json(recorded, {"config": config.to_dict()})
 
     rows = cohort[["participant_id", "session_id", "path"]].to_dict("records")
     results, todo = [], []
     for row in rows:
-        done = _finished(row, caps_dir, space)
+        done = _finished(row, caps_dir, space, config.size, sources)
         (results.append(done) if done else todo.append(row))
     if len(rows) > len(todo):
         logger.info("%d of %d images already preprocessed in %s: skipped", len(rows) - len(todo), len(rows), caps_dir)
