@@ -1,0 +1,21 @@
+import os
+from pathlib import Path
+
+import pytest
+
+TUTORIALS = Path(__file__).parents[1] / "tutorials"
+
+
+@pytest.mark.slow
+def test_augmentation_study_notebook_runs_at_tiny_size(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("MEDAUG_TUTORIAL_TINY", "1")
+    monkeypatch.setenv("MEDAUG_TUTORIAL_DIR", str(tmp_path))
+    notebook = nbformat.read(TUTORIALS / "augmentation_study.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert (tmp_path / "study" / "summary.md").is_file()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the figures are shown
