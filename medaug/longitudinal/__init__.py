@@ -1,0 +1,1 @@
+"""Longitudinal synthesis: per-subject sequences with missing visits, trajectory models, imputation."""

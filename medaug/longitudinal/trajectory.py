@@ -1,0 +1,188 @@
+"""Feature-mapping trajectory model (thesis ch. 5): features of each visit (from a trained VAE)
+are mapped to a straight line in ℝᵈ,
+
+    l_i(t) = exp(η_i)(t − τ_i) e₁ + Σ_{k≥2} λ_i^k e_k                         (Eq. 5.1)
+
+with η, τ inferred by an Elman RNN over the observed sequence, λ by an MLP on the first visit,
+and an MLP μ_θ back to feature space. Loss per subject (§5.2.2, Table 5.5 β = 0.1):
+
+    Σ_{j observed} ‖x_ij − μ_θ(l_i(t_j))‖² + β Σ_{κ∈{η,τ,λ}} KL(q(κ|x_i) ‖ p(κ)),
+
+priors η ~ N(0, σ_η²), τ ~ N(0, σ_τ²), λ ~ N(0, I). Missing visits are masked, never filled.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.mixture import GaussianMixture
+from torch import nn
+from tqdm import tqdm
+
+from medaug.configuration import config_from_dict, config_to_dict
+from medaug.errors import ConfigError
+from medaug.longitudinal.sequences import Sequences
+
+logger = logging.getLogger(__name__)
+
+
+def linear_trajectory(eta: torch.Tensor, tau: torch.Tensor, lam: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """Eq. 5.1 for a batch: eta, tau (N,), lam (N, d−1), times (N, T) → points (N, T, d)."""
+    along = (torch.exp(eta)[:, None] * (times - tau[:, None]))[..., None]
+    return torch.cat([along, lam[:, None, :].expand(-1, times.shape[1], -1)], dim=-1)
+
+
+def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor, prior_std: float) -> torch.Tensor:
+    """KL(N(mean, exp(log_var)) ‖ N(0, prior_std²)) summed over the last dimension."""
+    prior_var = prior_std ** 2
+    return 0.5 * (torch.exp(log_var) / prior_var + mean ** 2 / prior_var - 1.0 - log_var
+                  + np.log(prior_var)).sum(-1)
+
+
+@dataclass
+class TrajectoryConfig:
+    """Networks of Table 5.4 (ADNI column) and the priors / weighting of §5.2.2 and Table 5.5."""
+
+    feature_dim: int
+    trajectory_dim: int = 8
+    hidden: int = 512
+    rnn_layers: int = 3
+    sigma_eta: float = 1.0
+    sigma_tau: float = 1.0
+    beta: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.feature_dim < 1 or self.trajectory_dim < 2 or self.hidden < 1 or self.rnn_layers < 1:
+            raise ConfigError("feature_dim ≥ 1, trajectory_dim ≥ 2, hidden ≥ 1 and rnn_layers ≥ 1 are required")
+        if min(self.sigma_eta, self.sigma_tau, self.beta) <= 0:
+            raise ConfigError("sigma_eta, sigma_tau and beta must be > 0")
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrajectoryConfig:
+        return config_from_dict(cls, data, "trajectory model")
+
+
+class FeatureTrajectoryModel(nn.Module):
+    """q(η, τ | sequence) by an Elman RNN, q(λ | first visit) by an MLP, μ_θ by an MLP."""
+
+    def __init__(self, config: TrajectoryConfig) -> None:
+        super().__init__()
+        self.config = config
+        f, d, h = config.feature_dim, config.trajectory_dim, config.hidden
+        # input per step: features × mask, time, mask (missing visits carry no feature values)
+        self.rnn = nn.RNN(f + 2, h, num_layers=config.rnn_layers, nonlinearity="tanh", batch_first=True)
+        self.time_head = nn.Sequential(nn.Linear(h, 128), nn.ReLU(), nn.Linear(128, 4))   # η, τ: mean, log-var
+        self.space_head = nn.Sequential(nn.Linear(f + 1, h), nn.ReLU(), nn.Linear(h, 128), nn.ReLU(),
+                                        nn.Linear(128, 2 * (d - 1)))
+        self.to_features = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, f))
+
+    def posterior(self, sequences: Sequences) -> dict[str, torch.Tensor]:
+        """Means and log-variances of q(η), q(τ) (N,) and q(λ) (N, d−1)."""
+        mask = sequences.mask.float()[..., None]
+        steps = torch.cat([sequences.values * mask, sequences.times[..., None] * mask, mask], dim=-1)
+        hidden, _ = self.rnn(steps)
+        last = (sequences.mask.long().cumsum(1).argmax(1))  # index of the last observed visit
+        summary = hidden[torch.arange(len(sequences)), last]
+        eta_mean, eta_log_var, tau_mean, tau_log_var = self.time_head(summary).unbind(-1)
+        first, first_time = sequences.first_visit()
+        lam_mean, lam_log_var = self.space_head(torch.cat([first, first_time[:, None]], -1)).chunk(2, -1)
+        return {"eta": (eta_mean, eta_log_var), "tau": (tau_mean, tau_log_var), "lam": (lam_mean, lam_log_var)}
+
+    def decode(self, eta: torch.Tensor, tau: torch.Tensor, lam: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        """Features (N, T, f) along the trajectories at ``times`` (N, T)."""
+        return self.to_features(linear_trajectory(eta, tau, lam, times))
+
+    def loss(self, sequences: Sequences, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean over subjects of the masked reconstruction + β·KL of §5.2.2 (one posterior sample)."""
+        post = self.posterior(sequences)
+        draw = {k: m + torch.exp(0.5 * lv) * torch.randn(m.shape, generator=generator) for k, (m, lv) in post.items()}
+        predicted = self.decode(draw["eta"], draw["tau"], draw["lam"], sequences.times)
+        squared = ((predicted - sequences.values) ** 2).sum(-1) * sequences.mask
+        kl = (gaussian_kl(post["eta"][0][:, None], post["eta"][1][:, None], self.config.sigma_eta)
+              + gaussian_kl(post["tau"][0][:, None], post["tau"][1][:, None], self.config.sigma_tau)
+              + gaussian_kl(*post["lam"], 1.0))
+        return (squared.sum(1) + self.config.beta * kl).mean()
+
+    @torch.no_grad()
+    def predict(self, sequences: Sequences, times: torch.Tensor) -> torch.Tensor:
+        """Posterior-mean trajectory features at ``times`` (N, T): imputation and extrapolation."""
+        post = self.posterior(sequences)
+        return self.decode(post["eta"][0], post["tau"][0], post["lam"][0], times)
+
+
+def train_trajectory_model(model: FeatureTrajectoryModel, train: Sequences, validation: Sequences, *,
+                           epochs: int = 200, learning_rate: float = 1e-3, batch_size: int = 32,
+                           seed: int = 0) -> tuple[FeatureTrajectoryModel, list[dict]]:
+    """Adam; keeps the epoch with the lowest validation loss (Table 5.5 caption)."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    best, best_state, log = float("inf"), None, []
+    for epoch in tqdm(range(1, epochs + 1), desc="trajectory model", unit="epoch"):
+        model.train()
+        for index in torch.randperm(len(train), generator=generator).split(batch_size):
+            batch = _subset(train, index)
+            loss = model.loss(batch, generator)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            val = model.loss(validation, torch.Generator().manual_seed(seed)).item()
+        log.append({"epoch": epoch, "val_loss": val})
+        if val < best:
+            best, best_state = val, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return model.eval(), log
+
+
+def _subset(sequences: Sequences, index: torch.Tensor) -> Sequences:
+    chosen = [sequences.participants[i] for i in index.tolist()]
+    return Sequences(chosen, sequences.values[index], sequences.times[index], sequences.mask[index],
+                     sequences.rows[sequences.rows["participant_id"].isin(chosen)])
+
+
+@dataclass
+class TrajectorySampler:
+    """Generation (§5.2.2): λ from a Gaussian mixture fitted on the training posterior means,
+    η and τ from their priors; or a given subject's λ with prior η, τ (plausible futures)."""
+
+    model: FeatureTrajectoryModel
+    components: int = 5
+
+    def fit(self, train: Sequences, seed: int = 0) -> TrajectorySampler:
+        with torch.no_grad():
+            lam = self.model.posterior(train)["lam"][0].numpy()
+        self.mixture = GaussianMixture(min(self.components, len(lam)), reg_covar=1e-4, random_state=seed).fit(lam)
+        return self
+
+    def _time_parameters(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        config = self.model.config
+        return (config.sigma_eta * torch.randn(n, generator=generator),
+                config.sigma_tau * torch.randn(n, generator=generator))
+
+    @torch.no_grad()
+    def new_subjects(self, n: int, times: torch.Tensor, seed: int) -> torch.Tensor:
+        """Features (n, T, f) of fully synthetic subjects observed at ``times`` (T,)."""
+        generator = torch.Generator().manual_seed(seed)
+        self.mixture.random_state = seed
+        lam = torch.as_tensor(self.mixture.sample(n)[0], dtype=torch.float32)[torch.randperm(n, generator=generator)]
+        eta, tau = self._time_parameters(n, generator)
+        return self.model.decode(eta, tau, lam, times.expand(n, -1))
+
+    @torch.no_grad()
+    def futures(self, baseline: Sequences, draws: int, times: torch.Tensor, seed: int) -> torch.Tensor:
+        """``draws`` plausible trajectories (N, draws, T, f) for each subject's first visit."""
+        generator = torch.Generator().manual_seed(seed)
+        lam = self.model.posterior(baseline)["lam"][0]
+        n = len(baseline)
+        eta, tau = self._time_parameters(n * draws, generator)
+        features = self.model.decode(eta, tau, lam.repeat_interleave(draws, 0), times.expand(n * draws, -1))
+        return features.view(n, draws, *features.shape[1:])
