@@ -83,7 +83,8 @@ def test_trajectory_model_imputes_better_than_carry_forward_and_generates():
     train = build_sequences(rows[rows["participant_id"] < "sub-120"], values[: 120 * 6], scale)[0]
     test = build_sequences(rows[rows["participant_id"] >= "sub-120"], values[120 * 6:], scale)[0]
     model = FeatureTrajectoryModel(TrajectoryConfig(feature_dim=6, trajectory_dim=3, hidden=64, rnn_layers=1))
-    model, log = train_trajectory_model(model, train, test, epochs=150, learning_rate=3e-3, batch_size=32, seed=0)
+    model, log = train_trajectory_model(model, train, test, epochs=150, learning_rate=3e-3, batch_size=32,
+                                        visit_dropout=0.4, seed=0)
     assert log[-1]["val_loss"] < log[0]["val_loss"] / 3
     observed, hide = drop_visits(test, 0.4, seed=3)
     imputed = model.predict(observed, observed.times)
@@ -93,7 +94,7 @@ def test_trajectory_model_imputes_better_than_carry_forward_and_generates():
     for j in range(1, carried.shape[1]):
         carried[:, j] = torch.where(observed.mask[:, j, None], carried[:, j], carried[:, j - 1])
     carry_error = ((carried - test.values) ** 2).sum(-1)[hide].mean()
-    assert model_error < 0.5 * carry_error
+    assert model_error < 0.4 * carry_error
     sampler = TrajectorySampler(model).fit(train)
     synthetic = sampler.new_subjects(20, torch.linspace(0, 1, 5), seed=0)
     assert synthetic.shape == (20, 5, 6) and torch.isfinite(synthetic).all()

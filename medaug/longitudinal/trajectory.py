@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from medaug.configuration import config_from_dict, config_to_dict
 from medaug.errors import ConfigError
-from medaug.longitudinal.sequences import Sequences
+from medaug.longitudinal.sequences import Sequences, drop_visits
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +119,10 @@ class FeatureTrajectoryModel(nn.Module):
 
 def train_trajectory_model(model: FeatureTrajectoryModel, train: Sequences, validation: Sequences, *,
                            epochs: int = 200, learning_rate: float = 1e-3, batch_size: int = 32,
-                           seed: int = 0) -> tuple[FeatureTrajectoryModel, list[dict]]:
-    """Adam; keeps the epoch with the lowest validation loss (Table 5.5 caption)."""
+                           visit_dropout: float = 0.0, seed: int = 0) -> tuple[FeatureTrajectoryModel, list[dict]]:
+    """Adam; keeps the epoch with the lowest validation loss (Table 5.5 caption). With
+    ``visit_dropout`` each batch hides that fraction of follow-up visits at random, so that the
+    encoder learns to infer trajectories from incomplete sequences (imputation)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
@@ -129,6 +131,8 @@ def train_trajectory_model(model: FeatureTrajectoryModel, train: Sequences, vali
         model.train()
         for index in torch.randperm(len(train), generator=generator).split(batch_size):
             batch = _subset(train, index)
+            if visit_dropout:
+                batch = drop_visits(batch, visit_dropout, int(torch.randint(2**31, (1,), generator=generator)))[0]
             loss = model.loss(batch, generator)
             optimizer.zero_grad()
             loss.backward()
