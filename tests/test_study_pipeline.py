@@ -71,10 +71,11 @@ def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, tmp_pat
     again = run_study(config)
     assert marker.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(again["metrics"], metrics)
-    more = run_study(_config(study_cohort, tmp_path / "a", runs=3))
-    assert more["tasks"] == 36 and (run_dir / "runs/cnn/real/run-02/metrics.tsv").exists()
+    more = run_study(_config(study_cohort, tmp_path / "a", runs=3, classifiers=["cnn", "sklearn-knn", "sklearn-svm"]))
+    assert more["tasks"] == 54 and (run_dir / "runs/cnn/real/run-02/metrics.tsv").exists()
+    assert (run_dir / "runs/sklearn-svm/real/run-00/metrics.tsv").exists()
     assert marker.stat().st_mtime_ns == stamp
-    with pytest.raises(OutputExistsError, match="another config"):
+    with pytest.raises(OutputExistsError, match="other seed settings"):
         run_study(_config(study_cohort, tmp_path / "a", seed=1))
 
     # the same config and seed in a fresh folder give the same numbers

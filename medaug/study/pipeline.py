@@ -4,8 +4,9 @@ Run folder: ``config.yaml`` (the resolved config), ``cohort.tsv``, ``split/``, `
 (preprocessing cache), ``generators/<label>/``, ``synthetic/<sampler>/`` (BIDS derivative),
 ``search/`` (optimized CNN), ``runs/…`` (one folder per task), then ``metrics.tsv``,
 ``summary.tsv``, ``summary.md``, ``differences.tsv``, ``gan.tsv``, ``memorization.tsv`` and
-``figures/``. Re-running skips every finished step; the same folder only accepts the same config
-(``runs`` may grow).
+``figures/``. Re-running skips every finished step. A folder only accepts a config whose
+result-defining settings match (:data:`EXTENSIBLE` keys may change: more runs, classifiers,
+conditions or samplers add tasks; the report covers the tasks of the current config).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from medaug.study.synthesis import fit_generators, synthetic_pools
 from medaug.study.tasks import METRICS_FILE, StudyContext, run_task, study_tasks
 
 logger = logging.getLogger(__name__)
+EXTENSIBLE = ("name", "runs", "classifiers", "conditions", "classic_copies", "samplers", "synthetic_per_class",
+              "memorization_quantile")
 
 
 def _check_folder(config: StudyConfig, run_dir: Path) -> None:
@@ -40,9 +43,11 @@ def _check_folder(config: StudyConfig, run_dir: Path) -> None:
     current = config.to_dict()
     if recorded.exists():
         previous = yaml.safe_load(recorded.read_text())
-        if {**previous, "runs": None} != {**current, "runs": None}:
-            raise OutputExistsError(f"{run_dir} holds a study with another config ({recorded}); use a new output "
-                                    "folder (only 'runs' may change between re-runs)")
+        changed = sorted(k for k in set(previous) | set(current)
+                         if k not in EXTENSIBLE and previous.get(k) != current.get(k))
+        if changed:
+            raise OutputExistsError(f"{run_dir} holds a study with other {', '.join(changed)} settings ({recorded}); "
+                                    f"use a new output folder (only {', '.join(EXTENSIBLE)} may change)")
     write_text(recorded, yaml.safe_dump(current, sort_keys=False))
 
 
