@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up medaug, then run one job.
-#   bash setup.sh quickstart   install, then build the example cohort and print its summary
+#   bash setup.sh quickstart   install, then run the demo augmentation study on the bundled example cohort
 #   bash setup.sh test         install with the test extras, then run the test suite
 # Environment: an active virtualenv / conda env is used as it is; otherwise ./.venv is created.
 # torch: kept when already importable (for example a CUDA build); otherwise the CPU build
@@ -30,6 +30,5 @@ case "$job" in
   test)
     exec "$py" -m pytest "$@" ;;
   quickstart)
-    exec "$py" -m medaug example-cohort outputs/quickstart/bids --subjects-per-label 8 \
-      --resolution 2 --sessions M000,M012,M024 --seed 0 --jobs 2 "$@" ;;
+    exec "$py" -m medaug run pipelines/demo.yaml "$@" ;;
 esac

@@ -17,6 +17,13 @@ def study_cohort(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def other_cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("other") / "bids"
+    build_example_cohort(out, ExampleCohortConfig(subjects_per_label=2, resolution_mm=6.0, seed=11, effect=3.0))
+    return out
+
+
 def _config(bids, output, **changes) -> StudyConfig:
     data = {"name": "tiny", "output": str(output), "seed": 0,
             "data": {"bids": str(bids), "labels": ["CN", "AD"], "positive": "AD"},
@@ -33,8 +40,10 @@ def _config(bids, output, **changes) -> StudyConfig:
 
 
 @pytest.mark.slow
-def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, tmp_path, validator_errors):
-    config = _config(study_cohort, tmp_path / "a")
+def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, other_cohort, tmp_path, validator_errors):
+    independent = {"bids": str(study_cohort), "labels": ["CN", "AD"], "positive": "AD",
+                   "independent_tests": [{"name": "other", "bids": str(other_cohort)}]}
+    config = _config(study_cohort, tmp_path / "a", data=independent)
     result = run_study(config)
     run_dir = tmp_path / "a"
     metrics = result["metrics"]
@@ -43,7 +52,11 @@ def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, tmp_pat
     test = metrics[metrics["test_set"] == "test"]
     assert len(test) == 24 and test["balanced_accuracy"].between(0, 1).all()
     # the real-only classifier is also scored on each synthetic pool (GAN-test)
-    assert set(metrics.loc[metrics["condition"] == "real", "test_set"]) == {"test", "synthetic-prior", "synthetic-rhvae-hmc"}
+    assert set(metrics.loc[metrics["condition"] == "real", "test_set"]) == {"test", "other", "synthetic-prior",
+                                                                             "synthetic-rhvae-hmc"}
+    # every run is also scored on the independent cohort (its 4 baseline images)
+    other = metrics[metrics["test_set"] == "other"]
+    assert len(other) == 24 and (other["tp"] + other["tn"] + other["fp"] + other["fn"] == 4).all()
     summary = pd.read_csv(run_dir / "summary.tsv", sep="\t")
     row = summary[(summary["classifier"] == "cnn") & (summary["condition"] == "real") & (summary["test_set"] == "test")]
     runs = test[(test["classifier"] == "cnn") & (test["condition"] == "real")]["balanced_accuracy"]
@@ -68,22 +81,26 @@ def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, tmp_pat
     # resume: nothing is retrained, results are the same; more runs add only the new ones
     marker = run_dir / "runs/cnn/real/run-00/metrics.tsv"
     stamp = marker.stat().st_mtime_ns
-    again = run_study(config)
+    again = run_study(_config(study_cohort, tmp_path / "a", data=independent))
     assert marker.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(again["metrics"], metrics)
-    more = run_study(_config(study_cohort, tmp_path / "a", runs=3, classifiers=["cnn", "sklearn-knn", "sklearn-svm"]))
+    more = run_study(_config(study_cohort, tmp_path / "a", data=independent, runs=3,
+                                 classifiers=["cnn", "sklearn-knn", "sklearn-svm"]))
     assert more["tasks"] == 54 and (run_dir / "runs/cnn/real/run-02/metrics.tsv").exists()
     assert (run_dir / "runs/sklearn-svm/real/run-00/metrics.tsv").exists()
     assert marker.stat().st_mtime_ns == stamp
     with pytest.raises(OutputExistsError, match="other seed settings"):
-        run_study(_config(study_cohort, tmp_path / "a", seed=1))
+        run_study(_config(study_cohort, tmp_path / "a", data=independent, seed=1))
 
     # the same config and seed in a fresh folder give the same numbers
-    fresh = run_study(_config(study_cohort, tmp_path / "b"))
+    fresh = run_study(_config(study_cohort, tmp_path / "b", data=independent))
     columns = ["classifier", "condition", "run", "test_set", "balanced_accuracy", "auc", "tp", "tn"]
     pd.testing.assert_frame_equal(fresh["metrics"][columns], metrics[columns])
 
 
-def test_output_inside_the_input_dataset_is_refused(study_cohort):
+def test_output_inside_the_input_dataset_or_a_non_independent_test_cohort_is_refused(study_cohort, tmp_path):
     with pytest.raises(ConfigError, match="inside the input dataset"):
         run_study(_config(study_cohort, study_cohort / "derivatives" / "study"))
+    same = {"bids": str(study_cohort), "independent_tests": [{"name": "again", "bids": str(study_cohort)}]}
+    with pytest.raises(ConfigError, match="is the study's own dataset"):
+        run_study(_config(study_cohort, tmp_path / "c", data=same))

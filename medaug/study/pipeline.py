@@ -39,6 +39,10 @@ def _check_folder(config: StudyConfig, run_dir: Path) -> None:
     for source in [config.data.bids, *(t.bids for t in config.data.independent_tests)]:
         if run_dir.resolve().is_relative_to(Path(source).resolve()):
             raise ConfigError(f"output {run_dir} is inside the input dataset {source}; write it elsewhere")
+    for cohort in config.data.independent_tests:
+        if Path(cohort.bids).resolve() == Path(config.data.bids).resolve():
+            raise ConfigError(f"independent test cohort {cohort.name!r} is the study's own dataset {cohort.bids}; "
+                              "an independent cohort must hold other subjects")
     recorded = run_dir / "config.yaml"
     current = config.to_dict()
     if recorded.exists():
