@@ -83,8 +83,9 @@ def study_conditions(config: StudyConfig) -> list[Condition]:
 
 
 def study_tasks(config: StudyConfig) -> list[StudyTask]:
-    return [StudyTask(classifier, condition, run) for classifier in config.classifiers
-            for condition in study_conditions(config) for run in range(config.runs)]
+    """Run-major order: an interrupted study has complete, paired runs of every condition."""
+    return [StudyTask(classifier, condition, run) for run in range(config.runs) for classifier in config.classifiers
+            for condition in study_conditions(config)]
 
 
 def _evaluation_sets(context: StudyContext, task: StudyTask) -> dict[str, ImageSet]:
