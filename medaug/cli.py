@@ -299,12 +299,14 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    import dataclasses
+
     from medaug.study.config import load_study_config
     from medaug.study.pipeline import run_study
 
     config = load_study_config(args.config)
     if args.runs is not None:
-        config.runs = args.runs
+        config = dataclasses.replace(config, runs=args.runs)  # validated like the file
     result = run_study(config)
     test = result["summary"][result["summary"]["test_set"] == "test"]
     for row in test.itertuples():

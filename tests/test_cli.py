@@ -31,6 +31,7 @@ def test_help_and_version_from_console():
     (["example-cohort", "out", "--sessions", "M012,M000"], "increasing order"),
     (["example-cohort", "out", "--missing-rate", "1.5"], "missing_rate"),
     (["example-cohort", "out", "--jobs", "0"], "jobs must be"),
+    (["run", "missing.yaml"], "study config missing.yaml not found"),
 ])
 def test_bad_arguments_exit_2_with_message(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -71,3 +72,16 @@ def test_cohort_command_baseline_and_labels(tiny_cohort, tmp_path):
     assert list(table.columns) == ["participant_id", "session_id", "diagnosis", "age", "sex"]
     assert table["participant_id"].is_unique and set(table["session_id"]) == {"ses-M000"}
     assert len(table) == truth["participant_id"].nunique()
+
+
+def test_run_rejects_a_bad_study_config(tmp_path, capsys):
+    config = tmp_path / "study.yaml"
+    config.write_text("name: t\noutput: out\ndata: {bids: bids}\ncolour: red\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(config)])
+    assert exit_info.value.code == 2 and "unknown study option(s) ['colour']" in capsys.readouterr().err
+    config.write_text("name: t\noutput: out\ndata: {bids: bids}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(config), "--runs", "0"])
+    assert exit_info.value.code == 2 and "runs must be ≥ 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -42,9 +42,10 @@ class CNNArchitecture:
     def build(self, input_shape, classes: int = 2) -> Conv5FC3:
         return Conv5FC3(input_shape, classes, self.channels, self.dropout, self.fc_scale)
 
-    def training(self, base: ClassifierTraining, seed: int, epochs: int | None = None) -> ClassifierTraining:
+    def training(self, base: ClassifierTraining, seed: int, epochs: int | None = None,
+                 device: str | None = None) -> ClassifierTraining:
         return dataclasses.replace(base, learning_rate=self.learning_rate, weight_decay=self.weight_decay, seed=seed,
-                                   epochs=epochs or base.epochs)
+                                   epochs=epochs or base.epochs, device=device or base.device)
 
     def to_dict(self) -> dict:
         return config_to_dict(self)

@@ -22,7 +22,7 @@ from medaug.generative.persistence import load_generator
 from medaug.generative.trainer import TrainerConfig, train_generator
 from medaug.generative.training_data import record_training_data
 from medaug.sampling.samplers import build_sampler
-from medaug.sampling.synthetic import write_synthetic
+from medaug.sampling.synthetic import synthetic_listing, write_synthetic
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData
 
@@ -44,10 +44,9 @@ def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[
                                        "device": config.device})
             torch.manual_seed(trainer.seed)
             model = build_model(config.generator_config())
-            code = data.train.labels[0].new_tensor(index)
             logger.info("training the %s generator on %d images", label, len(train_rows))
-            train_generator(model, data.train.images[data.train.labels == code],
-                            data.validation.images[data.validation.labels == code], out, trainer)
+            train_generator(model, data.train.images[data.train.labels == index],
+                            data.validation.images[data.validation.labels == index], out, trainer)
             record_training_data(best, label, train_rows, validation_rows, config.preprocessing.size)
         folders[label] = best
     return folders
@@ -70,12 +69,10 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
         pools[spec.name] = {}
         for index, label in enumerate(config.data.labels):
             seed = config.seed + 100 * s_index + index
-            clean = "".join(ch for ch in label if ch.isalnum())
-            listing = out / f"synthetic_{clean}_seed{seed}.tsv"
+            listing = synthetic_listing(out, label, seed)
             if not listing.exists():
                 model = load_generator(generators[label])  # samplers run on the CPU
-                code = data.train.labels.new_tensor(index)
-                sampler = build_sampler(spec.name, **spec.options).fit(model, data.train.images[data.train.labels == code])
+                sampler = build_sampler(spec.name, **spec.options).fit(model, data.train.images[data.train.labels == index])
                 samples = sampler.sample(count, seed=seed)
                 write_synthetic(samples, out, label=label, model_dir=generators[label], sampler=sampler, seed=seed)
                 rate = samples.diagnostics.get("acceptance_rate")

@@ -19,6 +19,7 @@ import torch
 
 from medaug.data.splits import assert_disjoint
 from medaug.io import write_tsv
+from medaug.sampling.synthetic import label_token
 from medaug.study.classifier import predict_proba, train_classifier
 from medaug.study.config import StudyConfig
 from medaug.study.data import ImageSet, StudyData
@@ -94,8 +95,8 @@ def _evaluation_sets(context: StudyContext, task: StudyTask) -> dict[str, ImageS
         for sampler, pool in context.pools.items():
             rows, images, labels = [], [], []
             for code, label in enumerate(context.config.data.labels):
-                clean = "".join(ch for ch in label if ch.isalnum())
-                rows += [{"participant_id": f"sub-synth{clean}{i + 1:04d}", "session_id": "n/a", "diagnosis": label}
+                rows += [{"participant_id": f"sub-synth{label_token(label)}{i + 1:04d}", "session_id": "n/a",
+                          "diagnosis": label}
                          for i in range(len(pool[code]))]
                 images.append(pool[code])
                 labels.append(torch.full((len(pool[code]),), code))
@@ -114,8 +115,7 @@ def _fit_predict(context: StudyContext, task: StudyTask, train, seed: int, sets:
         learning_rate=config.classifier_training.learning_rate, weight_decay=config.classifier_training.weight_decay)
     torch.manual_seed(seed)
     network = architecture.build(tuple(train.images.shape[1:]), classes=len(config.data.labels))
-    settings = architecture.training(config.classifier_training, seed)
-    settings.device = config.device
+    settings = architecture.training(config.classifier_training, seed, device=config.device)
     network, log = train_classifier(network, (train.images, train.labels),
                                     (data.validation.images, data.validation.labels), settings,
                                     classes=config.data.labels)
