@@ -1,0 +1,326 @@
+"""Longitudinal VAE with normalizing flows (thesis ch. 6).
+
+Each visit l of a sequence has a latent z_l; the latents of one subject are linked by one
+invertible flow per transition (Eq. 6.3, 6.5)
+
+    z_0 ~ p(z_0),   z_l = f_l(z_{l−1}),   p(z_j) = p(z_0) Π_{l≤j} |det ∂f_l/∂z_{l−1}|⁻¹   (Eq. 6.4)
+
+with f_l an IAF (MADE networks, zuko): going forward in time is one network pass, going back is
+sequential. Training (Alg. 6) infers one observed anchor j at random per subject and scores the
+whole observed sequence from it:
+
+    L = −mean_{l observed} log p_θ(x_l | z_l) + log q_φ(z_j | x_j) − log p(z_j).
+
+Missing visits never enter a loss (their values are ignored); Alg. 7 / Eq. 6.8 imputes them from
+the anchor whose propagated sequence best explains the observed visits. Variants (§6.3.4): a VAMP
+prior on z_0 (``generator.model = "vamp"``) and an IAF-enriched posterior (``posterior = "iaf"``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import zuko
+from torch import nn
+from tqdm import tqdm
+
+from medaug.configuration import config_from_dict, config_to_dict
+from medaug.errors import ConfigError, InputDataError
+from medaug.generative.config import GeneratorConfig
+from medaug.generative.densities import log_diagonal_normal
+from medaug.generative.likelihood import importance_log_likelihood
+from medaug.generative.models import GenerativeModel, build_model
+from medaug.io import atomic_write
+
+logger = logging.getLogger(__name__)
+
+POSTERIORS = ("gaussian", "iaf")
+
+
+@dataclass
+class FlowVAEConfig:
+    """Networks and flows (App. 6.7.3: 2 IAF blocks of 3-layer MADE with 128 units per transition;
+    VAMP prior from ``generator.pseudo_inputs``; IAF posterior of 3 blocks of 2-layer MADE)."""
+
+    generator: GeneratorConfig
+    visits: int
+    flow_transforms: int = 2
+    made_layers: int = 3
+    made_hidden: int = 128
+    posterior: str = "gaussian"
+    posterior_transforms: int = 3
+    posterior_made_layers: int = 2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.generator, dict):
+            self.generator = GeneratorConfig.from_dict(self.generator)
+        if self.generator.model not in ("vae", "vamp"):
+            raise ConfigError(f"the longitudinal VAE uses generator.model 'vae' (N(0, I) prior) or 'vamp' "
+                              f"(VAMP prior), got {self.generator.model!r}")
+        if self.visits < 2:
+            raise ConfigError(f"visits must be ≥ 2 (one flow per transition), got {self.visits}")
+        if min(self.flow_transforms, self.made_layers, self.made_hidden, self.posterior_transforms,
+               self.posterior_made_layers) < 1:
+            raise ConfigError("flow_transforms, made_layers, made_hidden and the posterior flow sizes must be ≥ 1")
+        if self.posterior not in POSTERIORS:
+            raise ConfigError(f"unknown posterior {self.posterior!r}; choose among {', '.join(POSTERIORS)}")
+
+    def to_dict(self) -> dict:
+        return {**config_to_dict(self), "generator": self.generator.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FlowVAEConfig:
+        return config_from_dict(cls, data, "longitudinal VAE")
+
+
+def _iaf(latent_dim: int, transforms: int, layers: int, hidden: int) -> nn.Module:
+    """A lazy composition of masked autoregressive transforms (alternating variable order)."""
+    return zuko.flows.MAF(latent_dim, transforms=transforms, hidden_features=[hidden] * layers).transform
+
+
+def _gather(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """values[i, index[i]] for every subject i."""
+    return values[torch.arange(len(values), device=values.device), index]
+
+
+def random_observed(mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One observed visit index per subject, uniformly among its observed visits (Alg. 6)."""
+    weights = mask.float() + 1e-12 * (~mask.any(1, keepdim=True)).float()
+    return torch.multinomial(weights, 1, generator=generator).squeeze(1)
+
+
+class LongitudinalFlowVAE(nn.Module):
+    """Encoder q_φ(z|x), decoder p_θ(x|z) and prior p(z_0) from a VAE / VAMP ``frame``; flows f_l."""
+
+    def __init__(self, config: FlowVAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.frame: GenerativeModel = build_model(config.generator)
+        d = config.generator.latent_dim
+        self.transitions = nn.ModuleList(_iaf(d, config.flow_transforms, config.made_layers, config.made_hidden)
+                                         for _ in range(config.visits - 1))
+        self.posterior_flow = _iaf(d, config.posterior_transforms, config.posterior_made_layers,
+                                   config.made_hidden) if config.posterior == "iaf" else None
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None,
+               mean_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """z ~ q_φ(z|x) and log q_φ(z|x); with the IAF posterior z = g(z′), log q = log N(z′) − log|det ∂g|."""
+        mean, log_var = self.frame.encoder(x)
+        noise = torch.zeros_like(mean) if mean_only else torch.randn(mean.shape, generator=generator,
+                                                                     device=mean.device)
+        z = mean + (0.5 * log_var).exp() * noise
+        log_q = log_diagonal_normal(z, mean, log_var)
+        if self.posterior_flow is not None:
+            z, ladj = self.posterior_flow().call_and_ladj(z)
+            log_q = log_q - ladj
+        return z, log_q
+
+    def propagate(self, z_anchor: torch.Tensor, anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 6.5 from each subject's anchor: latents (N, T, d) and Σ_{l=1}^{j} log|det ∂f_l⁻¹/∂z_l| (N,)."""
+        visits, zero = self.config.visits, torch.zeros_like(z_anchor)
+        latents = [z_anchor]
+        for l in range(1, visits):  # future: z_l = f_l(z_{l−1}); entries before the anchor are replaced below
+            stepped = self.transitions[l - 1]()(torch.where((anchor < l)[:, None], latents[-1], zero))
+            latents.append(torch.where((anchor == l)[:, None], z_anchor, stepped))
+        log_det = torch.zeros(len(z_anchor), device=z_anchor.device)
+        for l in range(visits - 2, -1, -1):  # past: z_l = f_{l+1}⁻¹(z_{l+1})
+            before = anchor > l
+            back, ladj = self.transitions[l]().inv.call_and_ladj(torch.where(before[:, None], latents[l + 1], zero))
+            latents[l] = torch.where(before[:, None], back, latents[l])
+            log_det = log_det + torch.where(before, ladj, torch.zeros_like(ladj))
+        return torch.stack(latents, 1), log_det
+
+    def visit_log_likelihoods(self, values: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        """log p_θ(x_l | z_l) for every (subject, visit), (N, T)."""
+        n, t = latents.shape[:2]
+        logits = self.frame.decoder(latents.reshape(n * t, -1))
+        return self.frame.log_px_given_z(values.reshape(n * t, *values.shape[2:]), logits).view(n, t)
+
+    def _anchored_terms(self, values, mask, anchor, generator=None):
+        """(log p(x_l|z_l) (N, T), log p(z_j) − log q(z_j|x_j) (N,)) for one posterior draw at the anchor."""
+        z_anchor, log_q = self.encode(_gather(values, anchor), generator)
+        latents, log_det = self.propagate(z_anchor, anchor)
+        log_prior = self.frame.log_prior(latents[:, 0]) + log_det
+        return self.visit_log_likelihoods(values, latents) * mask, log_prior - log_q
+
+    def loss(self, values: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Alg. 6 averaged over subjects, with the reconstruction averaged over observed visits."""
+        anchor = random_observed(mask, generator)
+        reconstruction, prior_minus_posterior = self._anchored_terms(values, mask, anchor, generator)
+        mean_reconstruction = reconstruction.sum(1) / mask.sum(1).clamp(min=1)
+        return -(mean_reconstruction + prior_minus_posterior).mean()
+
+    def warmup_loss(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Negative ELBO of the frame VAE on the observed visits taken independently (App. 6.7.3 warm-up)."""
+        return self.frame.loss(values[mask])
+
+    @torch.no_grad()
+    def joint_log_likelihood(self, values: torch.Tensor, mask: torch.Tensor, samples: int = 100, *,
+                             seed: int = 0, chunk: int = 64) -> torch.Tensor:
+        """log p(x_observed) per subject by importance sampling with the first observed visit as anchor:
+        log (1/S) Σ_s Π_l p(x_l|z_l^s) p(z_j^s) / q(z_j^s|x_j), (N,)."""
+        generator = torch.Generator(device=values.device).manual_seed(seed)
+        anchor = mask.float().argmax(1)
+        estimates = []
+        for part in torch.arange(len(values), device=values.device).split(chunk):
+            v, m, a = (t[part].repeat_interleave(samples, 0) for t in (values, mask, anchor))
+            reconstruction, prior_minus_posterior = self._anchored_terms(v, m, a, generator)
+            log_w = (reconstruction.sum(1) + prior_minus_posterior).view(len(part), samples)
+            estimates.append(torch.logsumexp(log_w, 1) - math.log(samples))
+        return torch.cat(estimates)
+
+    @torch.no_grad()
+    def impute(self, values: torch.Tensor, mask: torch.Tensor, draws: int = 1, *,
+               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Alg. 7 / Eq. 6.8: from every observed anchor j (``draws`` posterior samples each; 0 uses the
+        posterior mean) propagate a sequence, keep the one maximizing Σ_{l observed} log p(x_l|z_{l,j}).
+        Returns the decoded means of the kept sequence (N, T, ...) and its anchor (N,)."""
+        generator = torch.Generator(device=values.device).manual_seed(seed)
+        n, visits = mask.shape
+        best_score = torch.full((n,), -math.inf, device=values.device)
+        best_latents = torch.zeros(n, visits, self.config.generator.latent_dim, device=values.device)
+        best_anchor = torch.zeros(n, dtype=torch.long, device=values.device)
+        for j in range(visits):
+            anchor = torch.full((n,), j, dtype=torch.long, device=values.device)
+            for _ in range(max(draws, 1)):
+                z_anchor, _ = self.encode(values[:, j], generator, mean_only=draws == 0)
+                latents, _ = self.propagate(z_anchor, anchor)
+                score = (self.visit_log_likelihoods(values, latents) * mask).sum(1)
+                better = mask[:, j] & (score > best_score)
+                best_score = torch.where(better, score, best_score)
+                best_latents[better], best_anchor[better] = latents[better], j
+        return self.decode(best_latents), best_anchor
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Means of p_θ(x|z) for latents (N, T, d) → (N, T, *input_shape)."""
+        n, t = latents.shape[:2]
+        return self.frame.decode(latents.reshape(n * t, -1)).view(n, t, *self.config.generator.input_shape)
+
+    def _forward_from(self, z0: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.propagate(z0, torch.zeros(len(z0), dtype=torch.long, device=z0.device))[0])
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int) -> torch.Tensor:
+        """Fully synthetic sequences (n, T, *input_shape): z_0 from the prior, then the flows (Fig. 6.5)."""
+        generator = torch.Generator(device=self._device).manual_seed(seed)
+        d = self.config.generator.latent_dim
+        if self.config.generator.model == "vamp":  # pick a pseudo-input, then draw from its posterior
+            mean, log_var = self.frame.encoder(torch.sigmoid(self.frame.pseudo_inputs))
+            k = torch.randint(len(mean), (n,), generator=generator, device=self._device)
+            z0 = mean[k] + (0.5 * log_var[k]).exp() * torch.randn(n, d, generator=generator, device=self._device)
+        else:
+            z0 = torch.randn(n, d, generator=generator, device=self._device)
+        return self._forward_from(z0)
+
+    @torch.no_grad()
+    def futures(self, baseline: torch.Tensor, draws: int, *, seed: int) -> torch.Tensor:
+        """``draws`` plausible sequences per baseline image (N, draws, T, ...): z_0 ~ q_φ(·|x_0) (Fig. 6.4)."""
+        generator = torch.Generator(device=self._device).manual_seed(seed)
+        z0, _ = self.encode(baseline.repeat_interleave(draws, 0), generator)
+        sequences = self._forward_from(z0)
+        return sequences.view(len(baseline), draws, *sequences.shape[1:])
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+
+def per_visit_log_likelihood(frame: GenerativeModel, values: torch.Tensor, mask: torch.Tensor,
+                             samples: int = 100, *, seed: int = 0) -> torch.Tensor:
+    """Σ_{l observed} log p(x_l) of a per-visit VAE (visits independent), by importance sampling, (N,)."""
+    per_visit = torch.zeros(mask.shape, device=values.device)
+    per_visit[mask] = importance_log_likelihood(frame, values[mask], samples, seed=seed)
+    return per_visit.sum(1)
+
+
+@dataclass
+class FlowTraining:
+    """Adam with the step schedule of App. 6.7.3; warm-up epochs train the frame as a VAE."""
+
+    epochs: int = 200
+    warmup_epochs: int = 10
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    milestones: tuple[int, ...] = (50, 100, 125, 150)
+    gamma: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.milestones = tuple(self.milestones)
+        if self.epochs < 1 or self.warmup_epochs < 0 or self.batch_size < 1 or self.learning_rate <= 0:
+            raise ConfigError("epochs ≥ 1, warmup_epochs ≥ 0, batch_size ≥ 1 and learning_rate > 0 are required")
+
+    def to_dict(self) -> dict:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FlowTraining:
+        return config_from_dict(cls, data, "longitudinal training")
+
+
+def train_flow_vae(model: LongitudinalFlowVAE, train: tuple[torch.Tensor, torch.Tensor],
+                   validation: tuple[torch.Tensor, torch.Tensor], settings: FlowTraining, *,
+                   checkpoint: str | os.PathLike | None = None) -> tuple[LongitudinalFlowVAE, list[dict]]:
+    """Train on (values (N, T, ...), mask (N, T)); keep the epoch with the lowest validation loss
+    (Alg. 6 loss, fixed validation noise). With ``checkpoint`` the state is saved atomically after
+    every epoch and an interrupted run resumes from it. ``warmup_epochs = epochs`` trains a plain
+    per-visit VAE (the baseline of Table 6.1)."""
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(settings.milestones), settings.gamma)
+    state = {"epoch": 0, "best": math.inf, "best_model": None, "log": []}
+    if checkpoint is not None and Path(checkpoint).is_file():
+        saved = torch.load(checkpoint, weights_only=True)
+        if saved.get("config") != _fingerprint(model, settings):
+            raise InputDataError(f"{checkpoint} was written for another model or training settings; "
+                                 "delete it to start over or give another checkpoint path")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["generator"])
+        state = saved["state"]
+        logger.info("resuming the longitudinal VAE from epoch %d (%s)", state["epoch"], checkpoint)
+    values, mask = train
+    for epoch in tqdm(range(state["epoch"] + 1, settings.epochs + 1), desc="longitudinal VAE", unit="epoch"):
+        warmup = epoch <= settings.warmup_epochs
+        model.train()
+        for index in torch.randperm(len(values), generator=generator).split(settings.batch_size):
+            v, m = values[index], mask[index]
+            loss = model.warmup_loss(v, m) if warmup else model.loss(v, m, generator)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        model.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(settings.seed)
+            val = (model.warmup_loss(*validation) if warmup else
+                   model.loss(*validation, torch.Generator().manual_seed(settings.seed))).item()
+        if not math.isfinite(val):
+            raise FloatingPointError(f"validation loss is {val} at epoch {epoch}; lower the learning rate")
+        state["log"].append({"epoch": epoch, "val_loss": val, "warmup": warmup})
+        # a warm-up loss is not the Alg. 6 loss: only flow epochs compete for the best model
+        if val < state["best"] and (not warmup or settings.warmup_epochs >= settings.epochs):
+            state["best"], state["best_model"] = val, copy.deepcopy(model.state_dict())
+        state["epoch"] = epoch
+        if checkpoint is not None:
+            snapshot = {"config": _fingerprint(model, settings), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "state": state}
+            atomic_write(Path(checkpoint), lambda p: torch.save(snapshot, p))
+    if state["best_model"] is not None:
+        model.load_state_dict(state["best_model"])
+    return model.eval(), state["log"]
+
+
+def _fingerprint(model: LongitudinalFlowVAE, settings: FlowTraining) -> str:
+    """What a checkpoint must match to be resumed (more epochs may be asked for)."""
+    training = {k: v for k, v in settings.to_dict().items() if k != "epochs"}
+    return json.dumps({"model": model.config.to_dict(), "training": training}, sort_keys=True)
