@@ -192,7 +192,7 @@ def test_generator_commands_reject_bad_input_clearly(tmp_path, capsys):
     from medaug.cli import main
 
     assert main(["generate", str(tmp_path), "--sampler", "prior", "-n", "2", "--out", str(tmp_path / "o")]) == 2
-    assert "is not a saved generator: config.json is missing" in capsys.readouterr().err
+    assert "is not a saved model folder: config.json is missing" in capsys.readouterr().err
     table = tmp_path / "t.tsv"
     table.write_text("participant_id\tpath\nsub-01\tx.nii.gz\n")
     config = tmp_path / "c.yaml"

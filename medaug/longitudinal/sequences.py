@@ -7,6 +7,7 @@ oldest observation of the training cohort (thesis §5.3); the mapping is kept to
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,8 @@ import torch
 
 from medaug.data.selection import chronological
 from medaug.errors import InputDataError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,3 +103,61 @@ def drop_visits(sequences: Sequences, rate: float, seed: int) -> tuple[Sequences
     kept = Sequences(sequences.participants, sequences.values, sequences.times, sequences.mask & ~hide,
                      sequences.rows)
     return kept, hide
+
+
+@dataclass
+class VisitGrid:
+    """Sequences on a regular visit grid (flow-based model, ch. 6): slot l is ``l × interval`` years
+    after the subject's first visit. values (N, T, ...), mask (N, T); ``baseline_age`` (N,) and
+    ``rows`` (participant_id, session_id, age, path, ..., slot) of the observed entries."""
+
+    participants: list[str]
+    values: torch.Tensor
+    mask: torch.Tensor
+    baseline_age: np.ndarray
+    interval_years: float
+    rows: pd.DataFrame
+
+    def ages(self) -> np.ndarray:
+        """Age of every slot (N, T), observed or not."""
+        return self.baseline_age[:, None] + self.interval_years * np.arange(self.mask.shape[1])[None, :]
+
+
+def session_label(slot: int, interval_years: float) -> str:
+    """The session of a grid slot in months after baseline, ADNI style (``M000``, ``M012``, ...)."""
+    return f"M{round(slot * interval_years * 12):03d}"
+
+
+def visit_grid(table: pd.DataFrame, values: torch.Tensor, *, visits: int, interval_years: float) -> VisitGrid:
+    """Place each subject's images on the grid by age since their first visit (rounded to the nearest
+    slot). Visits beyond the grid are left out with a warning; two images in one slot are refused."""
+    if len(table) != len(values):
+        raise InputDataError(f"{len(table)} rows but {len(values)} images; give one image per row")
+    if interval_years <= 0 or visits < 2:
+        raise InputDataError(f"the grid needs visits ≥ 2 and interval > 0 years, got {visits} and {interval_years}")
+    if "age" not in table or table["age"].isna().any():
+        row = table[table["age"].isna()].iloc[0] if "age" in table else table.iloc[0]
+        raise InputDataError(f"{row['participant_id']} {row.get('session_id', '')} has no age; ages place visits "
+                             "on the grid (add them to sessions.tsv or the labels TSV)")
+    table = table.reset_index(drop=True).assign(_row=np.arange(len(table)))
+    table = table.assign(slot=(table["age"] - table.groupby("participant_id")["age"].transform("min"))
+                         .div(interval_years).round().astype(int))
+    clash = table[table.duplicated(["participant_id", "slot"], keep=False)]
+    if not clash.empty:
+        raise InputDataError(f"{clash['participant_id'].iloc[0]}: sessions {', '.join(clash['session_id'].head(2))} "
+                             f"fall on the same {interval_years}-year visit slot; use a shorter interval")
+    beyond = table["slot"] >= visits
+    if beyond.any():
+        logger.warning("%d image(s) later than visit %d of the grid left out", int(beyond.sum()), visits)
+    table = table[~beyond].sort_values(["participant_id", "slot"])
+    participants = sorted(table["participant_id"].unique())
+    subject_index = {p: i for i, p in enumerate(participants)}
+    grid = torch.zeros(len(participants), visits, *values.shape[1:], dtype=values.dtype)
+    mask = torch.zeros(len(participants), visits, dtype=torch.bool)
+    rows = torch.tensor(table["participant_id"].map(subject_index).to_numpy(dtype=np.int64))
+    slots = torch.tensor(table["slot"].to_numpy(dtype=np.int64))
+    grid[rows, slots] = values[torch.tensor(table["_row"].to_numpy(dtype=np.int64))]
+    mask[rows, slots] = True
+    baseline = table.groupby("participant_id")["age"].min().reindex(participants).to_numpy(dtype=float)
+    return VisitGrid(participants, grid, mask, baseline, float(interval_years),
+                     table.drop(columns="_row").reset_index(drop=True))

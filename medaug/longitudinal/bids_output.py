@@ -1,0 +1,95 @@
+"""Longitudinal outputs as a BIDS derivative: one session per grid slot with its age in the
+subject's ``sessions.tsv``. Fully synthetic subjects are ``sub-synth<label>NNNN`` with
+``desc-synthetic`` images; imputed or extrapolated visits of real subjects keep the subject's
+label, use ``desc-imputed`` and are flagged in the sidecar and in ``sessions.tsv``."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medaug.data.derivatives import DerivativeDataset
+from medaug.errors import OutputExistsError
+from medaug.io import write_text, write_tsv
+from medaug.longitudinal.sequences import VisitGrid, session_label
+from medaug.sampling.synthetic import label_token
+
+DATASET_NAME = "medaug-longitudinal"
+
+
+def _dataset(out_dir: str | os.PathLike, sources=()) -> DerivativeDataset:
+    dataset = DerivativeDataset(out_dir, DATASET_NAME, sources=sources,
+                                description="synthetic and imputed longitudinal images from medaug")
+    write_text(dataset.root / ".bidsignore", "*_listing.tsv\n")  # listings are not BIDS files
+    return dataset
+
+
+def _write_sessions(dataset: DerivativeDataset, participant: str, sessions: pd.DataFrame) -> None:
+    sub = participant.removeprefix("sub-")
+    write_tsv(dataset.root / f"sub-{sub}" / f"sub-{sub}_sessions.tsv", sessions)
+
+
+def write_synthetic_subjects(images: torch.Tensor, baseline_ages: np.ndarray, out_dir: str | os.PathLike, *,
+                             label: str, interval_years: float, affine: np.ndarray, provenance: dict,
+                             start_index: int = 1) -> pd.DataFrame:
+    """Write sequences (N, T, 1, ...) of new subjects; visit l is at baseline age + l × interval."""
+    dataset = _dataset(out_dir)
+    rows = []
+    for offset, sequence in enumerate(images):
+        participant = f"sub-synth{label_token(label)}{start_index + offset:04d}"
+        if (dataset.root / participant).exists():
+            raise OutputExistsError(f"{dataset.root / participant} exists; write to another folder or use "
+                                    "--start-index")
+        sessions = []
+        for slot, image in enumerate(sequence):
+            session = f"ses-{session_label(slot, interval_years)}"
+            age = round(float(baseline_ages[offset]) + slot * interval_years, 2)
+            path = dataset.path(participant, session, desc="synthetic")
+            dataset.write_image(path, image[0], affine, {
+                "Synthetic": True, "Label": label, "Age": age, "Visit": slot, "SubjectIndex": offset, **provenance})
+            sessions.append({"session_id": session, "age": age, "synthetic": True})
+            rows.append({"participant_id": participant, "session_id": session, "diagnosis": label, "age": age,
+                         "synthetic": True, "path": str(path)})
+        _write_sessions(dataset, participant, pd.DataFrame(sessions))
+    table = pd.DataFrame(rows)
+    write_tsv(dataset.root / f"synthetic_{label_token(label)}_listing.tsv", table)
+    return table
+
+
+def write_imputed_visits(images: torch.Tensor, grid: VisitGrid, out_dir: str | os.PathLike, *, affine: np.ndarray,
+                         provenance: dict, sources=()) -> pd.DataFrame:
+    """Write the unobserved slots of each subject (N, T, 1, ...): slots between observed visits are
+    ``imputed``, later ones ``extrapolated``; ``sessions.tsv`` lists observed and written sessions."""
+    dataset = _dataset(out_dir, sources)
+    rows = []
+    for index, participant in enumerate(grid.participants):
+        observed = grid.mask[index]
+        last = int(observed.nonzero().max())
+        real = grid.rows[grid.rows["participant_id"] == participant].set_index("slot")
+        sessions = []
+        for slot in range(len(observed)):
+            age = round(float(grid.ages()[index, slot]), 2)
+            if observed[slot]:
+                sessions.append({"session_id": real.loc[slot, "session_id"], "age": float(real.loc[slot, "age"]),
+                                 "imputed": False})
+                continue
+            kind = "imputed" if slot < last else "extrapolated"
+            session = f"ses-{session_label(slot, grid.interval_years)}"
+            if session in set(real["session_id"]):
+                session = f"ses-V{slot:02d}"  # a real session label that fell on another slot
+            path = dataset.path(participant, session, desc="imputed")
+            dataset.write_image(path, images[index, slot, 0], affine, {
+                "Synthetic": True, "Imputed": True, "Kind": kind, "Age": age, "Visit": slot,
+                "ObservedSessions": real["session_id"].tolist(), **provenance},
+                sources=real["path"].tolist() if "path" in real else ())
+            sessions.append({"session_id": session, "age": age, "imputed": True})
+            rows.append({"participant_id": participant, "session_id": session, "age": age, "kind": kind,
+                         "path": str(path)})
+        if len(sessions) > int(observed.sum()):
+            _write_sessions(dataset, participant, pd.DataFrame(sessions).sort_values("age"))
+    table = pd.DataFrame(rows, columns=["participant_id", "session_id", "age", "kind", "path"])
+    write_tsv(dataset.root / "imputed_listing.tsv", table)
+    return table

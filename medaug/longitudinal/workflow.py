@@ -1,0 +1,97 @@
+"""Fit, generate and impute with the flow-based longitudinal VAE from image tables (cohort TSV or
+CAPS + labels): the steps behind ``medaug longitudinal fit|generate|impute``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medaug.errors import InputDataError
+from medaug.generative.persistence import load_model_folder, save_generator
+from medaug.generative.training_data import class_split, fingerprint, image_tensor, resized_affine
+from medaug.io import write_tsv
+from medaug.longitudinal.bids_output import write_imputed_visits, write_synthetic_subjects
+from medaug.longitudinal.flow_vae import FlowTraining, FlowVAEConfig, LongitudinalFlowVAE, train_flow_vae
+from medaug.longitudinal.sequences import visit_grid
+
+logger = logging.getLogger(__name__)
+
+
+def fit_longitudinal(table: pd.DataFrame, label: str, out_dir: str | os.PathLike, config: FlowVAEConfig,
+                     settings: FlowTraining, *, interval_years: float,
+                     split_dir: str | os.PathLike | None = None) -> dict:
+    """Train on the sequences of one diagnosis (subject-level train / validation split); writes
+    ``model/`` (config, weights, provenance), ``training_log.tsv`` and resumes from ``checkpoint.pt``."""
+    out_dir = Path(out_dir)
+    train_rows, validation_rows = class_split(table, label, split_dir, seed=settings.seed)
+    spatial = config.generator.input_shape[1:]
+    grids = [visit_grid(rows, image_tensor(rows, spatial), visits=config.visits, interval_years=interval_years)
+             for rows in (train_rows, validation_rows)]
+    for name, grid in zip(("training", "validation"), grids):
+        if not (grid.mask.sum(1) > 1).any():
+            raise InputDataError(f"no {label} subject of the {name} set has two visits on the grid; a "
+                                 "longitudinal model needs follow-up sessions (check ages and --interval)")
+    torch.manual_seed(settings.seed)
+    model = LongitudinalFlowVAE(config)
+    model, log = train_flow_vae(model, (grids[0].values, grids[0].mask), (grids[1].values, grids[1].mask), settings,
+                                checkpoint=out_dir / "checkpoint.pt")
+    write_tsv(out_dir / "training_log.tsv", pd.DataFrame(log))
+    provenance = {"label": label, "interval_years": interval_years, "training": settings.to_dict(),
+                  "train_participants": grids[0].participants, "train_images": train_rows["path"].tolist(),
+                  "training_set_sha256": fingerprint(train_rows["path"].tolist()),
+                  "baseline_ages": grids[0].baseline_age.round(2).tolist(),
+                  "image_affine": resized_affine(train_rows, spatial).tolist()}
+    save_generator(model, out_dir / "model", provenance)
+    best = min((e for e in log if not e["warmup"]), key=lambda e: e["val_loss"], default=log[-1])
+    return {"train_subjects": len(grids[0].participants), "validation_subjects": len(grids[1].participants),
+            "observed_visits": int(grids[0].mask.sum()), "best_epoch": best["epoch"], "best_val_loss": best["val_loss"]}
+
+
+def load_longitudinal(model_dir: str | os.PathLike) -> tuple[LongitudinalFlowVAE, dict]:
+    """The model saved by :func:`fit_longitudinal` and its provenance."""
+    model_dir = Path(model_dir)
+    model_dir = model_dir / "model" if (model_dir / "model").is_dir() else model_dir
+    model = load_model_folder(model_dir, lambda c: LongitudinalFlowVAE(FlowVAEConfig.from_dict(c)))
+    return model, json.loads((model_dir / "provenance.json").read_text()) | {"model_dir": str(model_dir.resolve())}
+
+
+def _provenance(record: dict, seed: int) -> dict:
+    return {"Generator": record["model_dir"], "GeneratorModel": "longitudinal-flow-vae", "Seed": seed,
+            "TrainingSetSHA256": record.get("training_set_sha256")}
+
+
+def generate_longitudinal(model_dir: str | os.PathLike, n: int, out_dir: str | os.PathLike, *, seed: int,
+                          start_index: int = 1) -> pd.DataFrame:
+    """n new subjects: z_0 from the prior through the flows; baseline ages drawn from the training
+    subjects' baseline ages."""
+    if n < 1:
+        raise InputDataError(f"the number of subjects must be ≥ 1, got {n}")
+    model, record = load_longitudinal(model_dir)
+    images = model.sample(n, seed=seed)
+    ages = np.random.default_rng(seed).choice(np.asarray(record["baseline_ages"]), n)
+    return write_synthetic_subjects(images, ages, out_dir, label=record["label"],
+                                    interval_years=record["interval_years"], affine=np.asarray(record["image_affine"]),
+                                    provenance=_provenance(record, seed), start_index=start_index)
+
+
+def impute_longitudinal(model_dir: str | os.PathLike, table: pd.DataFrame, out_dir: str | os.PathLike, *,
+                        draws: int = 10, seed: int = 0, sources=()) -> pd.DataFrame:
+    """Alg. 7 for every subject of the model's diagnosis in ``table``: the missing slots of the
+    grid, between observed visits (imputed) and after the last one (extrapolated)."""
+    model, record = load_longitudinal(model_dir)
+    rows = table[table["diagnosis"] == record["label"]]
+    if rows.empty:
+        raise InputDataError(f"no image with diagnosis {record['label']!r}, the model's label, in the table")
+    grid = visit_grid(rows, image_tensor(rows, model.config.generator.input_shape[1:]),
+                      visits=model.config.visits, interval_years=record["interval_years"])
+    images, anchors = model.impute(grid.values, grid.mask, draws, seed=seed)
+    logger.info("imputation anchors (visit index): %s", np.bincount(anchors.numpy()).tolist())
+    return write_imputed_visits(images, grid, out_dir, affine=np.asarray(record["image_affine"]),
+                                provenance={**_provenance(record, seed), "Draws": draws},
+                                sources=sources)

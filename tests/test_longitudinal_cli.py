@@ -1,0 +1,90 @@
+"""Visit grid, BIDS outputs and ``medaug longitudinal fit|generate|impute`` on a tiny cohort."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from medaug.cli import main
+from medaug.errors import InputDataError
+from medaug.longitudinal.sequences import session_label, visit_grid
+
+SMALL = "generator: {hidden: [32], pseudo_inputs: 4, latent_dim: 4}\nflow: {made_hidden: 16}\n" \
+        "training: {batch_size: 4, warmup_epochs: 1}\n"
+
+
+def test_visit_grid_places_sessions_by_age_and_never_fills_gaps():
+    table = pd.DataFrame({"participant_id": ["a", "a", "b", "b", "b"],
+                          "session_id": ["ses-M000", "ses-M024", "ses-M000", "ses-M012", "ses-M048"],
+                          "age": [70.0, 72.1, 80.0, 80.9, 84.0]})
+    values = torch.arange(5.0)[:, None]
+    grid = visit_grid(table, values, visits=3, interval_years=1.0)
+    assert grid.participants == ["a", "b"]
+    assert grid.mask.tolist() == [[True, False, True], [True, True, False]]  # b's 4-year visit is beyond the grid
+    assert grid.values[0, :, 0].tolist() == [0.0, 0.0, 1.0] and grid.values[1, :2, 0].tolist() == [2.0, 3.0]
+    assert np.allclose(grid.ages(), [[70, 71, 72], [80, 81, 82]])
+    assert session_label(2, 0.5) == "M012"
+    with pytest.raises(InputDataError, match="same 1.0-year visit slot"):
+        visit_grid(table.assign(age=[70.0, 70.2, 80, 81, 82]), values, visits=3, interval_years=1.0)
+    with pytest.raises(InputDataError, match="b ses-M012 has no age"):
+        visit_grid(table.assign(age=[70.0, 72, 80, None, 84]), values, visits=3, interval_years=1.0)
+
+
+def test_longitudinal_fit_generate_impute_write_labelled_valid_bids(tiny_cohort, tmp_path, capsys, validator_errors):
+    bids, truth = tiny_cohort
+    cohort = tmp_path / "cohort.tsv"
+    assert main(["cohort", str(bids), "--out", str(cohort)]) == 0
+    config = tmp_path / "small.yaml"
+    config.write_text(SMALL)
+    model = tmp_path / "model"
+    fit = ["longitudinal", "fit", str(cohort), "--label", "AD", "--out", str(model), "--visits", "3",
+           "--size", "8,8,8", "--epochs", "3", "--config", str(config), "--prior", "vamp", "--posterior", "iaf"]
+    assert main(fit) == 0
+    assert "longitudinal VAE for AD" in capsys.readouterr().out
+    provenance = json.loads((model / "model" / "provenance.json").read_text())
+    assert provenance["label"] == "AD" and provenance["interval_years"] == 1.0
+    weights = torch.load(model / "model" / "model.pt", weights_only=True)
+    assert main(fit) == 0  # resumes from the finished checkpoint: same weights
+    again = torch.load(model / "model" / "model.pt", weights_only=True)
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+
+    synth = tmp_path / "synth"
+    assert main(["longitudinal", "generate", str(model), "-n", "2", "--out", str(synth), "--seed", "3"]) == 0
+    sessions = pd.read_csv(synth / "sub-synthAD0001" / "sub-synthAD0001_sessions.tsv", sep="\t")
+    assert sessions["session_id"].tolist() == ["ses-M000", "ses-M012", "ses-M024"]
+    assert np.allclose(np.diff(sessions["age"]), 1.0) and sessions["age"].iloc[0] in provenance["baseline_ages"]
+    image = synth / "sub-synthAD0001" / "ses-M012" / "anat" / "sub-synthAD0001_ses-M012_desc-synthetic_T1w.nii.gz"
+    assert nib.load(image).shape == (8, 8, 8)
+    assert json.loads(image.with_name(image.name.replace(".nii.gz", ".json")).read_text())["Synthetic"] is True
+    assert validator_errors(synth) == []
+    assert main(["longitudinal", "generate", str(model), "-n", "1", "--out", str(synth)]) == 2  # no overwrite
+
+    imputed = tmp_path / "imputed"
+    assert main(["longitudinal", "impute", str(model), str(cohort), "--out", str(imputed), "--draws", "2"]) == 0
+    listing = pd.read_csv(imputed / "imputed_listing.tsv", sep="\t")
+    observed = set(zip(truth["participant_id"], truth["session_id"]))
+    ad = truth[truth["diagnosis"] == "AD"]
+    expected_missing = 3 * ad["participant_id"].nunique() - len(ad)
+    assert len(listing) == expected_missing > 0
+    assert not any((p, s) in observed for p, s in zip(listing["participant_id"], listing["session_id"]))
+    for row in listing.itertuples():
+        sidecar = json.loads(open(row.path.replace(".nii.gz", ".json")).read())
+        assert sidecar["Imputed"] is True and sidecar["Kind"] == row.kind
+        sessions = pd.read_csv(imputed / row.participant_id / f"{row.participant_id}_sessions.tsv", sep="\t")
+        assert sessions.set_index("session_id").loc[row.session_id, "imputed"]
+    assert validator_errors(imputed) == []
+
+
+def test_longitudinal_fit_explains_missing_ages(tiny_cohort, tmp_path, capsys):
+    bids, _ = tiny_cohort
+    cohort = tmp_path / "cohort.tsv"
+    assert main(["cohort", str(bids), "--out", str(cohort)]) == 0
+    table = pd.read_csv(cohort, sep="\t")
+    table.loc[table["diagnosis"] == "AD", "age"] = None
+    table.to_csv(cohort, sep="\t", index=False, na_rep="n/a")
+    assert main(["longitudinal", "fit", str(cohort), "--label", "AD", "--out", str(tmp_path / "m"),
+                 "--size", "8,8,8", "--epochs", "1"]) == 2
+    assert "has no age" in capsys.readouterr().err
