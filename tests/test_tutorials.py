@@ -18,3 +18,19 @@ def test_augmentation_study_notebook_runs_at_tiny_size(tmp_path, monkeypatch):
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the figures are shown
+
+
+@pytest.mark.slow
+def test_longitudinal_notebook_runs_at_tiny_size(tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("MEDAUG_TUTORIAL_TINY", "1")
+    monkeypatch.setenv("MEDAUG_TUTORIAL_DIR", str(tmp_path))
+    notebook = nbformat.read(TUTORIALS / "longitudinal.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert (tmp_path / "synthetic_sequences" / "sub-synthAD0001" / "sub-synthAD0001_sessions.tsv").is_file()
+    assert (tmp_path / "imputed_sessions" / "imputed_listing.tsv").is_file()

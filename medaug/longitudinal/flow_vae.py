@@ -130,11 +130,13 @@ class LongitudinalFlowVAE(nn.Module):
             stepped = self.transitions[l - 1]()(torch.where((anchor < l)[:, None], latents[-1], zero))
             latents.append(torch.where((anchor == l)[:, None], z_anchor, stepped))
         log_det = torch.zeros(len(z_anchor), device=z_anchor.device)
-        for l in range(visits - 2, -1, -1):  # past: z_l = f_{l+1}⁻¹(z_{l+1})
-            before = anchor > l
-            back, ladj = self.transitions[l]().inv.call_and_ladj(torch.where(before[:, None], latents[l + 1], zero))
-            latents[l] = torch.where(before[:, None], back, latents[l])
-            log_det = log_det + torch.where(before, ladj, torch.zeros_like(ladj))
+        for l in range(visits - 2, -1, -1):  # past: z_l = f_{l+1}⁻¹(z_{l+1}), only where the anchor is later
+            before = (anchor > l).nonzero().squeeze(1)
+            if len(before) == 0:
+                continue
+            back, ladj = self.transitions[l]().inv.call_and_ladj(latents[l + 1][before])
+            latents[l] = latents[l].index_put((before,), back)
+            log_det = log_det.index_put((before,), log_det[before] + ladj)
         return torch.stack(latents, 1), log_det
 
     def visit_log_likelihoods(self, values: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
@@ -177,26 +179,30 @@ class LongitudinalFlowVAE(nn.Module):
         return torch.cat(estimates)
 
     @torch.no_grad()
-    def impute(self, values: torch.Tensor, mask: torch.Tensor, draws: int = 1, *,
-               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def impute(self, values: torch.Tensor, mask: torch.Tensor, draws: int = 1, *, seed: int = 0,
+               chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
         """Alg. 7 / Eq. 6.8: from every observed anchor j (``draws`` posterior samples each; 0 uses the
         posterior mean) propagate a sequence, keep the one maximizing Σ_{l observed} log p(x_l|z_{l,j}).
-        Returns the decoded means of the kept sequence (N, T, ...) and its anchor (N,)."""
+        All candidates of ``chunk`` subjects form one batch. Returns the decoded means of the kept
+        sequences (N, T, ...) and their anchors (N,)."""
         generator = torch.Generator(device=values.device).manual_seed(seed)
-        n, visits = mask.shape
-        best_score = torch.full((n,), -math.inf, device=values.device)
-        best_latents = torch.zeros(n, visits, self.config.generator.latent_dim, device=values.device)
-        best_anchor = torch.zeros(n, dtype=torch.long, device=values.device)
-        for j in range(visits):
-            anchor = torch.full((n,), j, dtype=torch.long, device=values.device)
-            for _ in range(max(draws, 1)):
-                z_anchor, _ = self.encode(values[:, j], generator, mean_only=draws == 0)
-                latents, _ = self.propagate(z_anchor, anchor)
-                score = (self.visit_log_likelihoods(values, latents) * mask).sum(1)
-                better = mask[:, j] & (score > best_score)
-                best_score = torch.where(better, score, best_score)
-                best_latents[better], best_anchor[better] = latents[better], j
-        return self.decode(best_latents), best_anchor
+        visits, per_anchor = mask.shape[1], max(draws, 1)
+        candidates = torch.arange(visits, device=values.device).repeat_interleave(per_anchor)  # anchor of each
+        imputed, anchors = [], []
+        for part in torch.arange(len(values), device=values.device).split(chunk):
+            n = len(part)
+            v = values[part].repeat_interleave(len(candidates), 0)
+            m = mask[part].repeat_interleave(len(candidates), 0)
+            anchor = candidates.repeat(n)
+            z_anchor, _ = self.encode(_gather(v, anchor), generator, mean_only=draws == 0)
+            latents, _ = self.propagate(z_anchor, anchor)
+            score = (self.visit_log_likelihoods(v, latents) * m).sum(1).view(n, len(candidates))
+            score = score.masked_fill(~mask[part][:, candidates], -math.inf)
+            best = score.argmax(1)
+            chosen = latents.view(n, len(candidates), visits, -1)[torch.arange(n, device=values.device), best]
+            imputed.append(self.decode(chosen))
+            anchors.append(candidates[best])
+        return torch.cat(imputed), torch.cat(anchors)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Means of p_θ(x|z) for latents (N, T, d) → (N, T, *input_shape)."""
