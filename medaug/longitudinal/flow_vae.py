@@ -278,6 +278,9 @@ def train_flow_vae(model: LongitudinalFlowVAE, train: tuple[torch.Tensor, torch.
     (Alg. 6 loss, fixed validation noise). With ``checkpoint`` the state is saved atomically after
     every epoch and an interrupted run resumes from it. ``warmup_epochs = epochs`` trains a plain
     per-visit VAE (the baseline of Table 6.1)."""
+    for name, (_, observed) in (("training", train), ("validation", validation)):
+        if not observed.any():
+            raise InputDataError(f"the {name} set has no observed visit; it needs at least one subject")
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
