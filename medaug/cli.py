@@ -177,6 +177,21 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_preprocess)
 
 
+def _config_sections(path: Path | None, sections: tuple[str, ...]) -> dict:
+    """The sections of a YAML settings file (safe_load); unknown sections are refused by name."""
+    if path is None:
+        return {}
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"{path} not found; give a YAML file with {', '.join(s + ':' for s in sections)} sections")
+    options = yaml.safe_load(path.read_text()) or {}
+    unknown = set(options) - set(sections)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; use {', '.join(s + ':' for s in sections)}")
+    return options
+
+
 def _train_generator(args: argparse.Namespace) -> None:
     import torch
     import yaml
@@ -188,12 +203,7 @@ def _train_generator(args: argparse.Namespace) -> None:
         class_split, image_tensor, read_image_table, record_training_data)
     from medaug.io import write_text
 
-    options = {}
-    if args.config is not None:
-        options = yaml.safe_load(args.config.read_text()) or {}
-        unknown = set(options) - {"generator", "trainer"}
-        if unknown:
-            raise ConfigError(f"{args.config}: unknown section(s) {sorted(unknown)}; use generator: and trainer:")
+    options = _config_sections(args.config, ("generator", "trainer"))
     generator_options = dict(options.get("generator") or {})
     generator_options.setdefault("input_shape", (1, *args.size))
     generator_options["model"] = args.model
@@ -326,19 +336,13 @@ def _add_run(commands: argparse._SubParsersAction) -> None:
 
 
 def _longitudinal_fit(args: argparse.Namespace) -> None:
-    import yaml
 
     from medaug.generative.config import GeneratorConfig
     from medaug.generative.training_data import read_image_table
     from medaug.longitudinal.flow_vae import FlowTraining, FlowVAEConfig
     from medaug.longitudinal.workflow import fit_longitudinal
 
-    options = {}
-    if args.config is not None:
-        options = yaml.safe_load(args.config.read_text()) or {}
-        unknown = set(options) - {"generator", "flow", "training"}
-        if unknown:
-            raise ConfigError(f"{args.config}: unknown section(s) {sorted(unknown)}; use generator:, flow:, training:")
+    options = _config_sections(args.config, ("generator", "flow", "training"))
     generator = {"input_shape": (1, *args.size), "latent_dim": 16, **(options.get("generator") or {}),
                  "model": args.prior}
     config = FlowVAEConfig.from_dict({**(options.get("flow") or {}), "generator": GeneratorConfig.from_dict(generator),

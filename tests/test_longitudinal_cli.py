@@ -88,3 +88,29 @@ def test_longitudinal_fit_explains_missing_ages(tiny_cohort, tmp_path, capsys):
     assert main(["longitudinal", "fit", str(cohort), "--label", "AD", "--out", str(tmp_path / "m"),
                  "--size", "8,8,8", "--epochs", "1"]) == 2
     assert "has no age" in capsys.readouterr().err
+
+
+def test_longitudinal_commands_explain_bad_models_counts_labels_and_settings(tiny_cohort, tmp_path, capsys):
+    bids, _ = tiny_cohort
+    cohort = tmp_path / "cohort.tsv"
+    assert main(["cohort", str(bids), "--out", str(cohort)]) == 0
+    capsys.readouterr()
+    assert main(["longitudinal", "generate", str(tmp_path / "nowhere"), "-n", "2", "--out", str(tmp_path / "s")]) == 2
+    assert "is not a saved model folder" in capsys.readouterr().err
+    settings = tmp_path / "bad.yaml"
+    settings.write_text("optimizer: {lr: 0.1}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["longitudinal", "fit", str(cohort), "--label", "AD", "--out", str(tmp_path / "m"), "--config", str(settings)])
+    assert exit_info.value.code == 2 and "unknown section(s) ['optimizer']" in capsys.readouterr().err
+    small = tmp_path / "small.yaml"
+    small.write_text(SMALL)
+    model = tmp_path / "model"
+    assert main(["longitudinal", "fit", str(cohort), "--label", "AD", "--out", str(model), "--visits", "3",
+                 "--size", "8,8,8", "--epochs", "2", "--config", str(small)]) == 0
+    capsys.readouterr()
+    assert main(["longitudinal", "generate", str(model), "-n", "0", "--out", str(tmp_path / "s")]) == 2
+    assert "number of subjects must be ≥ 1" in capsys.readouterr().err
+    cn_only = tmp_path / "cn.tsv"
+    pd.read_csv(cohort, sep="\t").query("diagnosis == 'CN'").to_csv(cn_only, sep="\t", index=False)
+    assert main(["longitudinal", "impute", str(model), str(cn_only), "--out", str(tmp_path / "i")]) == 2
+    assert "no image with diagnosis 'AD'" in capsys.readouterr().err

@@ -64,14 +64,14 @@ def write_imputed_visits(images: torch.Tensor, grid: VisitGrid, out_dir: str | o
     """Write the unobserved slots of each subject (N, T, 1, ...): slots between observed visits are
     ``imputed``, later ones ``extrapolated``; ``sessions.tsv`` lists observed and written sessions."""
     dataset = _dataset(out_dir, sources)
-    rows = []
+    rows, ages = [], grid.ages()
     for index, participant in enumerate(grid.participants):
         observed = grid.mask[index]
         last = int(observed.nonzero().max())
         real = grid.rows[grid.rows["participant_id"] == participant].set_index("slot")
         sessions = []
         for slot in range(len(observed)):
-            age = round(float(grid.ages()[index, slot]), 2)
+            age = round(float(ages[index, slot]), 2)
             if observed[slot]:
                 sessions.append({"session_id": real.loc[slot, "session_id"], "age": float(real.loc[slot, "age"]),
                                  "imputed": False})

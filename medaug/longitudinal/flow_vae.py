@@ -124,11 +124,12 @@ class LongitudinalFlowVAE(nn.Module):
 
     def propagate(self, z_anchor: torch.Tensor, anchor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. 6.5 from each subject's anchor: latents (N, T, d) and Σ_{l=1}^{j} log|det ∂f_l⁻¹/∂z_l| (N,)."""
-        visits, zero = self.config.visits, torch.zeros_like(z_anchor)
-        latents = [z_anchor]
-        for l in range(1, visits):  # future: z_l = f_l(z_{l−1}); entries before the anchor are replaced below
-            stepped = self.transitions[l - 1]()(torch.where((anchor < l)[:, None], latents[-1], zero))
-            latents.append(torch.where((anchor == l)[:, None], z_anchor, stepped))
+        visits = self.config.visits
+        latents = [z_anchor] * visits  # right at the anchor; every other slot is set below
+        for l in range(1, visits):  # future: z_l = f_l(z_{l−1}), only where the anchor is earlier
+            after = (anchor < l).nonzero().squeeze(1)
+            if len(after):
+                latents[l] = latents[l].index_put((after,), self.transitions[l - 1]()(latents[l - 1][after]))
         log_det = torch.zeros(len(z_anchor), device=z_anchor.device)
         for l in range(visits - 2, -1, -1):  # past: z_l = f_{l+1}⁻¹(z_{l+1}), only where the anchor is later
             before = (anchor > l).nonzero().squeeze(1)

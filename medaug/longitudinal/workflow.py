@@ -48,7 +48,7 @@ def fit_longitudinal(table: pd.DataFrame, label: str, out_dir: str | os.PathLike
                   "baseline_ages": grids[0].baseline_age.round(2).tolist(),
                   "image_affine": resized_affine(train_rows, spatial).tolist()}
     save_generator(model, out_dir / "model", provenance)
-    best = min((e for e in log if not e["warmup"]), key=lambda e: e["val_loss"], default=log[-1])
+    best = min([e for e in log if not e["warmup"]] or log, key=lambda e: e["val_loss"])  # train_flow_vae's rule
     return {"train_subjects": len(grids[0].participants), "validation_subjects": len(grids[1].participants),
             "observed_visits": int(grids[0].mask.sum()), "best_epoch": best["epoch"], "best_val_loss": best["val_loss"]}
 
