@@ -254,11 +254,12 @@ def _generate(args: argparse.Namespace) -> None:
     from medaug.generative.persistence import load_generator
     from medaug.generative.training_data import image_tensor
     from medaug.io import write_json
-    from medaug.sampling.samplers import build_sampler
+    from medaug.compute import resolve_device
+    from medaug.sampling.samplers import Samples, build_sampler
     from medaug.sampling.synthetic import write_synthetic
 
     model_dir = args.model_dir / "best" if (args.model_dir / "best").is_dir() else args.model_dir
-    model = load_generator(model_dir)
+    model = load_generator(model_dir, map_location=resolve_device(args.device))
     provenance = json.loads((model_dir / "provenance.json").read_text())
     options = {"rhvae-hmc": dict(steps=args.steps, leapfrog_steps=args.leapfrog_steps, step_size=args.step_size),
                "random-walk": dict(steps=args.steps, sigma=args.sigma),
@@ -270,19 +271,23 @@ def _generate(args: argparse.Namespace) -> None:
     train = image_tensor(pd.DataFrame({"participant_id": "train", "session_id": "n/a",
                                        "path": provenance["train_images"]}),
                          model.config.input_shape[1:]) if needs_images else None
-    sampler.fit(model, train)
+    device = next(model.parameters()).device
+    sampler.fit(model, train.to(device) if train is not None else None)
     write_json(model_dir / f"sampler_{args.sampler}.json", sampler.config())
-    samples = sampler.sample(args.n, seed=args.seed, batch_size=args.batch_size)
-    table = write_synthetic(samples, args.out, label=provenance.get("label", "unknown"), model_dir=model_dir,
-                            sampler=sampler, seed=args.seed, start_index=args.start_index)
+    latents, diagnostics = sampler.draw(args.n, seed=args.seed)
+    table = write_synthetic(latents.cpu(), sampler.decode(latents, args.batch_size), args.out,
+                            label=provenance.get("label", "unknown"), model_dir=model_dir, sampler=sampler,
+                            seed=args.seed, start_index=args.start_index)
     if args.figure:
         from medaug.sampling.figure import plot_latent_geometry
 
         with torch.no_grad():
-            codes = torch.cat([model.encoder(part)[0] for part in train.split(64)])
-        plot_latent_geometry(sampler, samples, codes, args.figure)
+            codes = torch.cat([model.encoder(part)[0] for part in train.to(device).split(64)]).cpu()
+        shown = latents[:8]
+        plot_latent_geometry(sampler, Samples(torch.cat(list(sampler.decode(shown))), latents.cpu()), codes,
+                             args.figure)
         print(f"Figure: {args.figure}")
-    rate = samples.diagnostics.get("acceptance_rate")
+    rate = diagnostics.get("acceptance_rate")
     print(f"{len(table)} synthetic images written to {args.out}" + (f"; acceptance rate {rate:.2f}" if rate else ""))
 
 
@@ -298,6 +303,7 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--start-index", type=int, default=1, help="first synthetic subject number")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (chains and decoding)")
     parser.add_argument("--steps", type=int, default=300, help="chain transitions (rhvae-hmc, random-walk)")
     parser.add_argument("--sigma", type=float, default=0.5, help="tangent proposal std (random-walk)")
     parser.add_argument("--leapfrog-steps", type=int, default=15)

@@ -38,3 +38,7 @@ class BalanceError(MedaugError):
     """No split draw met the demographic-balance threshold within the allowed number of tries."""
 
     exit_code = 2
+
+
+class StudyTaskError(MedaugError):
+    """Some study tasks failed (listed in the run folder's ``failed_tasks.tsv``); the others are kept."""

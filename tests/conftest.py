@@ -46,3 +46,32 @@ def small_template():
     from medaug.preprocessing.template import load_registration_template, resample_template
 
     return resample_template(load_registration_template(), 3.0)
+
+
+@pytest.fixture(scope="session")
+def study_cohort(tmp_path_factory):
+    """A 5 + 5 subject CN/AD cohort at 6 mm with a strong effect, for tiny augmentation studies."""
+    out = tmp_path_factory.mktemp("study") / "bids"
+    build_example_cohort(out, ExampleCohortConfig(subjects_per_label=5, resolution_mm=6.0, seed=3, effect=3.0))
+    return out
+
+
+@pytest.fixture
+def study_config():
+    """Factory of tiny study configs: ``study_config(bids, output, **top_level_changes)``."""
+    from medaug.study.config import StudyConfig
+
+    def make(bids, output, **changes):
+        data = {"name": "tiny", "output": str(output), "seed": 0,
+                "data": {"bids": str(bids), "labels": ["CN", "AD"], "positive": "AD"},
+                "preprocessing": {"enabled": False, "size": [12, 14, 12]},
+                "split": {"test_per_label": 1, "p_threshold": 0.0},
+                "generator": {"model": "rhvae", "latent_dim": 2, "hidden": [32], "metric_hidden": 16},
+                "trainer": {"max_epochs": 3, "batch_size": 4},
+                "samplers": [{"name": "prior"}, {"name": "rhvae-hmc", "options": {"steps": 5, "leapfrog_steps": 3}}],
+                "synthetic_per_class": [4], "conditions": ["real", "synthetic", "real+synthetic", "classic"],
+                "classic_copies": [1], "classifiers": ["cnn", "sklearn-knn"],
+                "classifier_training": {"epochs": 2, "batch_size": 4}, "runs": 2}
+        return StudyConfig.from_dict({**data, **changes})
+
+    return make

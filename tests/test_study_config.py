@@ -18,11 +18,13 @@ def _write(tmp_path: Path, **changes) -> Path:
 
 def test_config_resolves_paths_and_round_trips(tmp_path):
     config = load_study_config(_write(tmp_path, samplers=[{"name": "geometric", "options": {"steps": 5}}],
-                                      synthetic_per_class=[10, 20], classic_copies=[2]))
+                                      synthetic_per_class=[10, 20], classic_copies=[2],
+                                      executor={"kind": "ray", "address": "auto", "cpus_per_task": 2}))
     assert config.data.bids == str((tmp_path / "bids").resolve())
     assert config.output == str((tmp_path / "out").resolve())
     again = StudyConfig.from_dict(yaml.safe_load(yaml.safe_dump(config.to_dict())))
     assert again == config
+    assert config.executor.address == "auto" and config.executor.max_retries == 1
     assert config.generator_config().input_shape == (1, 84, 104, 89)
     names = [c.name for c in study_conditions(config)]
     assert names == ["real", "synthetic-geometric-n10", "synthetic-geometric-n20", "real+synthetic-geometric-n10",
@@ -47,6 +49,16 @@ def test_config_resolves_paths_and_round_trips(tmp_path):
     ({"runs": 0}, "runs must be"),
     ({"device": "tpu"}, "device must be"),
     ({"synthetic_per_class": [0]}, "synthetic_per_class ≥ 1"),
+    ({"executor": {"kind": "dask"}}, "unknown executor.kind 'dask'"),
+    ({"executor": {"workers": 2}}, r"unknown executor option\(s\) \['workers'\]"),
+    ({"executor": {"kind": "ray", "cpus_per_task": 0}}, "executor.cpus_per_task must be a whole number ≥ 1"),
+    ({"executor": {"cpus_per_task": 1.5}}, "executor.cpus_per_task must be a whole number"),
+    ({"executor": {"kind": "ray", "gpus_per_task": -1}}, "executor.gpus_per_task must be a number ≥ 0"),
+    ({"executor": {"max_retries": -1}}, "executor.max_retries must be"),
+    ({"executor": {"address": "auto"}}, "executor.address is for kind: ray"),
+    ({"executor": {"gpus_per_task": 1}}, "gpus_per_task > 0 needs device: cuda"),
+    ({"device": "cuda", "executor": {"kind": "ray"}}, "needs executor.gpus_per_task > 0"),
+    ({"device": "cuda:1", "executor": {"kind": "ray", "gpus_per_task": 1}}, "use device: cuda"),
 ])
 def test_bad_configs_name_the_problem(tmp_path, changes, message):
     with pytest.raises(ConfigError, match=message):

@@ -6,15 +6,7 @@ import pytest
 
 from medaug.data.example_cohort import ExampleCohortConfig, build_example_cohort
 from medaug.errors import ConfigError, OutputExistsError
-from medaug.study.config import StudyConfig
 from medaug.study.pipeline import run_study
-
-
-@pytest.fixture(scope="module")
-def study_cohort(tmp_path_factory):
-    out = tmp_path_factory.mktemp("study") / "bids"
-    build_example_cohort(out, ExampleCohortConfig(subjects_per_label=5, resolution_mm=6.0, seed=3, effect=3.0))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -24,26 +16,12 @@ def other_cohort(tmp_path_factory):
     return out
 
 
-def _config(bids, output, **changes) -> StudyConfig:
-    data = {"name": "tiny", "output": str(output), "seed": 0,
-            "data": {"bids": str(bids), "labels": ["CN", "AD"], "positive": "AD"},
-            "preprocessing": {"enabled": False, "size": [12, 14, 12]},
-            "split": {"test_per_label": 1, "p_threshold": 0.0},
-            "generator": {"model": "rhvae", "latent_dim": 2, "hidden": [32], "metric_hidden": 16},
-            "trainer": {"max_epochs": 3, "batch_size": 4},
-            "samplers": [{"name": "prior"}, {"name": "rhvae-hmc", "options": {"steps": 5, "leapfrog_steps": 3}}],
-            "synthetic_per_class": [4], "conditions": ["real", "synthetic", "real+synthetic", "classic"],
-            "classic_copies": [1], "classifiers": ["cnn", "sklearn-knn"],
-            "classifier_training": {"epochs": 2, "batch_size": 4}, "runs": 2}
-    data.update(changes)
-    return StudyConfig.from_dict(data)
-
-
 @pytest.mark.slow
-def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, other_cohort, tmp_path, validator_errors):
+def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, other_cohort, study_config, tmp_path,
+                                                               validator_errors):
     independent = {"bids": str(study_cohort), "labels": ["CN", "AD"], "positive": "AD",
                    "independent_tests": [{"name": "other", "bids": str(other_cohort)}]}
-    config = _config(study_cohort, tmp_path / "a", data=independent)
+    config = study_config(study_cohort, tmp_path / "a", data=independent)
     result = run_study(config)
     run_dir = tmp_path / "a"
     metrics = result["metrics"]
@@ -81,26 +59,27 @@ def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, other_c
     # resume: nothing is retrained, results are the same; more runs add only the new ones
     marker = run_dir / "runs/cnn/real/run-00/metrics.tsv"
     stamp = marker.stat().st_mtime_ns
-    again = run_study(_config(study_cohort, tmp_path / "a", data=independent))
+    again = run_study(study_config(study_cohort, tmp_path / "a", data=independent))
     assert marker.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(again["metrics"], metrics)
-    more = run_study(_config(study_cohort, tmp_path / "a", data=independent, runs=3,
-                                 classifiers=["cnn", "sklearn-knn", "sklearn-svm"]))
+    more = run_study(study_config(study_cohort, tmp_path / "a", data=independent, runs=3,
+                                  classifiers=["cnn", "sklearn-knn", "sklearn-svm"]))
     assert more["tasks"] == 54 and (run_dir / "runs/cnn/real/run-02/metrics.tsv").exists()
     assert (run_dir / "runs/sklearn-svm/real/run-00/metrics.tsv").exists()
     assert marker.stat().st_mtime_ns == stamp
     with pytest.raises(OutputExistsError, match="other seed settings"):
-        run_study(_config(study_cohort, tmp_path / "a", data=independent, seed=1))
+        run_study(study_config(study_cohort, tmp_path / "a", data=independent, seed=1))
 
     # the same config and seed in a fresh folder give the same numbers
-    fresh = run_study(_config(study_cohort, tmp_path / "b", data=independent))
+    fresh = run_study(study_config(study_cohort, tmp_path / "b", data=independent))
     columns = ["classifier", "condition", "run", "test_set", "balanced_accuracy", "auc", "tp", "tn"]
     pd.testing.assert_frame_equal(fresh["metrics"][columns], metrics[columns])
 
 
-def test_output_inside_the_input_dataset_or_a_non_independent_test_cohort_is_refused(study_cohort, tmp_path):
+def test_output_inside_the_input_dataset_or_a_non_independent_test_cohort_is_refused(study_cohort, study_config,
+                                                                                     tmp_path):
     with pytest.raises(ConfigError, match="inside the input dataset"):
-        run_study(_config(study_cohort, study_cohort / "derivatives" / "study"))
+        run_study(study_config(study_cohort, study_cohort / "derivatives" / "study"))
     same = {"bids": str(study_cohort), "independent_tests": [{"name": "again", "bids": str(study_cohort)}]}
     with pytest.raises(ConfigError, match="is the study's own dataset"):
-        run_study(_config(study_cohort, tmp_path / "c", data=same))
+        run_study(study_config(study_cohort, tmp_path / "c", data=same))

@@ -30,9 +30,12 @@ def test_classic_augmentation_is_seeded_and_changes_images():
     real, labels = _real()
     first = build_training_set(real, labels, "classic", copies=2, seed=3)
     again = build_training_set(real, labels, "classic", copies=2, seed=3)
-    assert len(first.images) == 18 and torch.equal(first.images, again.images)
+    assert len(first.images) == 18 and torch.equal(first.images.load(), again.images.load())
     assert torch.equal(first.labels[6:], labels.repeat(2))
-    assert not torch.allclose(first.images[6:12], real)
+    assert not torch.allclose(first.images.take(np.arange(6, 12)).load(), real)
+    # each copy is drawn from its own seed: the same image whatever the order it is read in
+    rows = np.array([17, 6, 11])
+    assert torch.equal(first.images.batch(rows), first.images.load()[rows])
 
 
 def test_memorization_audit_flags_copies_and_not_fresh_images():

@@ -17,11 +17,13 @@ from medaug.generative.models import GenerativeModel, build_model
 from medaug.io import atomic_write, write_json
 
 
-def save_generator(model: nn.Module, folder: str | os.PathLike, provenance: dict | None = None) -> Path:
-    """Write the model folder atomically file by file (weights last but one, provenance last)."""
+def save_generator(model: nn.Module, folder: str | os.PathLike, provenance: dict | None = None,
+                   state_dict: dict | None = None) -> Path:
+    """Write the model folder atomically file by file (weights last but one, provenance last);
+    ``state_dict`` replaces the model's current weights (a best epoch kept in memory)."""
     folder = Path(folder)
     write_json(folder / "config.json", model.config.to_dict())
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in (state_dict or model.state_dict()).items()}
     atomic_write(folder / "model.pt", lambda p: torch.save(state, p))
     write_json(folder / "provenance.json", {"medaug_version": __version__, "torch_version": torch.__version__,
                                              **(provenance or {})})
@@ -42,4 +44,4 @@ def load_model_folder(folder: str | os.PathLike, build: Callable[[dict], nn.Modu
             raise InputDataError(f"{folder} is not a saved model folder: {name} is missing")
     model = build(json.loads((folder / "config.json").read_text()))
     model.load_state_dict(torch.load(folder / "model.pt", map_location=map_location, weights_only=True))
-    return model.eval()
+    return model.to(map_location).eval()

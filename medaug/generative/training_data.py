@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +70,23 @@ def class_split(table: pd.DataFrame, label: str, split_dir: str | os.PathLike | 
 
 def image_tensor(rows: pd.DataFrame, spatial_shape: tuple[int, ...]) -> torch.Tensor:
     """Stack images resized (trilinear) to ``spatial_shape`` and min-max rescaled, (N, 1, *shape)."""
-    return torch.stack([item["image"].as_tensor().float() for item in _resized(rows, spatial_shape)])
+    return torch.stack(list(image_stream(rows, spatial_shape)))
+
+
+def image_stream(rows: pd.DataFrame, spatial_shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
+    """The images of :func:`image_tensor` one at a time (1, *shape), read as they are needed."""
+    return (item["image"].as_tensor().float() for item in _resized(rows, spatial_shape))
 
 
 def resized_affine(rows: pd.DataFrame, spatial_shape: tuple[int, ...]) -> np.ndarray:
     """The RAS affine of the first image after resizing (synthetic images are written with it)."""
-    return _resized(rows.head(1), spatial_shape)[0]["image"].affine.numpy()
+    return next(_resized(rows.head(1), spatial_shape))["image"].affine.numpy()
 
 
 def _resized(rows: pd.DataFrame, spatial_shape: tuple[int, ...]):
     transform = [Resized("image", spatial_shape, mode="trilinear"), ScaleIntensityd("image", minv=0.0, maxv=1.0)]
     dataset = cohort_dataset(rows.assign(diagnosis="x"), transform, labels={"x": 0})
-    return [dataset[i] for i in range(len(dataset))]
+    return (dataset[i] for i in range(len(dataset)))
 
 
 def record_training_data(model_dir: str | os.PathLike, label: str, train_rows: pd.DataFrame,

@@ -37,7 +37,7 @@ def plot_latent_geometry(sampler: Sampler, samples: Samples, codes: torch.Tensor
     margin = 0.15 * (high - low) + 1e-3
     axes = [torch.linspace(float(low[k] - margin[k]), float(high[k] + margin[k]), resolution) for k in range(2)]
     grid = torch.cartesian_prod(*axes).to(codes.dtype)
-    density = torch.cat([sampler.log_target(part) for part in grid.split(4096)]).view(resolution, resolution)
+    density = torch.cat([sampler.log_target(part.to(sampler.device)).cpu() for part in grid.split(4096)]).view(resolution, resolution)
 
     figure = plt.figure(figsize=(4 + 1.2 * ((shown + 1) // 2), 4), constrained_layout=True)
     grid_spec = figure.add_gridspec(2, 2 + (shown + 1) // 2)

@@ -6,6 +6,7 @@ only. Each sampler's configuration is a dataclass saved next to the generator (`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,17 +53,33 @@ class Sampler:
     def config(self) -> dict:
         return {"sampler": self.name, **self.options}
 
+    @property
+    def device(self) -> torch.device:
+        """Chains and decoding run where the model is (``model.to("cuda")`` moves them to the GPU)."""
+        return next(self.model.parameters()).device
+
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int, batch_size: int = 64) -> Samples:
-        """``n`` images; chains run as one batch, the decoder in batches of ``batch_size``."""
+    def draw(self, n: int, *, seed: int) -> tuple[torch.Tensor, dict]:
+        """Latent codes (n, d) on the model's device, as one batch of chains, and diagnostics.
+
+        The random stream lives on that device: a seed gives the same codes on every run of one
+        device type, not the same codes on CPU and GPU."""
         if self.model is None:
             raise ConfigError(f"{self.name} sampler: call fit(model, train_data) before sample()")
         if n < 1:
             raise ConfigError(f"number of samples must be ≥ 1, got {n}")
-        generator = torch.Generator().manual_seed(seed)
-        latents, diagnostics = self._latents(n, generator)
-        images = torch.cat([self.model.decode(part) for part in latents.split(batch_size)])
-        return Samples(images, latents, diagnostics)
+        return self._latents(n, torch.Generator(device=self.device).manual_seed(seed))
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, batch_size: int = 64) -> Iterator[torch.Tensor]:
+        """Decoded images, ``batch_size`` at a time, as float32 CPU tensors (B, C, *spatial)."""
+        for part in latents.split(batch_size):
+            yield self.model.decode(part.to(self.device)).float().cpu()
+
+    def sample(self, n: int, *, seed: int, batch_size: int = 64) -> Samples:
+        """``n`` images in memory; :meth:`draw` then :meth:`decode` stream them instead."""
+        latents, diagnostics = self.draw(n, seed=seed)
+        return Samples(torch.cat(list(self.decode(latents, batch_size))), latents.cpu(), diagnostics)
 
     def _latents(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
@@ -89,7 +106,7 @@ class PriorSampler(Sampler):
     name = "prior"
 
     def _latents(self, n, generator):
-        return torch.randn(n, self.model.config.latent_dim, generator=generator), {}
+        return torch.randn(n, self.model.config.latent_dim, generator=generator, device=generator.device), {}
 
 
 class VAMPSampler(Sampler):
@@ -103,8 +120,8 @@ class VAMPSampler(Sampler):
 
     def _latents(self, n, generator):
         mean, log_var = self.model.encoder(torch.sigmoid(self.model.pseudo_inputs))
-        pick = torch.randint(len(mean), (n,), generator=generator)
-        noise = torch.randn(n, mean.shape[1], generator=generator)
+        pick = torch.randint(len(mean), (n,), generator=generator, device=generator.device)
+        noise = torch.randn(n, mean.shape[1], generator=generator, device=generator.device)
         return mean[pick] + (0.5 * log_var[pick]).exp() * noise, {}
 
 
@@ -126,10 +143,10 @@ class GMMSampler(Sampler):
         self.mixture = GaussianMixture(components, covariance_type="full", random_state=0).fit(means)
 
     def _latents(self, n, generator):
-        self.mixture.random_state = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        self.mixture.random_state = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
         codes, _ = self.mixture.sample(n)
-        order = torch.randperm(n, generator=generator)  # sklearn returns samples grouped by component
-        return torch.as_tensor(codes, dtype=torch.float32)[order], {}
+        order = torch.randperm(n, generator=generator, device=generator.device)  # sklearn returns samples grouped by component
+        return torch.as_tensor(codes, dtype=torch.float32, device=generator.device)[order], {}
 
 
 class TwoStageSampler(Sampler):
@@ -196,7 +213,7 @@ class RHVAEHMCSampler(Sampler):
         return torch.where(z.norm(dim=1) <= self.radius, value, torch.full_like(value, float("-inf")))
 
     def _latents(self, n, generator):
-        start = self.centroids[torch.randint(len(self.centroids), (n,), generator=generator)]
+        start = self.centroids[torch.randint(len(self.centroids), (n,), generator=generator, device=generator.device)]
         result = hmc(self.log_density, start, steps=self.options["steps"],
                      leapfrog_steps=self.options["leapfrog_steps"], step_size=self.options["step_size"],
                      generator=generator, inside=lambda z: z.norm(dim=1) <= self.radius, trace_chains=TRACED_CHAINS)
@@ -217,7 +234,7 @@ class RandomWalkSampler(RHVAEHMCSampler):
     def _latents(self, n, generator):
         config = self.model.config
         metric = Metric(self.centroids, self.model.factors, config.temperature, config.regularization)
-        start = self.centroids[torch.randint(len(self.centroids), (n,), generator=generator)]
+        start = self.centroids[torch.randint(len(self.centroids), (n,), generator=generator, device=generator.device)]
         result = riemannian_random_walk(metric, start, steps=self.options["steps"], sigma=self.options["sigma"],
                                         radius=self.radius, generator=generator,
                                         shooting_steps=self.options["shooting_steps"])
@@ -255,7 +272,7 @@ class GeometricSampler(Sampler):
         return self.metric.log_density_and_gradient(z)[0]
 
     def _latents(self, n, generator):
-        start = self.metric.centroids[torch.randint(len(self.metric.centroids), (n,), generator=generator)]
+        start = self.metric.centroids[torch.randint(len(self.metric.centroids), (n,), generator=generator, device=generator.device)]
         result = hmc(self.metric.log_density_and_gradient, start, steps=self.options["steps"],
                      leapfrog_steps=self.options["leapfrog_steps"], step_size=self.options["step_size"],
                      generator=generator, trace_chains=TRACED_CHAINS)

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from medaug.data.derivatives import DerivativeDataset
+from medaug.data.volumes import write_volume_file
 from medaug.errors import OutputExistsError
 from medaug.io import write_text, write_tsv
-from medaug.sampling.samplers import Samples, Sampler
+from medaug.sampling.samplers import Sampler
 
 
 def label_token(label: str) -> str:
@@ -26,28 +30,59 @@ def synthetic_listing(out_dir: str | os.PathLike, label: str, seed: int) -> Path
     return Path(out_dir) / f"synthetic_{label_token(label)}_seed{seed}.tsv"
 
 
-def write_synthetic(samples: Samples, out_dir: str | os.PathLike, *, label: str, model_dir: str | os.PathLike,
-                    sampler: Sampler, seed: int, start_index: int = 1) -> pd.DataFrame:
-    """Write every sampled image and its sidecar; returns (and writes) ``synthetic.tsv``."""
+def pool_file(out_dir: str | os.PathLike, label: str, seed: int) -> Path:
+    """The float16 image stack that :func:`write_synthetic` fills when asked (``pool=True``)."""
+    return synthetic_listing(out_dir, label, seed).with_suffix(".npy")
+
+
+def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_dir: str | os.PathLike, *,
+                    label: str, model_dir: str | os.PathLike, sampler: Sampler, seed: int, start_index: int = 1,
+                    pool: bool = False, workers: int = 4) -> pd.DataFrame:
+    """Write every image with its sidecar as the batches (B, C, *spatial) of ``images`` arrive;
+    with ``pool``, also a float16 stack of them (:func:`pool_file`) that studies read without
+    decompressing NIfTIs. ``workers`` threads compress the files. Returns (and writes, last)
+    the listing ``synthetic_<label>_seed<seed>.tsv``."""
     model_dir = Path(model_dir)
     provenance = json.loads((model_dir / "provenance.json").read_text())
     affine = np.asarray(provenance.get("image_affine", np.eye(4)))
     dataset = DerivativeDataset(out_dir, "medaug-synthetic", description="synthetic images from medaug generators")
     clean = label_token(label)
-    rows = []
-    for offset, (image, latent) in enumerate(zip(samples.images, samples.latents)):
-        participant = f"synth{clean}{start_index + offset:04d}"
-        path = dataset.path(participant, None, desc="synthetic")
+    common = {"Synthetic": True, "Label": label, "Generator": str(model_dir.resolve()),
+              "GeneratorModel": json.loads((model_dir / "config.json").read_text())["model"],
+              "Sampler": sampler.config(), "Seed": seed, "TrainingSetSHA256": provenance.get("training_set_sha256")}
+    participants = [f"synth{clean}{start_index + i:04d}" for i in range(len(latents))]
+    paths = [dataset.path(participant, None, desc="synthetic") for participant in participants]
+    for path in paths:
         if path.exists():
             raise OutputExistsError(f"{path} exists; write to another folder or use --start-index")
-        dataset.write_image(path, image[0], affine, {
-            "Synthetic": True, "Label": label, "Generator": str(model_dir.resolve()),
-            "GeneratorModel": json.loads((model_dir / "config.json").read_text())["model"],
-            "Sampler": sampler.config(), "Seed": seed, "SampleIndex": offset,
-            "TrainingSetSHA256": provenance.get("training_set_sha256"),
-            "Latent": [round(float(v), 6) for v in latent]})
-        rows.append({"participant_id": f"sub-{participant}", "diagnosis": label, "synthetic": True, "path": str(path)})
-    table = pd.DataFrame(rows)
+
+    def write_all(batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        offset = 0
+        with ThreadPoolExecutor(workers) as threads:
+            for batch in batches:
+                futures = [threads.submit(dataset.write_image, paths[offset + i], image[0], affine,
+                                          {**common, "SampleIndex": offset + i,
+                                           "Latent": [round(float(v), 6) for v in latents[offset + i]]})
+                           for i, image in enumerate(batch)]
+                for future in futures:
+                    future.result()
+                offset += len(batch)
+                yield batch
+        if offset != len(latents):
+            raise OutputExistsError(f"{offset} images decoded for {len(latents)} latent codes")
+
+    if pool:
+        write_volume_file(pool_file(out_dir, label, seed), write_all(images), (len(latents), *_image_shape(model_dir)),
+                          dtype="float16")
+    else:
+        for _ in write_all(images):
+            pass
+    table = pd.DataFrame({"participant_id": [f"sub-{p}" for p in participants],
+                          "diagnosis": label, "synthetic": True, "path": [str(p) for p in paths]})
     write_tsv(synthetic_listing(out_dir, label, seed), table)
-    write_text(Path(out_dir) / ".bidsignore", "synthetic_*.tsv\n")  # the listing is not a BIDS file
+    write_text(Path(out_dir) / ".bidsignore", "synthetic_*.tsv\nsynthetic_*.npy\n")  # not BIDS files
     return table
+
+
+def _image_shape(model_dir: Path) -> tuple[int, ...]:
+    return tuple(json.loads((model_dir / "config.json").read_text())["input_shape"])

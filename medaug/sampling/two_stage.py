@@ -38,8 +38,8 @@ class CodeVAE(nn.Module):
 def sample_codes(model: CodeVAE, centre: torch.Tensor, scale: torch.Tensor, n: int,
                  generator: torch.Generator) -> torch.Tensor:
     """Codes from the second stage's model: μ(u) + γ ε with u, ε ~ N(0, I), un-standardised."""
-    u = torch.randn(n, model.decoder[0].in_features, generator=generator)
-    noise = torch.randn(n, len(centre), generator=generator)
+    u = torch.randn(n, model.decoder[0].in_features, generator=generator, device=generator.device)
+    noise = torch.randn(n, len(centre), generator=generator, device=generator.device)
     with torch.no_grad():
         return centre + scale * (model.decoder(u) + model.log_gamma.exp() * noise)
 
@@ -50,7 +50,7 @@ def fit_code_vae(codes: torch.Tensor, latent_dim: int, epochs: int = 300, seed: 
     torch.manual_seed(seed)
     centre, scale = codes.mean(0), codes.std(0).clamp_min(1e-6)
     standard = (codes - centre) / scale
-    model = CodeVAE(codes.shape[1], latent_dim)
+    model = CodeVAE(codes.shape[1], latent_dim).to(codes.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):

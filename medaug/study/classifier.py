@@ -8,7 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
+from medaug.compute import autocast, resolve_device, to_device
+from medaug.data.volumes import Volumes
+from medaug.distributed import data_parallel, replica
 from medaug.study.metrics import classification_metrics
 
 
@@ -22,46 +26,66 @@ class ClassifierTraining:
     batch_size: int = 8
     seed: int = 0
     device: str = "cpu"
+    mixed_precision: bool = False   # bf16 autocast on CUDA
+    loader_workers: int = 0         # DataLoader processes reading the images (0: in the training process)
 
 
-def predict_proba(model: nn.Module, images: torch.Tensor, batch_size: int = 16) -> np.ndarray:
-    """Softmax class probabilities (N, classes) in evaluation mode, on the model's device."""
+def predict_proba(model: nn.Module, images: torch.Tensor | Volumes, batch_size: int = 16,
+                  mixed_precision: bool = False) -> np.ndarray:
+    """Softmax class probabilities (N, classes) in evaluation mode, on the model's device; images
+    are read batch by batch (a tensor or streamed :class:`Volumes`)."""
     model.eval()
     device = next(model.parameters()).device
-    with torch.no_grad():
-        return torch.cat([torch.softmax(model(part.to(device)), dim=1).cpu()
-                          for part in images.split(batch_size)]).numpy()
+    with torch.no_grad(), autocast(device, mixed_precision):
+        return torch.cat([torch.softmax(model(to_device(part, device)).float(), dim=1).cpu()
+                          for part in Volumes.of(images).batches(batch_size)]).numpy()
 
 
-def train_classifier(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor],
-                     validation: tuple[torch.Tensor, torch.Tensor], settings: ClassifierTraining,
+def _epoch_loader(images: Volumes, batches: list[torch.Tensor], settings: ClassifierTraining,
+                  device: torch.device) -> DataLoader:
+    """The images of each batch (this process's share of it), in the order drawn for this epoch."""
+    return DataLoader(images, batch_sampler=[index.tolist() for index in batches],
+                      num_workers=settings.loader_workers, pin_memory=device.type == "cuda")
+
+
+def train_classifier(model: nn.Module, train: tuple[torch.Tensor | Volumes, torch.Tensor],
+                     validation: tuple[torch.Tensor | Volumes, torch.Tensor], settings: ClassifierTraining,
                      classes: tuple[str, str] = ("CN", "AD")) -> tuple[nn.Module, list[dict]]:
     """Cross-entropy training; returns the weights of the epoch with the best validation balanced
-    accuracy (first best on ties) and the per-epoch log (loss, validation balanced accuracy)."""
+    accuracy (first best on ties) and the per-epoch log (loss, validation balanced accuracy).
+    Images stream from ``train[0]`` through a DataLoader (pinned memory on CUDA). Under
+    ``torchrun`` each process trains on its share of every batch with DDP (batch norm synchronised
+    on CUDA); all score the whole validation set and return the same weights."""
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
-    model.to(settings.device)
+    group = replica(resolve_device(settings.device))
+    device = group.device
+    model.to(device)
+    network = data_parallel(model, group)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     loss_function = nn.CrossEntropyLoss()
-    x, y = train
+    x, y = Volumes.of(train[0]), train[1]
     names = np.array(classes)
     best, best_state, log = -1.0, None, []
     for epoch in range(1, settings.epochs + 1):
         model.train()
-        total = 0.0
-        for index in torch.randperm(len(x), generator=generator).split(settings.batch_size):
-            if len(index) < 2:  # batch norm needs two samples
-                continue
-            batch, target = x[index].to(settings.device), y[index].to(settings.device)
-            loss = loss_function(model(batch), target)
+        total = torch.zeros((), device=device)
+        # a last batch of one image per process is dropped: batch norm needs two samples
+        batches = [group.shard(i) for i in torch.randperm(len(x), generator=generator).split(settings.batch_size)
+                   if len(i) >= 2 * group.world_size]
+        for index, batch in zip(batches, _epoch_loader(x, batches, settings, device)):
+            batch, target = to_device(batch, device), to_device(y[index], device)
+            with autocast(device, settings.mixed_precision):
+                loss = loss_function(network(batch).float(), target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(index)
-        probabilities = predict_proba(model, validation[0])
+            total += group.mean(loss.detach()) * len(index) * group.world_size
+        group.share_buffers(model)  # the replicas score validation with the same statistics
+        probabilities = predict_proba(model, validation[0], mixed_precision=settings.mixed_precision)
         scores = classification_metrics(names[validation[1].numpy()], names[probabilities.argmax(1)],
                                         probabilities[:, 1], positive=classes[1])
-        log.append({"epoch": epoch, "train_loss": total / len(x), "val_balanced_accuracy": scores["balanced_accuracy"]})
+        log.append({"epoch": epoch, "train_loss": total.item() / len(x), "val_balanced_accuracy": scores["balanced_accuracy"]})
         if scores["balanced_accuracy"] > best:
             best, best_state = scores["balanced_accuracy"], copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)

@@ -3,7 +3,8 @@
 Sections: ``data``, ``preprocessing`` (:class:`T1LinearConfig` fields + ``enabled``, ``jobs``),
 ``split`` (:class:`SplitConfig`), ``generator`` (:class:`GeneratorConfig` without the input shape),
 ``trainer`` (:class:`TrainerConfig`), ``samplers``, ``synthetic_per_class``, ``conditions``,
-``classifiers``, ``classifier_training``, ``search``, ``runs``, ``seed``, ``device``, ``output``.
+``classifiers``, ``classifier_training``, ``search``, ``executor`` (:class:`ExecutorSection`), ``runs``,
+``seed``, ``device``, ``output``.
 Unknown keys and bad values raise :class:`ConfigError` naming the key; relative paths are read
 relative to the YAML file.
 """
@@ -29,6 +30,7 @@ from medaug.study.training_sets import CONDITIONS
 
 SKLEARN_MODELS = ("svm", "random_forest", "knn", "mlp")
 CLASSIFIERS = ("cnn", "cnn-optimized", *(f"sklearn-{m}" for m in SKLEARN_MODELS))
+EXECUTORS = ("sequential", "ray")
 
 
 @dataclass
@@ -108,6 +110,30 @@ class SearchSection:
 
 
 @dataclass
+class ExecutorSection:
+    """How the study's (classifier, condition, run) tasks run: ``sequential`` in this process or
+    ``ray`` (a local Ray, or the cluster at ``address``), each task with ``cpus_per_task`` torch
+    threads (both executors, so that results match) and up to ``max_retries`` retries."""
+
+    kind: str = "sequential"
+    address: str | None = None          # ray: ray://head:10001 or auto joins a cluster; none starts a local Ray
+    cpus_per_task: int = 1
+    gpus_per_task: float = 0
+    max_retries: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise ConfigError(f"unknown executor.kind {self.kind!r}; choose among {', '.join(EXECUTORS)}")
+        if self.address is not None and self.kind != "ray":
+            raise ConfigError(f"executor.address is for kind: ray, got kind {self.kind!r}; remove it or set kind: ray")
+        for key, low, whole in (("cpus_per_task", 1, True), ("gpus_per_task", 0, False), ("max_retries", 0, True)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or value < low:
+                what = "whole number" if whole else "number"
+                raise ConfigError(f"executor.{key} must be a {what} ≥ {low}, got {value!r}")
+
+
+@dataclass
 class StudyConfig:
     """A whole augmentation study (thesis §1.4-1.5)."""
 
@@ -126,14 +152,17 @@ class StudyConfig:
     classifiers: tuple[str, ...] = ("cnn",)
     classifier_training: ClassifierTraining = field(default_factory=ClassifierTraining)
     search: SearchSection = field(default_factory=SearchSection)
+    executor: ExecutorSection = field(default_factory=ExecutorSection)
     runs: int = 5
     seed: int = 0
     device: str = "cpu"
+    mixed_precision: bool = False       # bf16 autocast of generators and CNNs on CUDA
     memorization_quantile: float = 0.05
 
     def __post_init__(self) -> None:
         sections = {"data": DataSection, "preprocessing": PreprocessingSection, "split": SplitConfig,
-                    "trainer": TrainerConfig, "classifier_training": ClassifierTraining, "search": SearchSection}
+                    "trainer": TrainerConfig, "classifier_training": ClassifierTraining, "search": SearchSection,
+                    "executor": ExecutorSection}
         for name, cls in sections.items():
             value = getattr(self, name)
             if isinstance(value, dict):
@@ -165,7 +194,24 @@ class StudyConfig:
             raise ConfigError(f"runs must be ≥ 1, got {self.runs}")
         if not self.device.startswith(("cpu", "cuda")):
             raise ConfigError(f"device must be cpu or cuda[:i], got {self.device!r}")
+        self._check_executor_device()
         self.generator_config()  # validates the generator section now
+
+    def _check_executor_device(self) -> None:
+        executor = self.executor
+        if executor.gpus_per_task > 0 and self.device == "cpu":
+            raise ConfigError("executor.gpus_per_task > 0 needs device: cuda; set gpus_per_task: 0 for device: cpu")
+        if executor.kind == "ray" and self.device.startswith("cuda"):
+            if executor.gpus_per_task == 0:
+                raise ConfigError("device: cuda with executor.kind: ray needs executor.gpus_per_task > 0 "
+                                  "(Ray hides the GPUs from tasks that request none)")
+            if self.device not in ("cuda", "cuda:0"):
+                raise ConfigError(f"device {self.device!r} with executor.kind: ray: use device: cuda "
+                                  "(Ray gives each task its own GPU, visible as cuda:0)")
+
+    def classifier_settings(self) -> ClassifierTraining:
+        """``classifier_training`` on the study's device and precision."""
+        return dataclasses.replace(self.classifier_training, device=self.device, mixed_precision=self.mixed_precision)
 
     @property
     def needs_synthetic(self) -> bool:

@@ -1,4 +1,5 @@
-"""Study data: cohort → subject-level split → cached ``t1-linear`` → image tensors per split.
+"""Study data: cohort → subject-level split → cached ``t1-linear`` → one memory-mapped image
+stack per split (``images/<split>.npy`` beside its listing), read batch by batch, never held whole.
 
 Test subjects contribute their baseline image only (one prediction per subject); with
 ``data.sessions: all`` training and validation subjects contribute every session. Images that
@@ -20,7 +21,8 @@ from medaug.data.cohort import load_cohort
 from medaug.data.selection import baseline_sessions, stable_diagnosis
 from medaug.data.splits import assert_disjoint, load_split, save_split, split_subjects
 from medaug.errors import InputDataError, OutputExistsError
-from medaug.generative.training_data import image_tensor
+from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
+from medaug.generative.training_data import image_stream
 from medaug.io import write_tsv
 from medaug.preprocessing.runner import preprocess_cohort
 from medaug.study.config import StudyConfig
@@ -30,10 +32,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ImageSet:
-    """Rows (participant_id, session_id, diagnosis, path), images (N, 1, *size), label codes (N,)."""
+    """Rows (participant_id, session_id, diagnosis, path), images (N, 1, *size) streamed from a
+    memory-mapped stack (or any indexable source), label codes (N,)."""
 
     rows: pd.DataFrame
-    images: torch.Tensor
+    images: VolumeFile | Volumes | torch.Tensor
     labels: torch.Tensor
 
 
@@ -84,11 +87,19 @@ def _preprocessed(config: StudyConfig, rows: pd.DataFrame, bids: str, caps: Path
                                            on=["participant_id", "session_id"])
 
 
-def _image_set(config: StudyConfig, rows: pd.DataFrame) -> ImageSet:
+def _image_set(config: StudyConfig, rows: pd.DataFrame, stack: Path) -> ImageSet:
+    """The split's images in ``stack`` (float32 .npy, rewritten when its listing changes)."""
     rows = rows.sort_values(["participant_id", "session_id"]).reset_index(drop=True)
     codes = {label: i for i, label in enumerate(config.data.labels)}
-    return ImageSet(rows, image_tensor(rows, config.preprocessing.size),
-                    torch.tensor([codes[d] for d in rows["diagnosis"]], dtype=torch.long))
+    listing = stack.with_suffix(".tsv")
+    columns = ["participant_id", "session_id", "path"]
+    current = rows[columns].astype(str)
+    if not (stack.exists() and listing.exists()
+            and pd.read_csv(listing, sep="\t", dtype=str, keep_default_na=False).equals(current)):
+        size = config.preprocessing.size
+        write_volume_file(stack, (image[None] for image in image_stream(rows, size)), (len(rows), 1, *size))
+        write_tsv(listing, current)
+    return ImageSet(rows, VolumeFile(stack), torch.tensor([codes[d] for d in rows["diagnosis"]], dtype=torch.long))
 
 
 def prepare_data(config: StudyConfig, run_dir: Path) -> StudyData:
@@ -113,13 +124,13 @@ def prepare_data(config: StudyConfig, run_dir: Path) -> StudyData:
             if not (kept["diagnosis"] == label).any():
                 raise InputDataError(f"the {name} split has no usable {label} image; add subjects or lower "
                                      "split.test_per_label")
-        sets[name] = _image_set(config, kept)
+        sets[name] = _image_set(config, kept, run_dir / "images" / f"{name}.npy")
     assert_disjoint(train=sets["train"].rows, validation=sets["validation"].rows, test=sets["test"].rows)
     independent = {}
     for cohort_spec in config.data.independent_tests:
         rows = baseline_sessions(_cohort(config, cohort_spec.bids))
         kept = _preprocessed(config, rows, cohort_spec.bids, run_dir / f"caps_{cohort_spec.name}")
-        independent[cohort_spec.name] = _image_set(config, kept)
+        independent[cohort_spec.name] = _image_set(config, kept, run_dir / "images" / f"test_{cohort_spec.name}.npy")
     counts = {name: len(s.rows) for name, s in sets.items()}
     logger.info("study images: %s", json.dumps(counts))
     return StudyData(sets["train"], sets["validation"], sets["test"], independent)

@@ -7,6 +7,8 @@ Run folder: ``config.yaml`` (the resolved config), ``cohort.tsv``, ``split/``, `
 ``figures/``. Re-running skips every finished step. A folder only accepts a config whose
 result-defining settings match (:data:`EXTENSIBLE` keys may change: more runs, classifiers,
 conditions or samplers add tasks; the report covers the tasks of the current config).
+Tasks run through ``executor`` (:mod:`medaug.study.executors`: sequential, or fanned out on Ray with
+identical results); failed tasks are listed in ``failed_tasks.tsv`` and rerunning resumes.
 """
 
 from __future__ import annotations
@@ -18,20 +20,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from tqdm import tqdm
 
-from medaug.errors import ConfigError, OutputExistsError
+from medaug.errors import ConfigError, OutputExistsError, StudyTaskError
 from medaug.io import write_json, write_text, write_tsv
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData, prepare_data
+from medaug.study.executors import FAILURES_FILE, run_pending
 from medaug.study.report import memorization_table, plot_synthetic_slices, write_report
 from medaug.study.search import CNNArchitecture, random_search
 from medaug.study.synthesis import fit_generators, synthetic_pools
-from medaug.study.tasks import METRICS_FILE, StudyContext, run_task, study_tasks
+from medaug.study.tasks import METRICS_FILE, StudyContext, study_tasks
 
 logger = logging.getLogger(__name__)
 EXTENSIBLE = ("name", "runs", "classifiers", "conditions", "classic_copies", "samplers", "synthetic_per_class",
-              "memorization_quantile")
+              "memorization_quantile", "executor")
 
 
 def _check_folder(config: StudyConfig, run_dir: Path) -> None:
@@ -63,7 +65,7 @@ def _optimized_architecture(config: StudyConfig, data: StudyData, run_dir: Path)
     architecture, trials = random_search(data.train.images, data.train.labels,
                                          data.train.rows["participant_id"].to_numpy(), trials=search.trials,
                                          folds=search.folds, epochs=search.epochs, seed=search.seed,
-                                         base=config.classifier_training)
+                                         base=config.classifier_settings())
     write_tsv(run_dir / "search" / "trials.tsv", trials)
     write_json(best, architecture.to_dict())
     return architecture
@@ -80,21 +82,22 @@ def run_study(config: StudyConfig) -> dict:
         generators = fit_generators(config, data, run_dir)
         context.pools = synthetic_pools(config, data, generators, run_dir)
         memorization = memorization_table(context.pools, data.train.images, data.train.labels, data.test.images,
-                                          data.test.labels, config.data.labels, config.memorization_quantile)
+                                          data.test.labels, config.data.labels, config.memorization_quantile,
+                                          config.device)
         plot_synthetic_slices(data.train.images, data.train.labels, context.pools, config.data.labels,
                               run_dir / "figures" / "synthetic_vs_real.png")
     if "cnn-optimized" in config.classifiers:
         context.optimized = _optimized_architecture(config, data, run_dir)
     tasks = study_tasks(config)
-    frames = []
-    for task in tqdm(tasks, desc="study runs", unit="run"):
-        done = run_dir / task.folder / METRICS_FILE
-        if not done.exists():
-            run_task(task, context, run_dir)
-        # the task folder is the single source of results, fresh or resumed
-        frames.append(pd.read_csv(done, sep="\t", na_values=["n/a"], keep_default_na=False))
-    metrics = pd.concat(frames, ignore_index=True)
-    metrics["sampler"] = metrics["sampler"].fillna("n/a")
+    failures = run_pending(tasks, context, run_dir, config.executor)
+    if failures:
+        raise StudyTaskError(f"{len(failures)} of {len(tasks)} study tasks failed, listed in "
+                             f"{run_dir / FAILURES_FILE}; fix the cause and rerun the same command: "
+                             "finished tasks are skipped")
+    # the task folders are the single source of results, fresh or resumed
+    metrics = pd.concat([pd.read_csv(run_dir / task.folder / METRICS_FILE, sep="\t", na_values=["n/a"],
+                                     keep_default_na=False) for task in tasks], ignore_index=True)
+    metrics["sampler"] = metrics["sampler"].astype(object).fillna("n/a")  # all n/a without synthetic conditions
     report = write_report(run_dir, config.name, metrics, memorization, config.seed)
     logger.info("study %s: %d runs in %s; report %s", config.name, len(tasks), run_dir, run_dir / "summary.md")
     return {"metrics": metrics, "memorization": memorization, **report, "tasks": len(tasks),

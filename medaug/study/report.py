@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from medaug.data.volumes import Volumes  # noqa: E402
 from medaug.io import atomic_write, write_text, write_tsv  # noqa: E402
 from medaug.study.audit import memorization_audit, paired_bootstrap_ci  # noqa: E402
 
@@ -62,18 +63,18 @@ def gan_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def memorization_table(pools: dict[str, dict[int, torch.Tensor]], train: torch.Tensor, train_labels: torch.Tensor,
-                       test: torch.Tensor, test_labels: torch.Tensor, labels: tuple[str, ...],
-                       quantile: float) -> pd.DataFrame:
+def memorization_table(pools: dict[str, dict[int, Volumes]], train, train_labels: torch.Tensor,
+                       test, test_labels: torch.Tensor, labels: tuple[str, ...], quantile: float,
+                       device: str = "cpu") -> pd.DataFrame:
     """Per sampler and class: fraction of synthetic images nearer to a training image than the
     ``quantile`` of training nearest-neighbour distances, beside the same fraction for held-out
     real test images (what a generator that does not copy should look like)."""
     rows = []
     for sampler, pool in pools.items():
         for code, label in enumerate(labels):
-            reference = train[train_labels == code]
-            audit = memorization_audit(pool[code], reference, quantile)
-            held_out = memorization_audit(test[test_labels == code], reference, quantile)
+            reference = Volumes.of(train).take(train_labels == code).load()
+            audit = memorization_audit(pool[code], reference, quantile, device)
+            held_out = memorization_audit(Volumes.of(test).take(test_labels == code), reference, quantile, device)
             rows.append({"sampler": sampler, "diagnosis": label, "synthetic": len(pool[code]),
                          "threshold": audit["threshold"], "fraction_below": audit["fraction_below"],
                          "test_fraction_below": held_out["fraction_below"],
@@ -107,10 +108,11 @@ def plot_balanced_accuracy(summary: pd.DataFrame, path: Path) -> None:
     _save(figure, path)
 
 
-def plot_synthetic_slices(train: torch.Tensor, train_labels: torch.Tensor, pools: dict[str, dict[int, torch.Tensor]],
+def plot_synthetic_slices(train, train_labels: torch.Tensor, pools: dict[str, dict[int, Volumes]],
                           labels: tuple[str, ...], path: Path, per_row: int = 4) -> None:
     """Middle axial slices: real training images beside synthetic ones, per class and sampler."""
-    sources = [("real", {code: train[train_labels == code] for code in range(len(labels))}), *pools.items()]
+    real = {code: Volumes.of(train).take(train_labels == code) for code in range(len(labels))}
+    sources = [("real", real), *pools.items()]
     figure, axes = plt.subplots(len(sources) * len(labels), per_row, figsize=(1.6 * per_row, 1.8 * len(sources) * len(labels)),
                                 squeeze=False)
     for s_index, (source, images) in enumerate(sources):
@@ -119,7 +121,7 @@ def plot_synthetic_slices(train: torch.Tensor, train_labels: torch.Tensor, pools
             for column, axis in enumerate(row):
                 axis.axis("off")
                 if column < len(images[code]):
-                    volume = images[code][column, 0].numpy()
+                    volume = Volumes.of(images[code])[column][0].numpy()
                     axis.imshow(volume[:, :, volume.shape[2] // 2].T, cmap="gray", origin="lower", vmin=0, vmax=1)
             row[0].set_title(f"{source} {label}", fontsize=8, loc="left")
     _save(figure, path)

@@ -20,6 +20,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
 from medaug.configuration import config_from_dict, config_to_dict
+from medaug.data.volumes import Volumes
 from medaug.nets.classifiers import Conv5FC3
 from medaug.study.classifier import ClassifierTraining, train_classifier
 
@@ -42,10 +43,9 @@ class CNNArchitecture:
     def build(self, input_shape, classes: int = 2) -> Conv5FC3:
         return Conv5FC3(input_shape, classes, self.channels, self.dropout, self.fc_scale)
 
-    def training(self, base: ClassifierTraining, seed: int, epochs: int | None = None,
-                 device: str | None = None) -> ClassifierTraining:
+    def training(self, base: ClassifierTraining, seed: int, epochs: int | None = None) -> ClassifierTraining:
         return dataclasses.replace(base, learning_rate=self.learning_rate, weight_decay=self.weight_decay, seed=seed,
-                                   epochs=epochs or base.epochs, device=device or base.device)
+                                   epochs=epochs or base.epochs)
 
     def to_dict(self) -> dict:
         return config_to_dict(self)
@@ -64,22 +64,24 @@ def draw_architecture(rng: np.random.Generator) -> CNNArchitecture:
                            learning_rate=float(10 ** rng.uniform(-5, -3)), weight_decay=float(10 ** rng.uniform(-6, -2)))
 
 
-def cross_validated_accuracy(architecture: CNNArchitecture, images: torch.Tensor, labels: torch.Tensor,
+def cross_validated_accuracy(architecture: CNNArchitecture, images, labels: torch.Tensor,
                              groups: np.ndarray, *, folds: int, epochs: int, seed: int,
                              base: ClassifierTraining) -> list[float]:
     """Per-fold best validation balanced accuracy; folds keep each subject's images together."""
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    images = Volumes.of(images)
     scores = []
     for fold, (train, validation) in enumerate(splitter.split(np.zeros(len(labels)), labels.numpy(), groups)):
         torch.manual_seed(seed + fold)
         model = architecture.build(tuple(images.shape[1:]))
-        _, log = train_classifier(model, (images[train], labels[train]), (images[validation], labels[validation]),
+        _, log = train_classifier(model, (images.take(train), labels[train]),
+                                  (images.take(validation), labels[validation]),
                                   architecture.training(base, seed + fold, epochs))
         scores.append(max(row["val_balanced_accuracy"] for row in log))
     return scores
 
 
-def random_search(images: torch.Tensor, labels: torch.Tensor, groups: np.ndarray, *, trials: int, folds: int,
+def random_search(images, labels: torch.Tensor, groups: np.ndarray, *, trials: int, folds: int,
                   epochs: int, seed: int, base: ClassifierTraining) -> tuple[CNNArchitecture, pd.DataFrame]:
     """Evaluate the baseline and ``trials − 1`` random architectures; return the best and all trials."""
     rng = np.random.default_rng(seed)

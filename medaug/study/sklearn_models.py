@@ -13,20 +13,23 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from medaug.data.volumes import Volumes
 from medaug.errors import ConfigError
 
 DOWNSAMPLE_VOXELS = 4096  # flattened features after average pooling (about 16×16×16)
 
 
-def downsample(images: torch.Tensor, voxels: int = DOWNSAMPLE_VOXELS) -> np.ndarray:
-    """Average-pool (N, C, *spatial) by the smallest integer factor leaving ≤ ``voxels`` voxels, flatten."""
-    spatial = images.shape[2:]
+def downsample(images, voxels: int = DOWNSAMPLE_VOXELS, batch_size: int = 64) -> np.ndarray:
+    """Average-pool (N, C, *spatial) by the smallest integer factor leaving ≤ ``voxels`` voxels,
+    flatten; images (a tensor or streamed :class:`Volumes`) are read ``batch_size`` at a time."""
+    volumes = Volumes.of(images)
+    spatial = volumes.shape[2:]
     factor = 1
     while np.prod([max(1, s // factor) for s in spatial]) > voxels:
         factor += 1
     pool = torch.nn.functional.avg_pool3d if len(spatial) == 3 else torch.nn.functional.avg_pool2d
-    pooled = pool(images.float(), factor, ceil_mode=True) if factor > 1 else images.float()
-    return pooled.flatten(1).numpy()
+    return np.concatenate([(pool(batch, factor, ceil_mode=True) if factor > 1 else batch).flatten(1).numpy()
+                           for batch in volumes.batches(batch_size)])
 
 
 def sklearn_classifier(name: str, seed: int) -> Pipeline:

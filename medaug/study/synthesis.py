@@ -1,8 +1,8 @@
 """Per-class generators fitted on the train split only, and pools of synthetic images per sampler.
 
 ``generators/<label>/`` holds each model (resumable training, ``best/``); ``synthetic/<sampler>/``
-is a BIDS derivative of ``desc-synthetic`` images with provenance sidecars. Pools are read back
-from the written files, so a resumed study uses exactly the images a fresh one wrote.
+is a BIDS derivative of ``desc-synthetic`` images with provenance sidecars, plus a float16 stack
+of each pool that studies stream from; a resumed study uses exactly the images a fresh one wrote.
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
+from medaug.compute import resolve_device
 from medaug.data.cohort import load_image
+from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
 from medaug.data.splits import assert_disjoint
 from medaug.errors import OutputExistsError
 from medaug.generative.models import build_model
@@ -22,7 +25,7 @@ from medaug.generative.persistence import load_generator
 from medaug.generative.trainer import TrainerConfig, train_generator
 from medaug.generative.training_data import record_training_data
 from medaug.sampling.samplers import build_sampler
-from medaug.sampling.synthetic import synthetic_listing, write_synthetic
+from medaug.sampling.synthetic import pool_file, synthetic_listing, write_synthetic
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData
 
@@ -41,47 +44,59 @@ def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[
         done = best / "provenance.json"
         if not (done.exists() and "training_set_sha256" in json.loads(done.read_text())):
             trainer = TrainerConfig(**{**config.trainer.to_dict(), "seed": config.trainer.seed + index,
-                                       "device": config.device})
+                                       "device": config.device, "mixed_precision": config.mixed_precision})
             torch.manual_seed(trainer.seed)
             model = build_model(config.generator_config())
             logger.info("training the %s generator on %d images", label, len(train_rows))
-            train_generator(model, data.train.images[data.train.labels == index],
-                            data.validation.images[data.validation.labels == index], out, trainer)
+            train_generator(model, _class_images(data.train, index), _class_images(data.validation, index), out, trainer)
             record_training_data(best, label, train_rows, validation_rows, config.preprocessing.size)
         folders[label] = best
     return folders
 
 
-def _read_pool(table: pd.DataFrame) -> torch.Tensor:
-    return torch.stack([load_image(path)[0] for path in table["path"]]).unsqueeze(1)
+def _class_images(image_set, code: int) -> torch.Tensor:
+    return Volumes.of(image_set.images).take(image_set.labels == code).load()
+
+
+def _pool(out: Path, label: str, seed: int, count: int) -> Volumes:
+    """The first ``count`` images of a written pool, streamed from its float16 stack (built from the
+    NIfTIs for folders written before stacks existed)."""
+    table = pd.read_csv(synthetic_listing(out, label, seed), sep="\t")
+    if len(table) < count:
+        raise OutputExistsError(f"{synthetic_listing(out, label, seed)} lists {len(table)} synthetic images but the "
+                                f"config asks for {count}; use a new output folder for a larger synthetic_per_class")
+    stack = pool_file(out, label, seed)
+    if not stack.exists():
+        shape = load_image(table["path"].iloc[0])[0].shape
+        write_volume_file(stack, (load_image(path)[0][None, None] for path in table["path"]),
+                          (len(table), 1, *shape), dtype="float16")
+    return Volumes.of(VolumeFile(stack)).take(np.arange(count))
 
 
 def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, Path],
-                    run_dir: Path) -> dict[str, dict[int, torch.Tensor]]:
+                    run_dir: Path) -> dict[str, dict[int, Volumes]]:
     """``max(synthetic_per_class)`` images per class and sampler, keyed by sampler then class code.
 
+    Chains and decoding run on ``config.device``; images are written as they are decoded.
     Sampler seeds are ``config.seed + 100·sampler index + class index``.
     """
     count = max(config.synthetic_per_class)
-    pools: dict[str, dict[int, torch.Tensor]] = {}
+    device = resolve_device(config.device)
+    pools: dict[str, dict[int, Volumes]] = {}
     for s_index, spec in enumerate(config.samplers):
         out = run_dir / "synthetic" / spec.name
         pools[spec.name] = {}
         for index, label in enumerate(config.data.labels):
             seed = config.seed + 100 * s_index + index
-            listing = synthetic_listing(out, label, seed)
-            if not listing.exists():
-                model = load_generator(generators[label])  # samplers run on the CPU
-                sampler = build_sampler(spec.name, **spec.options).fit(model, data.train.images[data.train.labels == index])
-                samples = sampler.sample(count, seed=seed)
-                write_synthetic(samples, out, label=label, model_dir=generators[label], sampler=sampler, seed=seed)
-                rate = samples.diagnostics.get("acceptance_rate")
+            if not synthetic_listing(out, label, seed).exists():
+                model = load_generator(generators[label], map_location=device)
+                sampler = build_sampler(spec.name, **spec.options).fit(
+                    model, _class_images(data.train, index).to(device))
+                latents, diagnostics = sampler.draw(count, seed=seed)
+                write_synthetic(latents.cpu(), sampler.decode(latents), out, label=label, model_dir=generators[label],
+                                sampler=sampler, seed=seed, pool=True)
+                rate = diagnostics.get("acceptance_rate")
                 logger.info("%s: %d synthetic %s images%s", spec.name, count, label,
                             f" (acceptance {rate:.2f})" if rate is not None else "")
-            table = pd.read_csv(listing, sep="\t")
-            if len(table) < count:
-                raise OutputExistsError(f"{listing} lists {len(table)} synthetic images but the config asks for "
-                                        f"{count}; use a new output folder for a larger synthetic_per_class")
-            pools[spec.name][index] = _read_pool(table.head(count))
+            pools[spec.name][index] = _pool(out, label, seed, count)
     return pools
-

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from medaug.data.splits import assert_disjoint
+from medaug.data.volumes import Volumes
 from medaug.io import write_tsv
 from medaug.sampling.synthetic import label_token
 from medaug.study.classifier import predict_proba, train_classifier
@@ -93,14 +94,14 @@ def _evaluation_sets(context: StudyContext, task: StudyTask) -> dict[str, ImageS
     sets = {"test": context.data.test, **context.data.independent}
     if task.condition.kind == "real":
         for sampler, pool in context.pools.items():
-            rows, images, labels = [], [], []
+            rows, labels = [], []
             for code, label in enumerate(context.config.data.labels):
                 rows += [{"participant_id": f"sub-synth{label_token(label)}{i + 1:04d}", "session_id": "n/a",
                           "diagnosis": label}
                          for i in range(len(pool[code]))]
-                images.append(pool[code])
                 labels.append(torch.full((len(pool[code]),), code))
-            sets[f"synthetic-{sampler}"] = ImageSet(pd.DataFrame(rows), torch.cat(images), torch.cat(labels))
+            sets[f"synthetic-{sampler}"] = ImageSet(pd.DataFrame(rows), Volumes.concat(pool[c] for c in sorted(pool)),
+                                                    torch.cat(labels))
     return sets
 
 
@@ -115,11 +116,12 @@ def _fit_predict(context: StudyContext, task: StudyTask, train, seed: int, sets:
         learning_rate=config.classifier_training.learning_rate, weight_decay=config.classifier_training.weight_decay)
     torch.manual_seed(seed)
     network = architecture.build(tuple(train.images.shape[1:]), classes=len(config.data.labels))
-    settings = architecture.training(config.classifier_training, seed, device=config.device)
+    settings = architecture.training(config.classifier_settings(), seed)
     network, log = train_classifier(network, (train.images, train.labels),
                                     (data.validation.images, data.validation.labels), settings,
                                     classes=config.data.labels)
-    return {name: predict_proba(network, s.images) for name, s in sets.items()}, pd.DataFrame(log)
+    return {name: predict_proba(network, s.images, mixed_precision=settings.mixed_precision)
+            for name, s in sets.items()}, pd.DataFrame(log)
 
 
 def run_task(task: StudyTask, context: StudyContext, run_dir: Path) -> pd.DataFrame:

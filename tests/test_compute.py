@@ -1,0 +1,96 @@
+"""Device paths: CUDA refused with the fix where there is none; on a GPU machine, the CUDA paths
+agree with the CPU (same weights give the same outputs) and stay seeded and resumable."""
+
+import numpy as np
+import pytest
+import torch
+
+from medaug.compute import resolve_device
+from medaug.errors import ConfigError
+from medaug.generative.config import GeneratorConfig
+from medaug.generative.models import build_model
+from medaug.generative.trainer import TrainerConfig, train_generator
+from medaug.nets.classifiers import Conv5FC3
+from medaug.sampling.samplers import build_sampler
+from medaug.study.classifier import ClassifierTraining, predict_proba, train_classifier
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+SHAPE = (1, 8, 10, 6)
+
+
+def test_cuda_without_a_gpu_is_refused_with_the_fix(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="install a CUDA build of torch or set device: cpu"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="device must be cpu or cuda"):
+        resolve_device("tpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def _rhvae():
+    torch.manual_seed(0)
+    return build_model(GeneratorConfig(input_shape=SHAPE, model="rhvae", latent_dim=3, hidden=(32,), metric_hidden=8,
+                                       step_size=0.01))
+
+
+@cuda
+def test_classifier_outputs_match_between_cpu_and_cuda():
+    torch.manual_seed(0)
+    network = Conv5FC3(SHAPE, channels=(4, 8)).eval()
+    images = torch.rand(10, *SHAPE)
+    on_cpu = predict_proba(network, images)
+    on_gpu = predict_proba(network.to("cuda"), images)
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-4)
+    low = predict_proba(network, images, mixed_precision=True)
+    np.testing.assert_allclose(low, on_cpu, atol=0.05)  # bf16 keeps about 3 significant digits
+
+
+@cuda
+def test_classifier_trains_on_cuda_in_both_precisions():
+    from test_study_classifier import _blobs
+
+    train, validation = _blobs(24, 0), _blobs(12, 1)
+    for mixed in (False, True):
+        torch.manual_seed(0)
+        settings = ClassifierTraining(epochs=8, learning_rate=3e-3, batch_size=6, device="cuda", mixed_precision=mixed)
+        network, log = train_classifier(Conv5FC3((1, 16, 16, 16)), train, validation, settings)
+        assert next(network.parameters()).is_cuda
+        assert np.isfinite([row["train_loss"] for row in log]).all()
+        assert max(row["val_balanced_accuracy"] for row in log) >= 0.9
+
+
+@cuda
+def test_generator_training_on_cuda_resumes_and_matches_cpu_likelihood_of_the_same_weights(tmp_path):
+    data = torch.rand(40, *SHAPE).round()
+    config = dict(batch_size=10, learning_rate=1e-3, device="cuda", seed=3)
+    straight = train_generator(_rhvae(), data[:30], data[30:], tmp_path / "a", TrainerConfig(max_epochs=4, **config))
+    train_generator(_rhvae(), data[:30], data[30:], tmp_path / "b", TrainerConfig(max_epochs=2, **config))
+    resumed = train_generator(_rhvae(), data[:30], data[30:], tmp_path / "b", TrainerConfig(max_epochs=4, **config))
+    for key, value in straight["model"].state_dict().items():
+        torch.testing.assert_close(resumed["model"].state_dict()[key], value, atol=1e-6, rtol=1e-5)
+    model = straight["model"].eval()
+    with torch.no_grad():
+        on_gpu = model.encoder(data.cuda())[0].cpu()
+        on_cpu = model.to("cpu").encoder(data)[0]
+    torch.testing.assert_close(on_gpu, on_cpu, atol=1e-4, rtol=1e-4)
+    mixed = train_generator(_rhvae(), data[:30], data[30:], tmp_path / "c",
+                            TrainerConfig(max_epochs=2, mixed_precision=True, **config))
+    assert np.isfinite(mixed["best_val_loss"])
+
+
+@cuda
+def test_geometry_aware_sampling_on_cuda_is_seeded_and_uses_the_cpu_density():
+    model = _rhvae()
+    data = torch.rand(20, *SHAPE).round()
+    model.update_metric([data])
+    sampler = build_sampler("rhvae-hmc", steps=20, leapfrog_steps=5, step_size=0.01).fit(model.to("cuda"))
+    first, diagnostics = sampler.draw(50, seed=1)
+    again, _ = sampler.draw(50, seed=1)
+    assert first.is_cuda and torch.equal(first, again) and 0 < diagnostics["acceptance_rate"] <= 1
+    z = torch.randn(30, 3)
+    cpu_sampler = build_sampler("rhvae-hmc").fit(model.to("cpu"))
+    model.to("cuda")
+    torch.testing.assert_close(sampler.log_density(z.cuda())[0].cpu(), cpu_sampler.log_density(z)[0],
+                               atol=1e-4, rtol=1e-4)
+    images = torch.cat(list(sampler.decode(first, batch_size=16)))
+    assert images.device.type == "cpu" and images.shape == (50, *SHAPE)
