@@ -24,15 +24,12 @@ Run: python benchmarks/bench_gpu_study.py --device cuda [--synthetic 10000] [--o
 """
 
 import argparse
-import contextlib
 import json
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 import torch
 
 from medaug.data.volumes import Volumes, VolumeFile, write_volume_file
@@ -45,30 +42,11 @@ from medaug.sampling.synthetic import pool_file, write_synthetic
 from medaug.study.audit import memorization_audit
 from medaug.study.classifier import ClassifierTraining, train_classifier
 from medaug.study.training_sets import build_training_set
+from scale_tools import PeakMemory, volumes
 
 THESIS_GENERATOR = dict(model="rhvae", network="mlp", latent_dim=10, hidden=(500, 500, 400), metric_hidden=400,
                         leapfrog_steps=3, step_size=0.001, temperature=1.5, regularization=0.01, sqrt_beta_zero=0.3)
 HMC = dict(steps=300, leapfrog_steps=15, step_size=0.01)
-
-
-class PeakMemory(threading.Thread):
-    """Peak resident memory (GB) of this process plus its children (DataLoader workers), sampled
-    every 0.1 s; file pages read through the OS cache are not resident in any of them."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.peak = 0.0
-        self.start()
-
-    def run(self) -> None:
-        me = psutil.Process()
-        while True:
-            total = 0
-            for process in [me, *me.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    total += process.memory_info().rss
-            self.peak = max(self.peak, total / 1024 ** 3)
-            time.sleep(0.1)
 
 
 MEMORY: PeakMemory | None = None
@@ -81,19 +59,6 @@ def peak_rss_gb() -> float:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def volumes(n: int, label: int, size, seed: int, batch: int = 50):
-    """Smooth random fields in [0, 1] with a dark central ellipsoid, larger for label 1, in batches."""
-    generator = torch.Generator().manual_seed(seed)
-    grid = torch.stack(torch.meshgrid(*[torch.linspace(-1, 1, s) for s in size], indexing="ij"))
-    for start in range(0, n, batch):
-        count = min(batch, n - start)
-        coarse = torch.rand(count, 1, *[max(2, s // 8) for s in size], generator=generator)
-        field = torch.nn.functional.interpolate(coarse, size=size, mode="trilinear", align_corners=False)
-        radius = 0.25 + 0.1 * label + 0.05 * torch.rand(count, generator=generator)
-        inside = ((grid ** 2).sum(0)[None] < radius[:, None, None, None] ** 2).float()[:, None]
-        yield (0.8 * field + 0.2) * (1 - 0.7 * inside)
 
 
 def stack(path: Path, n: int, label: int, size, seed: int) -> VolumeFile:

@@ -196,6 +196,7 @@ def _train_generator(args: argparse.Namespace) -> None:
     import torch
     import yaml
 
+    from medaug.distributed import is_main_process
     from medaug.generative.config import GeneratorConfig
     from medaug.generative.models import build_model
     from medaug.generative.trainer import TrainerConfig, train_generator
@@ -217,9 +218,12 @@ def _train_generator(args: argparse.Namespace) -> None:
     recorded = args.out / "train_config.yaml"
     if recorded.exists() and recorded.read_text() != resolved:
         raise ConfigError(f"{args.out} holds a training with other settings ({recorded}); use a new folder")
-    write_text(recorded, resolved)
+    if is_main_process():  # under torchrun, process 0 writes
+        write_text(recorded, resolved)
     torch.manual_seed(trainer.seed)
     result = train_generator(build_model(config), train, validation, args.out, trainer)
+    if not is_main_process():
+        return
     record_training_data(args.out / "best", args.label, train_rows, validation_rows, spatial, source=str(args.source))
     print(f"{args.model} for {args.label}: {len(train)} training / {len(validation)} validation images, "
           f"best validation loss {result['best_val_loss']:.2f} at epoch {result['best_epoch']} "

@@ -62,7 +62,9 @@ class Replica:
         return float(shared.item())
 
 
-SINGLE = Replica(0, 1, torch.device("cpu"))
+def is_main_process() -> bool:
+    """True outside torchrun and in its process 0 (the one that writes outputs)."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def replica(device: torch.device) -> Replica:

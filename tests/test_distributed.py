@@ -78,3 +78,15 @@ def test_two_process_ddp_matches_one_process_and_only_rank_zero_writes(tmp_path)
     assert classifiers[0]["log"] == classifiers[1]["log"]
     labels = _blobs(20, 2)[1].numpy()
     assert (classifiers[0]["test"].argmax(1) == labels).mean() >= 0.9
+
+
+def test_a_study_under_torchrun_is_refused_with_the_alternative(monkeypatch, tmp_path):
+    from medaug.errors import ConfigError
+    from medaug.study.config import StudyConfig
+    from medaug.study.pipeline import run_study
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = StudyConfig.from_dict({"name": "s", "data": {"bids": str(tmp_path)}, "output": str(tmp_path / "out")})
+    with pytest.raises(ConfigError, match="executor: ray"):
+        run_study(config)
+    assert not (tmp_path / "out").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,10 @@ def _optimized_architecture(config: StudyConfig, data: StudyData, run_dir: Path)
 
 def run_study(config: StudyConfig) -> dict:
     """Every step of the study, skipping finished ones; returns the report tables."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("a study is not run under torchrun: it spreads its tasks with executor: ray "
+                          "(gpus_per_task: 1 gives each task a GPU); DDP is for training one generator "
+                          "(torchrun -m medaug train-generator)")
     run_dir = Path(config.output)
     _check_folder(config, run_dir)
     data = prepare_data(config, run_dir)
