@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--effect", type=float, default=1.0, help="AD effect of the simulation (1 = its default)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -77,7 +78,8 @@ def main() -> None:
         bids = Path(work) / "bids"
         truth = build_example_cohort(bids, ExampleCohortConfig(
             subjects_per_label=args.subjects, labels=("AD",), resolution_mm=VOXEL,
-            sessions=("M000", "M012", "M024", "M036"), missing_rate=0.2, seed=args.seed), jobs=args.threads)
+            sessions=("M000", "M012", "M024", "M036"), missing_rate=0.2, effect=args.effect, seed=args.seed),
+            jobs=args.threads)
         volumes = []
         for row in truth.itertuples():
             image = nib.load(t1w_path(bids, row.participant_id, row.session_id))
@@ -131,7 +133,8 @@ def main() -> None:
     fmt = lambda s: " ".join(f"{v:6.2f}" for v in s)  # noqa: E731
     lines = [
         f"simulated AD cohort: {args.subjects} subjects, yearly M000-M036, 20% follow-ups missing, "
-        f"{len(truth)} images at {VOXEL:.0f} mm, MNI box {shape} (oracle alignment), seed {args.seed}",
+        f"{len(truth)} images at {VOXEL:.0f} mm, MNI box {shape} (oracle alignment), AD effect {args.effect}, "
+        f"seed {args.seed}",
         f"split: {len(train_idx)} train / {len(val_idx)} validation / {len(test_idx)} held-out subjects; "
         f"{args.epochs} epochs; {args.threads} threads",
         f"ground truth: ventricle volume rises {truth_slope:.2f} mL/year on average (simulation parameters)",

@@ -94,3 +94,19 @@ def test_geometry_aware_sampling_on_cuda_is_seeded_and_uses_the_cpu_density():
                                atol=1e-4, rtol=1e-4)
     images = torch.cat(list(sampler.decode(first, batch_size=16)))
     assert images.device.type == "cpu" and images.shape == (50, *SHAPE)
+
+
+@cuda
+def test_longitudinal_vae_trains_and_imputes_on_cuda():
+    from test_flow_vae import _model
+
+    from medaug.longitudinal.flow_vae import FlowTraining, train_flow_vae
+
+    values = torch.rand(12, 4, 1, 4, 4).round()
+    mask = torch.rand(12, 4) > 0.3
+    mask[:, 0] = True
+    model, log = train_flow_vae(_model(), (values[:8], mask[:8]), (values[8:], mask[8:]),
+                                FlowTraining(epochs=3, warmup_epochs=1, batch_size=4, device="cuda"))
+    assert next(model.parameters()).is_cuda and np.isfinite([row["val_loss"] for row in log]).all()
+    imputed, _ = model.impute(values[8:].cuda(), mask[8:].cuda(), draws=2, seed=0)
+    assert imputed.shape == values[8:].shape

@@ -31,6 +31,7 @@ import zuko
 from torch import nn
 from tqdm import tqdm
 
+from medaug.compute import resolve_device
 from medaug.configuration import config_from_dict, config_to_dict
 from medaug.errors import ConfigError, InputDataError
 from medaug.generative.config import GeneratorConfig
@@ -258,6 +259,7 @@ class FlowTraining:
     milestones: tuple[int, ...] = (50, 100, 125, 150)
     gamma: float = 0.5
     seed: int = 0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         self.milestones = tuple(self.milestones)
@@ -282,20 +284,28 @@ def train_flow_vae(model: LongitudinalFlowVAE, train: tuple[torch.Tensor, torch.
     for name, (_, observed) in (("training", train), ("validation", validation)):
         if not observed.any():
             raise InputDataError(f"the {name} set has no observed visit; it needs at least one subject")
+    device = resolve_device(settings.device)
+    model.to(device)
+    train = tuple(t.to(device) for t in train)
+    validation = tuple(t.to(device) for t in validation)
     torch.manual_seed(settings.seed)
-    generator = torch.Generator().manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)  # batch order, on the CPU
+    # anchors and encoder noise are drawn on the data's device (the same stream on the CPU)
+    noise = generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(settings.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(settings.milestones), settings.gamma)
     state = {"epoch": 0, "best": math.inf, "best_model": None, "log": []}
     if checkpoint is not None and Path(checkpoint).is_file():
-        saved = torch.load(checkpoint, weights_only=True)
+        saved = torch.load(checkpoint, map_location=device, weights_only=True)
         if saved.get("config") != _fingerprint(model, settings):
             raise InputDataError(f"{checkpoint} was written for another model or training settings; "
                                  "delete it to start over or give another checkpoint path")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        generator.set_state(saved["generator"])
+        generator.set_state(saved["generator"].cpu())
+        if "noise" in saved:
+            noise.set_state(saved["noise"].cpu())
         state = saved["state"]
         logger.info("resuming the longitudinal VAE from epoch %d (%s)", state["epoch"], checkpoint)
     values, mask = train
@@ -304,16 +314,16 @@ def train_flow_vae(model: LongitudinalFlowVAE, train: tuple[torch.Tensor, torch.
         model.train()
         for index in torch.randperm(len(values), generator=generator).split(settings.batch_size):
             v, m = values[index], mask[index]
-            loss = model.warmup_loss(v, m) if warmup else model.loss(v, m, generator)
+            loss = model.warmup_loss(v, m) if warmup else model.loss(v, m, noise)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         scheduler.step()
         model.eval()
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(settings.seed)
             val = (model.warmup_loss(*validation) if warmup else
-                   model.loss(*validation, torch.Generator().manual_seed(settings.seed))).item()
+                   model.loss(*validation, torch.Generator(device=device).manual_seed(settings.seed))).item()
         if not math.isfinite(val):
             raise FloatingPointError(f"validation loss is {val} at epoch {epoch}; lower the learning rate")
         state["log"].append({"epoch": epoch, "val_loss": val, "warmup": warmup})
@@ -324,6 +334,8 @@ def train_flow_vae(model: LongitudinalFlowVAE, train: tuple[torch.Tensor, torch.
         if checkpoint is not None:
             snapshot = {"config": _fingerprint(model, settings), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "state": state}
+            if noise is not generator:
+                snapshot["noise"] = noise.get_state()
             atomic_write(Path(checkpoint), lambda p: torch.save(snapshot, p))
     if state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
@@ -332,5 +344,5 @@ def train_flow_vae(model: LongitudinalFlowVAE, train: tuple[torch.Tensor, torch.
 
 def _fingerprint(model: LongitudinalFlowVAE, settings: FlowTraining) -> str:
     """What a checkpoint must match to be resumed (more epochs may be asked for)."""
-    training = {k: v for k, v in settings.to_dict().items() if k != "epochs"}
+    training = {k: v for k, v in settings.to_dict().items() if k not in ("epochs", "device")}
     return json.dumps({"model": model.config.to_dict(), "training": training}, sort_keys=True)
