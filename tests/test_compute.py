@@ -110,3 +110,19 @@ def test_longitudinal_vae_trains_and_imputes_on_cuda():
     assert next(model.parameters()).is_cuda and np.isfinite([row["val_loss"] for row in log]).all()
     imputed, _ = model.impute(values[8:].cuda(), mask[8:].cuda(), draws=2, seed=0)
     assert imputed.shape == values[8:].shape
+
+
+def test_a_file_that_is_not_an_image_stack_is_named(tmp_path):
+    from medaug.data.volumes import VolumeFile
+    from medaug.errors import InputDataError
+
+    bad = tmp_path / "images" / "train.npy"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not numpy")
+    with pytest.raises(InputDataError, match=r"train.npy is not a .npy image stack.*delete it and rerun"):
+        VolumeFile(bad)
+    np.save(tmp_path / "flat.npy", np.zeros((3, 4), dtype=np.float32))
+    with pytest.raises(InputDataError, match=r"not a C-ordered \(N, C, \*spatial\) stack"):
+        VolumeFile(tmp_path / "flat.npy")
+    with pytest.raises(InputDataError, match="not found; rerun the step that writes it"):
+        VolumeFile(tmp_path / "missing.npy")

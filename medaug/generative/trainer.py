@@ -77,11 +77,12 @@ def train_generator(model: GenerativeModel, train: torch.Tensor, validation: tor
     """Train ``model`` on ``train`` (N, C, *spatial) in [0, 1]; keep the best model in ``out_dir/best``.
 
     Under ``torchrun``, each process trains on its share of every batch with DDP
-    (:mod:`medaug.distributed`) and process 0 writes. Resumes from ``out_dir/checkpoint.pt`` when present. The best weights are kept in memory and
-    written with the checkpoint every ``checkpoint_minutes`` and at the end (a thesis-size RHVAE
-    is 1.1 G parameters: writing it every epoch would dominate training). Returns a summary
-    (epochs, best epoch and validation loss). A non-finite training or validation loss raises :class:`TrainingDivergedError`
-    naming the epoch.
+    (:mod:`medaug.distributed`) and process 0 writes. Resumes from ``out_dir/checkpoint.pt`` when
+    present. The best weights are kept in memory and written with the checkpoint every
+    ``checkpoint_minutes`` and at the end (a thesis-size RHVAE is 1.1 G parameters: writing it
+    every epoch would dominate training). Returns a summary (epochs, best epoch and validation
+    loss). A non-finite training or validation loss raises :class:`TrainingDivergedError` naming
+    the epoch.
     """
     config = config or TrainerConfig()
     out_dir = Path(out_dir)
@@ -111,14 +112,18 @@ def train_generator(model: GenerativeModel, train: torch.Tensor, validation: tor
     best: dict | None = None  # the best weights not yet on disk, with their provenance
     last_write, last_epoch_written = time.monotonic(), state["epoch"]
 
-    def write_checkpoint() -> None:
-        """best/ first, then checkpoint.pt: a resumed run always finds the best model it recorded."""
-        nonlocal best, last_write, last_epoch_written
-        if not group.is_main:  # process 0 writes for the group
-            return
-        if best is not None:
+    def flush_best() -> None:
+        nonlocal best
+        if best is not None and group.is_main:  # process 0 writes for the group
             save_generator(model, out_dir / "best", best["provenance"], state_dict=best["weights"])
             best = None
+
+    def write_checkpoint() -> None:
+        """best/ first, then checkpoint.pt: a resumed run always finds the best model it recorded."""
+        nonlocal last_write, last_epoch_written
+        if not group.is_main:
+            return
+        flush_best()
         write_text(log_path, ",".join(LOG_COLUMNS) + "\n" + "".join(
             ",".join(str(r[c]) for c in LOG_COLUMNS) + "\n" for r in rows))
         snapshot = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": dict(state),
@@ -129,8 +134,7 @@ def train_generator(model: GenerativeModel, train: torch.Tensor, validation: tor
         last_write, last_epoch_written = time.monotonic(), state["epoch"]
 
     def diverged(message: str) -> TrainingDivergedError:
-        if best is not None and group.is_main:
-            save_generator(model, out_dir / "best", best["provenance"], state_dict=best["weights"])
+        flush_best()
         return TrainingDivergedError(f"{message}; the best model (epoch {state['best_epoch']}) is kept in "
                                      f"{out_dir / 'best'}; lower the learning rate or the RHVAE step size")
 

@@ -69,7 +69,7 @@ def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_d
                 offset += len(batch)
                 yield batch
         if offset != len(latents):
-            raise OutputExistsError(f"{offset} images decoded for {len(latents)} latent codes")
+            raise ValueError(f"{offset} images decoded for {len(latents)} latent codes")
 
     if pool:
         write_volume_file(pool_file(out_dir, label, seed), write_all(images), (len(latents), *_image_shape(model_dir)),

@@ -24,12 +24,14 @@ def nearest_distances(queries, references: torch.Tensor, *, leave_one_out: bool 
 
 
 def memorization_audit(synthetic, training: torch.Tensor, quantile: float = 0.05,
-                       device: str | torch.device = "cpu") -> dict:
+                       device: str | torch.device = "cpu", training_nn: torch.Tensor | None = None) -> dict:
     """Each synthetic image's Euclidean distance to its nearest training image, compared with the
-    nearest-neighbour distances among training images (leave-one-out). Reports the fraction of
-    synthetic images closer to the training set than the ``quantile`` of those distances."""
+    nearest-neighbour distances among training images (leave-one-out; ``training_nn`` when already
+    computed). Reports the fraction of synthetic images closer to the training set than the
+    ``quantile`` of those distances."""
     to_training = nearest_distances(synthetic, training, device=device)
-    reference = nearest_distances(training, training, leave_one_out=True, device=device)
+    reference = (training_nn if training_nn is not None
+                 else nearest_distances(training, training, leave_one_out=True, device=device))
     threshold = float(torch.quantile(reference, quantile))
     return {"synthetic_nn_distance": to_training.numpy(), "training_nn_distance": reference.numpy(),
             "threshold": threshold, "fraction_below": float((to_training < threshold).double().mean())}

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from medaug.compute import autocast, resolve_device, to_device
 from medaug.data.volumes import Volumes
 from medaug.distributed import data_parallel, replica
+from medaug.errors import ConfigError
 from medaug.study.metrics import classification_metrics
 
 
@@ -28,6 +29,13 @@ class ClassifierTraining:
     device: str = "cpu"
     mixed_precision: bool = False   # bf16 autocast on CUDA
     loader_workers: int = 0         # DataLoader processes reading the images (0: in the training process)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2 or self.learning_rate <= 0 or self.weight_decay < 0:
+            raise ConfigError("classifier training needs epochs ≥ 1, batch_size ≥ 2 (batch norm), "
+                              "learning_rate > 0 and weight_decay ≥ 0")
+        if self.loader_workers < 0:
+            raise ConfigError(f"loader_workers must be ≥ 0, got {self.loader_workers}")
 
 
 def predict_proba(model: nn.Module, images: torch.Tensor | Volumes, batch_size: int = 16,

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 
 from medaug.data.volumes import Volumes  # noqa: E402
 from medaug.io import atomic_write, write_text, write_tsv  # noqa: E402
-from medaug.study.audit import memorization_audit, paired_bootstrap_ci  # noqa: E402
+from medaug.study.audit import memorization_audit, nearest_distances, paired_bootstrap_ci  # noqa: E402
 
 METRICS = ("balanced_accuracy", "sensitivity", "specificity", "accuracy", "f1", "auc")
 KEYS = ["classifier", "condition", "test_set"]
@@ -69,19 +69,21 @@ def memorization_table(pools: dict[str, dict[int, Volumes]], train, train_labels
     """Per sampler and class: fraction of synthetic images nearer to a training image than the
     ``quantile`` of training nearest-neighbour distances, beside the same fraction for held-out
     real test images (what a generator that does not copy should look like)."""
-    rows = []
-    for sampler, pool in pools.items():
-        for code, label in enumerate(labels):
-            reference = Volumes.of(train).take(train_labels == code).load()
-            audit = memorization_audit(pool[code], reference, quantile, device)
-            held_out = memorization_audit(Volumes.of(test).take(test_labels == code), reference, quantile, device)
-            rows.append({"sampler": sampler, "diagnosis": label, "synthetic": len(pool[code]),
-                         "threshold": audit["threshold"], "fraction_below": audit["fraction_below"],
-                         "test_fraction_below": held_out["fraction_below"],
-                         "synthetic_nn_median": float(np.median(audit["synthetic_nn_distance"])),
-                         "training_nn_median": float(np.median(audit["training_nn_distance"])),
-                         "test_nn_median": float(np.median(held_out["synthetic_nn_distance"]))})
-    return pd.DataFrame(rows)
+    audited = {}
+    for code, label in enumerate(labels):  # one class's training images in memory at a time
+        reference = Volumes.of(train).take(train_labels == code).load()
+        training_nn = nearest_distances(reference, reference, leave_one_out=True, device=device)
+        held_out = memorization_audit(Volumes.of(test).take(test_labels == code), reference, quantile, device,
+                                      training_nn)
+        for sampler, pool in pools.items():
+            audit = memorization_audit(pool[code], reference, quantile, device, training_nn)
+            audited[sampler, code] = {"sampler": sampler, "diagnosis": label, "synthetic": len(pool[code]),
+                                   "threshold": audit["threshold"], "fraction_below": audit["fraction_below"],
+                                   "test_fraction_below": held_out["fraction_below"],
+                                   "synthetic_nn_median": float(np.median(audit["synthetic_nn_distance"])),
+                                   "training_nn_median": float(np.median(audit["training_nn_distance"])),
+                                   "test_nn_median": float(np.median(held_out["synthetic_nn_distance"]))}
+    return pd.DataFrame([audited[sampler, code] for sampler in pools for code in range(len(labels))])
 
 
 def _save(figure, path: Path) -> None:
