@@ -34,6 +34,25 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def cudnn_autotune(enabled: bool):
+    """Let cuDNN time its convolution algorithms for the shapes met and keep the fastest (CUDA
+    only; the choice may differ between runs, so CUDA results are not bit-reproducible)."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
+
+
+def conv_layout(batch: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``batch`` in the channels-last layout of 3D convolutions (NDHWC) when asked; values unchanged."""
+    if channels_last and batch.dim() == 5:
+        return batch.contiguous(memory_format=torch.channels_last_3d)
+    return batch
+
+
 def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Copy a host batch to ``device``; through pinned memory and without blocking on CUDA."""
     if device.type == "cuda" and batch.device.type == "cpu":

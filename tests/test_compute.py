@@ -60,6 +60,27 @@ def test_classifier_trains_on_cuda_in_both_precisions():
 
 
 @cuda
+def test_classifier_fast_path_on_cuda_learns_and_matches_the_plain_path():
+    """Images in GPU memory (float16), channels-last bf16 convolutions and cuDNN autotuning."""
+    from test_study_classifier import _blobs
+
+    train, validation = _blobs(24, 0), _blobs(12, 1)
+    torch.manual_seed(0)
+    network = Conv5FC3((1, 16, 16, 16)).eval()
+    images = validation[0]
+    plain = predict_proba(network.to("cuda"), images)
+    network.to(memory_format=torch.channels_last_3d)
+    np.testing.assert_allclose(predict_proba(network, images.cuda(), channels_last=True), plain, atol=1e-4)
+    torch.manual_seed(0)
+    settings = ClassifierTraining(epochs=8, learning_rate=3e-3, batch_size=6, device="cuda", mixed_precision=True,
+                                  images_on_device=True, channels_last=True)
+    network, log = train_classifier(Conv5FC3((1, 16, 16, 16)), train, validation, settings)
+    assert np.isfinite([row["train_loss"] for row in log]).all()
+    assert max(row["val_balanced_accuracy"] for row in log) >= 0.9
+    assert torch.backends.cudnn.benchmark is False  # autotuning is switched back off after training
+
+
+@cuda
 def test_generator_training_on_cuda_resumes_and_matches_cpu_likelihood_of_the_same_weights(tmp_path):
     data = torch.rand(40, *SHAPE).round()
     config = dict(batch_size=10, learning_rate=1e-3, device="cuda", seed=3)

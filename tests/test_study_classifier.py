@@ -39,3 +39,19 @@ def test_classifier_learns_and_keeps_the_best_validation_epoch():
     val_probabilities = predict_proba(model, validation[0])
     restored = classification_metrics(names[validation[1].numpy()], names[val_probabilities.argmax(1)])
     assert restored["balanced_accuracy"] == best_logged
+
+
+def test_images_held_in_device_memory_train_exactly_like_streamed_images(tmp_path):
+    from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
+
+    train, validation = _blobs(20, 0), _blobs(10, 1)
+    write_volume_file(tmp_path / "train.npy", [train[0]], train[0].shape)
+    streamed = (Volumes.of(VolumeFile(tmp_path / "train.npy")), train[1])
+    runs = []
+    for on_device in (False, True):
+        torch.manual_seed(0)
+        settings = ClassifierTraining(epochs=3, learning_rate=3e-3, batch_size=6, images_on_device=on_device)
+        runs.append(train_classifier(Conv5FC3((1, 16, 16, 16)), streamed, validation, settings))
+    assert runs[0][1] == runs[1][1]
+    for key, value in runs[0][0].state_dict().items():
+        assert torch.equal(runs[1][0].state_dict()[key], value), key

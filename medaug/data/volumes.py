@@ -160,6 +160,15 @@ class Volumes(Dataset):
         """All images in one tensor (for small collections only)."""
         return torch.cat(list(self.batches(256)))
 
+    def on_device(self, device: torch.device, dtype: torch.dtype = torch.float32,
+                  batch_size: int = 64) -> torch.Tensor:
+        """All images in one tensor on ``device`` (e.g. GPU memory), filled batch by batch so the
+        host never holds more than ``batch_size`` images."""
+        resident = torch.empty(self.shape, dtype=dtype, device=device)
+        for start, part in zip(range(0, len(self), batch_size), self.batches(batch_size)):
+            resident[start:start + len(part)] = part.to(device, dtype)
+        return resident
+
 
 def _read(source, rows: np.ndarray) -> torch.Tensor:
     if isinstance(source, torch.Tensor):

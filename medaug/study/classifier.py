@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from medaug.compute import autocast, resolve_device, to_device
+from medaug.compute import autocast, conv_layout, cudnn_autotune, resolve_device, to_device
 from medaug.data.volumes import Volumes
 from medaug.distributed import data_parallel, replica
 from medaug.errors import ConfigError
@@ -29,6 +29,9 @@ class ClassifierTraining:
     device: str = "cpu"
     mixed_precision: bool = False   # bf16 autocast on CUDA
     loader_workers: int = 0         # DataLoader processes reading the images (0: in the training process)
+    images_on_device: bool = False  # hold training and validation images in device memory (float16 under mixed precision)
+    cudnn_autotune: bool = True     # CUDA: time cuDNN's convolution algorithms once per shape, keep the fastest
+    channels_last: bool = False     # CUDA: 3D convolutions in the NDHWC layout (faster tensor-core kernels in bf16)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.learning_rate <= 0 or self.weight_decay < 0:
@@ -39,21 +42,35 @@ class ClassifierTraining:
 
 
 def predict_proba(model: nn.Module, images: torch.Tensor | Volumes, batch_size: int = 16,
-                  mixed_precision: bool = False) -> np.ndarray:
+                  mixed_precision: bool = False, channels_last: bool = False) -> np.ndarray:
     """Softmax class probabilities (N, classes) in evaluation mode, on the model's device; images
-    are read batch by batch (a tensor or streamed :class:`Volumes`)."""
+    are read batch by batch (a tensor, possibly already on the device, or streamed :class:`Volumes`)."""
     model.eval()
     device = next(model.parameters()).device
     with torch.no_grad(), autocast(device, mixed_precision):
-        return torch.cat([torch.softmax(model(to_device(part, device)).float(), dim=1).cpu()
+        return torch.cat([torch.softmax(model(conv_layout(to_device(part, device).float(), channels_last)).float(),
+                                        dim=1).cpu()
                           for part in Volumes.of(images).batches(batch_size)]).numpy()
 
 
-def _epoch_loader(images: Volumes, batches: list[torch.Tensor], settings: ClassifierTraining,
-                  device: torch.device) -> DataLoader:
-    """The images of each batch (this process's share of it), in the order drawn for this epoch."""
-    return DataLoader(images, batch_sampler=[index.tolist() for index in batches],
+def _epoch_batches(images: Volumes | torch.Tensor, batches: list[torch.Tensor], settings: ClassifierTraining,
+                   device: torch.device):
+    """The images of each batch (this process's share of it), in the order drawn for this epoch:
+    indexed in device memory, or read through a DataLoader (pinned memory on CUDA)."""
+    if isinstance(images, torch.Tensor):
+        return (images[index.to(device)] for index in batches)
+    # its own generator: the loader's worker seed must not draw from the global stream (dropout's)
+    return DataLoader(images, batch_sampler=[index.tolist() for index in batches], generator=torch.Generator(),
                       num_workers=settings.loader_workers, pin_memory=device.type == "cuda")
+
+
+def _resident(images: torch.Tensor | Volumes, device: torch.device, settings: ClassifierTraining):
+    """``images`` in device memory when ``images_on_device`` is set (float16 under bf16 autocast,
+    which rounds inputs further anyway), else the streamed collection."""
+    images = Volumes.of(images)
+    if not settings.images_on_device:
+        return images
+    return images.on_device(device, torch.float16 if settings.mixed_precision and device.type == "cuda" else torch.float32)
 
 
 def train_classifier(model: nn.Module, train: tuple[torch.Tensor | Volumes, torch.Tensor],
@@ -61,40 +78,53 @@ def train_classifier(model: nn.Module, train: tuple[torch.Tensor | Volumes, torc
                      classes: tuple[str, str] = ("CN", "AD")) -> tuple[nn.Module, list[dict]]:
     """Cross-entropy training; returns the weights of the epoch with the best validation balanced
     accuracy (first best on ties) and the per-epoch log (loss, validation balanced accuracy).
-    Images stream from ``train[0]`` through a DataLoader (pinned memory on CUDA). Under
+    Images stream from ``train[0]`` through a DataLoader (pinned memory on CUDA), or are held in
+    device memory with ``images_on_device``. Under
     ``torchrun`` each process trains on its share of every batch with DDP (batch norm synchronised
     on CUDA); all score the whole validation set and return the same weights."""
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     group = replica(resolve_device(settings.device))
     device = group.device
-    model.to(device)
+    layout = settings.channels_last and device.type == "cuda"
+    model.to(device, memory_format=torch.channels_last_3d if layout else torch.preserve_format)
     network = data_parallel(model, group)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    loss_function = nn.CrossEntropyLoss()
-    x, y = Volumes.of(train[0]), train[1]
+    x, y = _resident(train[0], device, settings), train[1]
+    validation_images = _resident(validation[0], device, settings)
     names = np.array(classes)
     best, best_state, log = -1.0, None, []
-    for epoch in range(1, settings.epochs + 1):
-        model.train()
-        total = torch.zeros((), device=device)
-        # a last batch of one image per process is dropped: batch norm needs two samples
-        batches = [group.shard(i) for i in torch.randperm(len(x), generator=generator).split(settings.batch_size)
-                   if len(i) >= 2 * group.world_size]
-        for index, batch in zip(batches, _epoch_loader(x, batches, settings, device)):
-            batch, target = to_device(batch, device), to_device(y[index], device)
-            with autocast(device, settings.mixed_precision):
-                loss = loss_function(network(batch).float(), target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += group.mean(loss.detach()) * len(index) * group.world_size
-        group.share_buffers(model)  # the replicas score validation with the same statistics
-        probabilities = predict_proba(model, validation[0], mixed_precision=settings.mixed_precision)
-        scores = classification_metrics(names[validation[1].numpy()], names[probabilities.argmax(1)],
-                                        probabilities[:, 1], positive=classes[1])
-        log.append({"epoch": epoch, "train_loss": total.item() / len(x), "val_balanced_accuracy": scores["balanced_accuracy"]})
-        if scores["balanced_accuracy"] > best:
-            best, best_state = scores["balanced_accuracy"], copy.deepcopy(model.state_dict())
+    with cudnn_autotune(settings.cudnn_autotune and device.type == "cuda"):
+        for epoch in range(1, settings.epochs + 1):
+            model.train()
+            train_loss = _train_epoch(network, optimizer, (x, y), generator, group, settings, layout)
+            group.share_buffers(model)  # the replicas score validation with the same statistics
+            probabilities = predict_proba(model, validation_images, mixed_precision=settings.mixed_precision,
+                                          channels_last=layout)
+            scores = classification_metrics(names[validation[1].numpy()], names[probabilities.argmax(1)],
+                                            probabilities[:, 1], positive=classes[1])
+            log.append({"epoch": epoch, "train_loss": train_loss, "val_balanced_accuracy": scores["balanced_accuracy"]})
+            if scores["balanced_accuracy"] > best:
+                best, best_state = scores["balanced_accuracy"], copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     return model.eval(), log
+
+
+def _train_epoch(network: nn.Module, optimizer: torch.optim.Optimizer, train: tuple, generator: torch.Generator,
+                 group, settings: ClassifierTraining, layout: bool) -> float:
+    """One pass over the training images in a seeded random order; the mean cross-entropy."""
+    x, y = train
+    device = group.device
+    total = torch.zeros((), device=device)
+    # a last batch of one image per process is dropped: batch norm needs two samples
+    batches = [group.shard(i) for i in torch.randperm(len(x), generator=generator).split(settings.batch_size)
+               if len(i) >= 2 * group.world_size]
+    for index, batch in zip(batches, _epoch_batches(x, batches, settings, device)):
+        batch, target = conv_layout(to_device(batch, device).float(), layout), to_device(y[index], device)
+        with autocast(device, settings.mixed_precision):
+            loss = nn.functional.cross_entropy(network(batch).float(), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += group.mean(loss.detach()) * len(index) * group.world_size
+    return total.item() / len(x)
