@@ -370,7 +370,8 @@ def _longitudinal_fit(args: argparse.Namespace) -> None:
 def _longitudinal_generate(args: argparse.Namespace) -> None:
     from medaug.longitudinal.workflow import generate_longitudinal
 
-    table = generate_longitudinal(args.model_dir, args.n, args.out, seed=args.seed, start_index=args.start_index)
+    table = generate_longitudinal(args.model_dir, args.n, args.out, seed=args.seed, start_index=args.start_index,
+                                  start=args.start, components=args.components)
     print(f"{table['participant_id'].nunique()} synthetic subjects ({len(table)} sessions) written to {args.out}")
 
 
@@ -413,6 +414,9 @@ def _add_longitudinal(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--out", type=Path, required=True)
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--start-index", type=int, default=1)
+    generate.add_argument("--start", default="prior", choices=("prior", "gmm"),
+                          help="z_0 from the prior, or from a Gaussian mixture of the training first-visit codes")
+    generate.add_argument("--components", type=int, default=4, help="mixture components with --start gmm")
     generate.set_defaults(handler=_longitudinal_generate)
     impute = actions.add_parser("impute", help="impute missing and extrapolate later visits (Alg. 7)")
     impute.add_argument("model_dir", type=Path)

@@ -150,3 +150,24 @@ def test_sampling_is_seeded_and_config_round_trips_and_rejects_bad_values():
         FlowVAEConfig(GeneratorConfig(input_shape=(1, 4, 4), model="vae"), visits=1)
     with pytest.raises(ConfigError, match="unknown longitudinal VAE option"):
         FlowVAEConfig.from_dict({"generator": {"input_shape": [1, 4, 4], "model": "vae"}, "visits": 3, "flows": 2})
+
+
+def test_sequences_start_from_the_prior_or_from_a_fitted_sampler_of_first_visit_codes():
+    from medaug.sampling.samplers import build_sampler
+
+    model = _model(latent_dim=3)
+    prior_start = torch.randn(6, 3, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(model.sample(6, seed=2), model._forward_from(prior_start), rtol=0, atol=0)
+    first_visits = torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    gmm = build_sampler("gmm", n_components=2).fit(model.frame, first_visits)
+    codes, _ = gmm.draw(6, seed=2)
+    sequences = model.sample(6, seed=2, start=gmm)
+    torch.testing.assert_close(sequences, model._forward_from(codes), rtol=0, atol=0)
+    # the first visit decodes z_0 itself: the flows only act on later visits
+    torch.testing.assert_close(sequences[:, 0], model.frame.decode(codes))
+    with torch.no_grad():
+        means = model.frame.encoder(first_visits)[0]
+    same = build_sampler("gmm", n_components=2).fit_codes(model.frame, means)
+    torch.testing.assert_close(same.draw(6, seed=2)[0], codes)
+    with pytest.raises(ConfigError, match="at least 2 latent codes"):
+        build_sampler("gmm").fit_codes(model.frame, means[:1])

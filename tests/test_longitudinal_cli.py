@@ -61,6 +61,16 @@ def test_longitudinal_fit_generate_impute_write_labelled_valid_bids(tiny_cohort,
     assert json.loads(image.with_name(image.name.replace(".nii.gz", ".json")).read_text())["Synthetic"] is True
     assert validator_errors(synth) == []
     assert main(["longitudinal", "generate", str(model), "-n", "1", "--out", str(synth)]) == 2  # no overwrite
+    codes = np.asarray(provenance["first_visit_codes"])
+    assert codes.shape == (len(provenance["train_participants"]), 4) and np.isfinite(codes).all()
+    from_codes = tmp_path / "synth_gmm"
+    assert main(["longitudinal", "generate", str(model), "-n", "2", "--out", str(from_codes), "--seed", "3",
+                 "--start", "gmm", "--components", "2"]) == 0
+    gmm_image = from_codes / image.relative_to(synth)
+    sidecar = json.loads(gmm_image.with_name(gmm_image.name.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["Synthetic"] is True and sidecar["Start"] == "gmm" and sidecar["StartComponents"] == 2
+    assert not np.allclose(nib.load(gmm_image).get_fdata(), nib.load(image).get_fdata())
+    assert validator_errors(from_codes) == []
 
     imputed = tmp_path / "imputed"
     assert main(["longitudinal", "impute", str(model), str(cohort), "--out", str(imputed), "--draws", "2"]) == 0
@@ -110,6 +120,10 @@ def test_longitudinal_commands_explain_bad_models_counts_labels_and_settings(tin
     capsys.readouterr()
     assert main(["longitudinal", "generate", str(model), "-n", "0", "--out", str(tmp_path / "s")]) == 2
     assert "number of subjects must be ≥ 1" in capsys.readouterr().err
+    record = model / "model" / "provenance.json"
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "first_visit_codes"}))
+    assert main(["longitudinal", "generate", str(model), "-n", "1", "--out", str(tmp_path / "s"), "--start", "gmm"]) == 2
+    assert "refit it with `medaug longitudinal fit` to use --start gmm" in capsys.readouterr().err
     cn_only = tmp_path / "cn.tsv"
     pd.read_csv(cohort, sep="\t").query("diagnosis == 'CN'").to_csv(cn_only, sep="\t", index=False)
     assert main(["longitudinal", "impute", str(model), str(cn_only), "--out", str(tmp_path / "i")]) == 2

@@ -39,6 +39,7 @@ from medaug.generative.densities import log_diagonal_normal
 from medaug.generative.likelihood import importance_log_likelihood
 from medaug.generative.models import GenerativeModel, build_model
 from medaug.io import atomic_write
+from medaug.sampling.samplers import Sampler, build_sampler
 
 logger = logging.getLogger(__name__)
 
@@ -215,17 +216,14 @@ class LongitudinalFlowVAE(nn.Module):
         return self.decode(self.propagate(z0, torch.zeros(len(z0), dtype=torch.long, device=z0.device))[0])
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int) -> torch.Tensor:
-        """Fully synthetic sequences (n, T, *input_shape): z_0 from the prior, then the flows (Fig. 6.5)."""
-        generator = torch.Generator(device=self._device).manual_seed(seed)
-        d = self.config.generator.latent_dim
-        if self.config.generator.model == "vamp":  # pick a pseudo-input, then draw from its posterior
-            mean, log_var = self.frame.encoder(torch.sigmoid(self.frame.pseudo_inputs))
-            k = torch.randint(len(mean), (n,), generator=generator, device=self._device)
-            z0 = mean[k] + (0.5 * log_var[k]).exp() * torch.randn(n, d, generator=generator, device=self._device)
-        else:
-            z0 = torch.randn(n, d, generator=generator, device=self._device)
-        return self._forward_from(z0)
+    def sample(self, n: int, *, seed: int, start: Sampler | None = None) -> torch.Tensor:
+        """Fully synthetic sequences (n, T, *input_shape): z_0, then the flows (Fig. 6.5). z_0 is
+        drawn from the prior p(z_0) (N(0, I), or the VAMP mixture), or from ``start``, a sampler
+        fitted on the frame VAE (e.g. ``gmm`` on the first visits' codes: an ex-post density)."""
+        if start is None:
+            start = build_sampler("vamp" if self.config.generator.model == "vamp" else "prior").fit(self.frame)
+        z0, _ = start.draw(n, seed=seed)
+        return self._forward_from(z0.to(self._device))
 
     @torch.no_grad()
     def futures(self, baseline: torch.Tensor, draws: int, *, seed: int) -> torch.Tensor:

@@ -19,6 +19,7 @@ from medaug.io import write_tsv
 from medaug.longitudinal.bids_output import write_imputed_visits, write_synthetic_subjects
 from medaug.longitudinal.flow_vae import FlowTraining, FlowVAEConfig, LongitudinalFlowVAE, train_flow_vae
 from medaug.longitudinal.sequences import visit_grid
+from medaug.sampling.samplers import build_sampler
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,14 @@ def fit_longitudinal(table: pd.DataFrame, label: str, out_dir: str | os.PathLike
     model, log = train_flow_vae(model, (grids[0].values, grids[0].mask), (grids[1].values, grids[1].mask), settings,
                                 checkpoint=out_dir / "checkpoint.pt")
     write_tsv(out_dir / "training_log.tsv", pd.DataFrame(log))
+    with torch.no_grad():  # posterior means of the first visits: what `generate --start gmm` fits
+        first_codes = model.frame.encoder(grids[0].values[:, 0].to(next(model.parameters()).device))[0].cpu()
     provenance = {"label": label, "interval_years": interval_years, "training": settings.to_dict(),
                   "train_participants": grids[0].participants, "train_images": train_rows["path"].tolist(),
                   "training_set_sha256": fingerprint(train_rows["path"].tolist()),
                   "baseline_ages": grids[0].baseline_age.round(2).tolist(),
-                  "image_affine": resized_affine(train_rows, spatial).tolist()}
+                  "image_affine": resized_affine(train_rows, spatial).tolist(),
+                  "first_visit_codes": first_codes.round(decimals=6).tolist()}
     save_generator(model, out_dir / "model", provenance)
     best = min([e for e in log if not e["warmup"]] or log, key=lambda e: e["val_loss"])  # train_flow_vae's rule
     return {"train_subjects": len(grids[0].participants), "validation_subjects": len(grids[1].participants),
@@ -61,23 +65,38 @@ def load_longitudinal(model_dir: str | os.PathLike) -> tuple[LongitudinalFlowVAE
     return model, json.loads((model_dir / "provenance.json").read_text()) | {"model_dir": str(model_dir.resolve())}
 
 
-def _provenance(record: dict, seed: int) -> dict:
+def _provenance(record: dict, seed: int, **extra) -> dict:
     return {"Generator": record["model_dir"], "GeneratorModel": "longitudinal-flow-vae", "Seed": seed,
-            "TrainingSetSHA256": record.get("training_set_sha256")}
+            "TrainingSetSHA256": record.get("training_set_sha256"), **extra}
+
+
+START_SAMPLERS = ("prior", "gmm")
 
 
 def generate_longitudinal(model_dir: str | os.PathLike, n: int, out_dir: str | os.PathLike, *, seed: int,
-                          start_index: int = 1) -> pd.DataFrame:
-    """n new subjects: z_0 from the prior through the flows; baseline ages drawn from the training
-    subjects' baseline ages."""
+                          start_index: int = 1, start: str = "prior", components: int = 4) -> pd.DataFrame:
+    """n new subjects through the flows, z_0 from the prior (``start="prior"``) or from a Gaussian
+    mixture of ``components`` fitted on the training subjects' first-visit codes (``"gmm"``, an
+    ex-post density that keeps z_0 where the encoder put real first visits); baseline ages drawn
+    from the training subjects' baseline ages."""
     if n < 1:
         raise InputDataError(f"the number of subjects must be ≥ 1, got {n}")
+    if start not in START_SAMPLERS:
+        raise InputDataError(f"start must be one of {', '.join(START_SAMPLERS)}, got {start!r}")
     model, record = load_longitudinal(model_dir)
-    images = model.sample(n, seed=seed)
+    sampler = None
+    if start == "gmm":
+        if "first_visit_codes" not in record:
+            raise InputDataError(f"{record['model_dir']} was fitted before first-visit codes were saved; "
+                                 "refit it with `medaug longitudinal fit` to use --start gmm")
+        sampler = build_sampler("gmm", n_components=components).fit_codes(
+            model.frame, torch.as_tensor(record["first_visit_codes"], dtype=torch.float32))
+    images = model.sample(n, seed=seed, start=sampler)
     ages = np.random.default_rng(seed).choice(np.asarray(record["baseline_ages"]), n)
     return write_synthetic_subjects(images, ages, out_dir, label=record["label"],
                                     interval_years=record["interval_years"], affine=np.asarray(record["image_affine"]),
-                                    provenance=_provenance(record, seed), start_index=start_index)
+                                    provenance=_provenance(record, seed, Start=start, StartComponents=components
+                                                           if sampler else None), start_index=start_index)
 
 
 def impute_longitudinal(model_dir: str | os.PathLike, table: pd.DataFrame, out_dir: str | os.PathLike, *,

@@ -134,13 +134,24 @@ class GMMSampler(Sampler):
         super().__init__(n_components=n_components)
 
     def _fit(self, train_data):
-        from sklearn.mixture import GaussianMixture
-
         if train_data is None:
             raise ConfigError("the gmm sampler needs the training data to fit its mixture")
-        means = _posterior_means(self.model, train_data).cpu().numpy().astype(np.float64)
-        components = min(self.options["n_components"], len(means))
-        self.mixture = GaussianMixture(components, covariance_type="full", random_state=0).fit(means)
+        self._fit_mixture(_posterior_means(self.model, train_data))
+
+    def fit_codes(self, model: GenerativeModel, codes: torch.Tensor) -> GMMSampler:
+        """Fit on latent codes (n, d) computed beforehand (e.g. saved with a longitudinal model)."""
+        self.model = model.eval()
+        self._fit_mixture(torch.as_tensor(codes))
+        return self
+
+    def _fit_mixture(self, codes: torch.Tensor) -> None:
+        from sklearn.mixture import GaussianMixture
+
+        codes = codes.cpu().numpy().astype(np.float64)
+        if len(codes) < 2:
+            raise ConfigError(f"the gmm sampler needs at least 2 latent codes to fit its mixture, got {len(codes)}")
+        components = min(self.options["n_components"], len(codes))
+        self.mixture = GaussianMixture(components, covariance_type="full", random_state=0).fit(codes)
 
     def _latents(self, n, generator):
         self.mixture.random_state = int(torch.randint(2**31 - 1, (1,), generator=generator, device=generator.device))
