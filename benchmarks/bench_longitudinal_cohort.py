@@ -2,16 +2,16 @@
 ground truth's atrophy (ventricles growing with age)?
 
 Cohort: medaug example cohort, AD only (``--label CN``: the control, where ventricles grow with
-age alone), yearly sessions M000-M036 with 20% of follow-ups missing, 4 mm. Each image is put in MNI space through the simulation's ground-truth transform (an oracle
-registration: this measures the longitudinal model, not t1-linear) on a 4 mm box around the
-ventricles and medial temporal lobes, then divided by its 99th percentile and clipped to [0, 1].
+age alone), yearly sessions M000-M036 with 20% of follow-ups missing, aligned by the simulation's
+ground-truth transform on a 4 mm box (:mod:`simulated_sequences`).
 Ventricle proxy: Σ over the template ventricle region (dilated twice) of (1 − intensity) × voxel mL;
 checked on the real images against the simulation's ventricle expansion and, within subjects,
 against the change of the ground-truth ventricle volume (Pearson r).
-Reports the proxy per visit for real, generated (prior, Eq. 6.3) and extrapolated (first visit
-of held-out subjects → later visits, Alg. 7) sequences, the fraction of generated subjects whose
-proxy rises from first to last visit, the darkness outside the ventricle region (a control for a
-global drift), and a PNG of generated trajectories.
+Reports the proxy per visit for real, generated and extrapolated (first visit of held-out subjects
+→ later visits, Alg. 7) sequences, the per-subject slope of the generated proxies, the darkness
+outside the ventricle region (a control for a global drift), and a PNG of generated trajectories.
+Generated sequences start from z_0 ~ the N(0, I) prior (Eq. 6.3) or from a Gaussian mixture fitted
+on the training subjects' first-visit codes (``--components``), then follow the flows.
 
 Run: python benchmarks/bench_longitudinal_cohort.py [--subjects 96] [--epochs 300] [--threads 1] [--label CN]
 """
@@ -19,36 +19,26 @@ Run: python benchmarks/bench_longitudinal_cohort.py [--subjects 96] [--epochs 30
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import matplotlib
-import nibabel as nib
 import numpy as np
 import torch
 from scipy import ndimage
 
 from medaug.data.anatomy import load_template_anatomy
-from medaug.data.example_cohort import ExampleCohortConfig, build_example_cohort, read_scanner_to_template, t1w_path
-from medaug.data.simulation import grid_points, resample_to_template, sample_volume
+from medaug.data.simulation import grid_points, sample_volume
 from medaug.generative.config import GeneratorConfig
 from medaug.longitudinal.flow_vae import FlowTraining, FlowVAEConfig, LongitudinalFlowVAE, train_flow_vae
 from medaug.longitudinal.sequences import visit_grid
+from medaug.sampling.samplers import build_sampler
+from simulated_sequences import VOXEL, simulated_images, template_box
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = Path(__file__).parent
-BOX = ((-48.0, 48.0), (-64.0, 32.0), (-28.0, 44.0))  # MNI mm
-VOXEL = 4.0
-
-
-def template_box():
-    shape = tuple(int((high - low) / VOXEL) + 1 for low, high in BOX)
-    affine = np.diag([VOXEL, VOXEL, VOXEL, 1.0])
-    affine[:3, 3] = [low for low, _ in BOX]
-    return shape, affine
 
 
 def ventricle_region(shape, affine):
@@ -70,26 +60,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--effect", type=float, default=1.0, help="AD effect of the simulation (1 = its default)")
+    parser.add_argument("--components", type=int, default=4, help="GMM components of the first-visit codes")
     parser.add_argument("--label", default="AD", choices=("AD", "CN"), help="CN: the control (ageing alone)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     shape, affine = template_box()
     region = ventricle_region(shape, affine)
-    with tempfile.TemporaryDirectory() as work:
-        bids = Path(work) / "bids"
-        truth = build_example_cohort(bids, ExampleCohortConfig(
-            subjects_per_label=args.subjects, labels=(args.label,), resolution_mm=VOXEL,
-            sessions=("M000", "M012", "M024", "M036"), missing_rate=0.2, effect=args.effect, seed=args.seed),
-            jobs=args.threads)
-        volumes = []
-        for row in truth.itertuples():
-            image = nib.load(t1w_path(bids, row.participant_id, row.session_id))
-            data = resample_to_template(image, read_scanner_to_template(bids, row.participant_id, row.session_id),
-                                        shape, affine)
-            volumes.append(np.clip(data / np.percentile(data, 99), 0.0, 1.0))
+    truth, values = simulated_images((args.label,), args.subjects, seed=args.seed, jobs=args.threads,
+                                     effect=args.effect)
     simulated = time.perf_counter() - started
-    values = torch.as_tensor(np.stack(volumes), dtype=torch.float32)[:, None]
     real_proxy = proxy(values, region).numpy()
     r = np.corrcoef(real_proxy, truth["ventricle_expansion"])[0, 1]
     change = truth.assign(proxy=real_proxy).groupby("participant_id")[["proxy", "ventricle_volume_ml"]].transform(
@@ -110,12 +90,12 @@ def main() -> None:
                                 (grid.values[val_idx], grid.mask[val_idx]), settings)
 
     generated = model.sample(200, seed=args.seed)
-    generated_proxy = proxy(generated, region)
+    first_visits = grid.values[train_idx][:, 0][grid.mask[train_idx][:, 0]]
+    start = build_sampler("gmm", n_components=args.components).fit(model.frame, first_visits)
+    from_codes = model.sample(200, seed=args.seed, start=start)
     first_only = grid.mask[test_idx].clone()
     first_only[:, 1:] = False
     extrapolated, _ = model.impute(grid.values[test_idx], first_only, draws=10, seed=args.seed)
-    test_mask = grid.mask[test_idx]
-    real_grid_proxy = proxy(grid.values, region)
 
     def per_visit(p, mask=None):
         mask = torch.ones(p.shape, dtype=torch.bool) if mask is None else mask
@@ -124,14 +104,21 @@ def main() -> None:
     def slope(series):
         return float(np.polyfit(np.arange(len(series)), series, 1)[0])
 
-    real_series = per_visit(real_grid_proxy, grid.mask)
-    gen_series = per_visit(generated_proxy)
     # control: darkness outside the ventricle region (a global darkening or blur moves it too)
     outside = lambda images: (1.0 - images[..., 0, :, :, :])[..., torch.as_tensor(~region)].mean(-1)  # noqa: E731
-    real_outside, gen_outside = per_visit(outside(grid.values), grid.mask), per_visit(outside(generated))
-    ext_series = per_visit(proxy(extrapolated, region), test_mask)
-    held_series = per_visit(real_grid_proxy[test_idx], test_mask)
-    rising = float((generated_proxy[:, -1] > generated_proxy[:, 0]).float().mean())
+    test_mask = grid.mask[test_idx]
+    sets = {  # name: (sequences, mask)
+        f"real {args.label} (all subjects)": (grid.values, grid.mask),
+        "generated, z_0 ~ prior (200)": (generated, None),
+        f"generated, z_0 ~ GMM({args.components}) of first-visit codes": (from_codes, None),
+        "held-out, real": (grid.values[test_idx], test_mask),
+        "held-out, extrapolated from M000": (extrapolated, test_mask),
+    }
+    series = {name: (per_visit(proxy(images, region), mask), per_visit(outside(images), mask))
+              for name, (images, mask) in sets.items()}
+    visits = np.arange(grid.mask.shape[1])
+    per_subject = {name: np.polyfit(visits, proxy(images, region).numpy().T, 1)[0]  # slope of each generated subject
+                   for name, images in (("prior", generated), ("GMM", from_codes))}
     truth_slope = truth.assign(years=truth["session_id"].str[5:].astype(int) / 12).groupby("participant_id").apply(
         lambda g: np.polyfit(g["years"], g["ventricle_volume_ml"], 1)[0] if len(g) > 1 else np.nan,
         include_groups=False).mean()
@@ -146,24 +133,21 @@ def main() -> None:
         f"ventricle proxy on real images vs the ground-truth expansion: Pearson r = {r:.3f}; change since "
         f"baseline vs ground-truth volume change: r = {r_change:.3f}",
         "",
-        "ventricle proxy (mL) per visit      M000   M012   M024   M036   slope/visit",
-        f"real {args.label} (all subjects)          {fmt(real_series)}   {slope(real_series):+.3f}",
-        f"generated from the prior (200)  {fmt(gen_series)}   {slope(gen_series):+.3f}",
-        f"held-out, real                  {fmt(held_series)}   {slope(held_series):+.3f}",
-        f"held-out, extrapolated from M000{fmt(ext_series)}   {slope(ext_series):+.3f}",
-        f"generated subjects whose proxy rises from M000 to M036: {100 * rising:.0f}%",
+        f"{'ventricle proxy (mL) per visit':44s}  M000   M012   M024   M036   slope/visit",
+        *[f"{name:44s}{fmt(v)}   {slope(v):+.3f}" for name, (v, _) in series.items()],
+        "per generated subject, slope of the proxy (mL/visit), mean ± standard error: "
+        + ", ".join(f"{v.mean():+.3f} ± {v.std(ddof=1) / np.sqrt(len(v)):.3f} (z_0 ~ {k})" for k, v in per_subject.items()),
         "",
         "control: mean darkness (1 − intensity) outside the ventricle region, per visit",
-        f"real                             {' '.join(f'{v:.4f}' for v in real_outside)}   {slope(real_outside):+.4f}",
-        f"generated from the prior         {' '.join(f'{v:.4f}' for v in gen_outside)}   {slope(gen_outside):+.4f}",
+        *[f"{name:44s}{' '.join(f'{x:.4f}' for x in c)}   {slope(c):+.4f}" for name, (_, c) in series.items()],
         "",
         f"simulation + alignment {simulated:.0f} s, total {time.perf_counter() - started:.0f} s",
     ]
     text = "\n".join(lines)
     print(text)
-    suffix = "" if args.label == "AD" else f"_{args.label}"
+    suffix = ("" if args.label == "AD" else f"_{args.label}") + ("" if args.seed == 0 else f"_seed{args.seed}")
     (HERE / f"results_longitudinal_cohort{suffix}.txt").write_text(text + "\n")
-    plot(generated[:4], grid.values[test_idx][:2], extrapolated[:2], test_mask[:2],
+    plot(from_codes[:4], grid.values[test_idx][:2], extrapolated[:2], test_mask[:2],
          HERE / "figures" / f"longitudinal_cohort{suffix}.png")
 
 
