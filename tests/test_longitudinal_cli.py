@@ -11,6 +11,7 @@ import torch
 from medaug.cli import main
 from medaug.errors import InputDataError
 from medaug.longitudinal.sequences import session_label, visit_grid
+from medaug.longitudinal.workflow import generate_longitudinal
 
 SMALL = "generator: {hidden: [32], pseudo_inputs: 4, latent_dim: 4}\nflow: {made_hidden: 16}\n" \
         "training: {batch_size: 4, warmup_epochs: 1}\n"
@@ -124,6 +125,12 @@ def test_longitudinal_commands_explain_bad_models_counts_labels_and_settings(tin
     record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "first_visit_codes"}))
     assert main(["longitudinal", "generate", str(model), "-n", "1", "--out", str(tmp_path / "s"), "--start", "gmm"]) == 2
     assert "refit it with `medaug longitudinal fit` to use --start gmm" in capsys.readouterr().err
+    with pytest.raises(InputDataError, match="start must be one of prior, gmm"):
+        generate_longitudinal(model, 1, tmp_path / "s", seed=0, start="hmc")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["longitudinal", "generate", str(model), "-n", "1", "--out", str(tmp_path / "s"), "--start", "gmm",
+              "--components", "0"])
+    assert exit_info.value.code == 2 and "n_components ≥ 1" in capsys.readouterr().err
     cn_only = tmp_path / "cn.tsv"
     pd.read_csv(cohort, sep="\t").query("diagnosis == 'CN'").to_csv(cn_only, sep="\t", index=False)
     assert main(["longitudinal", "impute", str(model), str(cn_only), "--out", str(tmp_path / "i")]) == 2

@@ -84,13 +84,12 @@ def generate_longitudinal(model_dir: str | os.PathLike, n: int, out_dir: str | o
     if start not in START_SAMPLERS:
         raise InputDataError(f"start must be one of {', '.join(START_SAMPLERS)}, got {start!r}")
     model, record = load_longitudinal(model_dir)
-    sampler = None
-    if start == "gmm":
+    sampler = build_sampler("gmm", n_components=components) if start == "gmm" else None
+    if sampler is not None:
         if "first_visit_codes" not in record:
             raise InputDataError(f"{record['model_dir']} was fitted before first-visit codes were saved; "
                                  "refit it with `medaug longitudinal fit` to use --start gmm")
-        sampler = build_sampler("gmm", n_components=components).fit_codes(
-            model.frame, torch.as_tensor(record["first_visit_codes"], dtype=torch.float32))
+        sampler.fit_codes(model.frame, torch.as_tensor(record["first_visit_codes"], dtype=torch.float32))
     images = model.sample(n, seed=seed, start=sampler)
     ages = np.random.default_rng(seed).choice(np.asarray(record["baseline_ages"]), n)
     return write_synthetic_subjects(images, ages, out_dir, label=record["label"],

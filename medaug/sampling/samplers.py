@@ -131,6 +131,8 @@ class GMMSampler(Sampler):
     name = "gmm"
 
     def __init__(self, n_components: int = 10) -> None:
+        if n_components < 1:
+            raise ConfigError(f"the gmm sampler needs n_components ≥ 1, got {n_components}")
         super().__init__(n_components=n_components)
 
     def _fit(self, train_data):
