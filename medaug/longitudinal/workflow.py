@@ -43,8 +43,9 @@ def fit_longitudinal(table: pd.DataFrame, label: str, out_dir: str | os.PathLike
     model, log = train_flow_vae(model, (grids[0].values, grids[0].mask), (grids[1].values, grids[1].mask), settings,
                                 checkpoint=out_dir / "checkpoint.pt")
     write_tsv(out_dir / "training_log.tsv", pd.DataFrame(log))
+    device = next(model.parameters()).device
     with torch.no_grad():  # posterior means of the first visits: what `generate --start gmm` fits
-        first_codes = model.frame.encoder(grids[0].values[:, 0].to(next(model.parameters()).device))[0].cpu()
+        first_codes = torch.cat([model.frame.encoder(part.to(device))[0].cpu() for part in grids[0].values[:, 0].split(64)])
     provenance = {"label": label, "interval_years": interval_years, "training": settings.to_dict(),
                   "train_participants": grids[0].participants, "train_images": train_rows["path"].tolist(),
                   "training_set_sha256": fingerprint(train_rows["path"].tolist()),
