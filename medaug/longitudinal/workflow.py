@@ -19,7 +19,7 @@ from medaug.io import write_tsv
 from medaug.longitudinal.bids_output import write_imputed_visits, write_synthetic_subjects
 from medaug.longitudinal.flow_vae import FlowTraining, FlowVAEConfig, LongitudinalFlowVAE, train_flow_vae
 from medaug.longitudinal.sequences import visit_grid
-from medaug.sampling.samplers import build_sampler
+from medaug.sampling.samplers import build_sampler, posterior_means
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +43,7 @@ def fit_longitudinal(table: pd.DataFrame, label: str, out_dir: str | os.PathLike
     model, log = train_flow_vae(model, (grids[0].values, grids[0].mask), (grids[1].values, grids[1].mask), settings,
                                 checkpoint=out_dir / "checkpoint.pt")
     write_tsv(out_dir / "training_log.tsv", pd.DataFrame(log))
-    device = next(model.parameters()).device
-    with torch.no_grad():  # posterior means of the first visits: what `generate --start gmm` fits
-        first_codes = torch.cat([model.frame.encoder(part.to(device))[0].cpu() for part in grids[0].values[:, 0].split(64)])
+    first_codes = posterior_means(model.frame, grids[0].values[:, 0]).cpu()  # what `generate --start gmm` fits
     provenance = {"label": label, "interval_years": interval_years, "training": settings.to_dict(),
                   "train_participants": grids[0].participants, "train_images": train_rows["path"].tolist(),
                   "training_set_sha256": fingerprint(train_rows["path"].tolist()),
@@ -90,7 +88,7 @@ def generate_longitudinal(model_dir: str | os.PathLike, n: int, out_dir: str | o
         if "first_visit_codes" not in record:
             raise InputDataError(f"{record['model_dir']} was fitted before first-visit codes were saved; "
                                  "refit it with `medaug longitudinal fit` to use --start gmm")
-        sampler.fit_codes(model.frame, torch.as_tensor(record["first_visit_codes"], dtype=torch.float32))
+        sampler.fit_codes(model.frame, torch.as_tensor(record["first_visit_codes"]))
     images = model.sample(n, seed=seed, start=sampler)
     ages = np.random.default_rng(seed).choice(np.asarray(record["baseline_ages"]), n)
     return write_synthetic_subjects(images, ages, out_dir, label=record["label"],

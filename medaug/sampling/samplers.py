@@ -95,9 +95,11 @@ def _ess(result) -> dict:
     return {"effective_sample_size": float(ess.mean()), "ess_per_draw": float(ess.mean() / trace[:, :, 0].size)}
 
 
-def _posterior_means(model: GenerativeModel, data: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+def posterior_means(model: GenerativeModel, data: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Encoder means of ``data`` (n, d), computed ``batch_size`` images at a time on the model's device."""
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return torch.cat([model.encoder(part)[0] for part in data.split(batch_size)])
+        return torch.cat([model.encoder(part.to(device))[0] for part in data.split(batch_size)])
 
 
 class PriorSampler(Sampler):
@@ -138,7 +140,7 @@ class GMMSampler(Sampler):
     def _fit(self, train_data):
         if train_data is None:
             raise ConfigError("the gmm sampler needs the training data to fit its mixture")
-        self._fit_mixture(_posterior_means(self.model, train_data))
+        self._fit_mixture(posterior_means(self.model, train_data))
 
     def fit_codes(self, model: GenerativeModel, codes: torch.Tensor) -> GMMSampler:
         """Fit on latent codes (n, d) computed beforehand (e.g. saved with a longitudinal model)."""
@@ -175,7 +177,7 @@ class TwoStageSampler(Sampler):
     def _fit(self, train_data):
         if train_data is None:
             raise ConfigError("the two-stage sampler needs the training data to fit its second VAE")
-        codes = _posterior_means(self.model, train_data)
+        codes = posterior_means(self.model, train_data)
         latent_dim = self.options["latent_dim"] or codes.shape[1]
         self.second, self.centre, self.scale = fit_code_vae(codes, latent_dim, self.options["epochs"],
                                                             self.options["seed"])
