@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from medaug import __version__
-from medaug.errors import ConfigError, MedaugError
+from medaug.errors import ConfigError, InputDataError, MedaugError
 
 logger = logging.getLogger("medaug")
 
@@ -101,7 +101,6 @@ def _split(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from medaug.data.splits import SplitConfig, balance_report, save_split, split_subjects
-    from medaug.errors import InputDataError
 
     if not args.cohort.is_file():
         raise InputDataError(f"cohort table {args.cohort} not found; create it with `medaug cohort`")
@@ -259,40 +258,69 @@ def _generate(args: argparse.Namespace) -> None:
     from medaug.generative.training_data import image_tensor
     from medaug.io import write_json
     from medaug.compute import resolve_device
+    from medaug.sampling.quality import quality_warnings, reconstruct, sample_quality
     from medaug.sampling.samplers import Samples, build_sampler
-    from medaug.sampling.synthetic import write_synthetic
+    from medaug.sampling.synthetic import synthetic_listing, write_synthetic
+    from medaug.study.synthesis import QUALITY_IMAGES
 
     model_dir = args.model_dir / "best" if (args.model_dir / "best").is_dir() else args.model_dir
     model = load_generator(model_dir, map_location=resolve_device(args.device))
     provenance = json.loads((model_dir / "provenance.json").read_text())
-    options = {"rhvae-hmc": dict(steps=args.steps, leapfrog_steps=args.leapfrog_steps, step_size=args.step_size),
-               "random-walk": dict(steps=args.steps, sigma=args.sigma),
-               "geometric": dict(steps=args.steps, leapfrog_steps=args.leapfrog_steps, step_size=args.step_size),
-               "gmm": dict(n_components=args.components)}.get(args.sampler, {})
-    sampler = build_sampler(args.sampler, **options)
-    needs_metric = args.sampler in ("rhvae-hmc", "random-walk") and len(getattr(model, "centroids", [])) == 0
-    needs_images = args.sampler in ("gmm", "geometric", "two-stage") or needs_metric or args.figure is not None
-    train = image_tensor(pd.DataFrame({"participant_id": "train", "session_id": "n/a",
-                                       "path": provenance["train_images"]}),
-                         model.config.input_shape[1:]) if needs_images else None
+    if "train_images" not in provenance:
+        raise InputDataError(f"{model_dir / 'provenance.json'} records no training images: the generator's training "
+                             "did not finish (rerun `medaug train-generator` with the same arguments to resume it)")
+    given = {"steps": args.steps, "leapfrog_steps": args.leapfrog_steps, "step_size": args.step_size,
+             "warmup": args.warmup, "target_acceptance": args.target_acceptance, "temperature": args.temperature,
+             "sigma": args.sigma, "n_components": args.components, "noise_std": args.noise_std}
+    accepted = {"rhvae-hmc": ("steps", "leapfrog_steps", "step_size", "warmup", "target_acceptance", "temperature"),
+                "random-walk": ("steps", "sigma", "warmup", "target_acceptance", "temperature"),
+                "geometric": ("steps", "leapfrog_steps", "step_size", "warmup", "target_acceptance"),
+                "gmm": ("n_components",), "jitter": ("noise_std",)}.get(args.sampler, ())
+    ignored = sorted(k for k, v in given.items() if v is not None and k not in accepted)
+    if ignored:
+        raise ConfigError(f"the {args.sampler} sampler takes no {', '.join(ignored)} option")
+    sampler = build_sampler(args.sampler, **{k: v for k, v in given.items() if v is not None and k in accepted})
+    shape = model.config.input_shape[1:]
+    rows = lambda paths: pd.DataFrame({"participant_id": "x", "session_id": "n/a", "path": paths})  # noqa: E731
+    train = image_tensor(rows(provenance["train_images"]), shape)
+    held_out = provenance.get("validation_images")
+    validation = image_tensor(rows(held_out), shape) if held_out else None
     device = next(model.parameters()).device
-    sampler.fit(model, train.to(device) if train is not None else None)
+    sampler.fit(model, train.to(device), allow_uninformative=args.allow_uninformative)
     write_json(model_dir / f"sampler_{args.sampler}.json", sampler.config())
     latents, diagnostics = sampler.draw(args.n, seed=args.seed)
+    label = provenance.get("label", "unknown")
     table = write_synthetic(latents.cpu(), sampler.decode(latents, args.batch_size), args.out,
-                            label=provenance.get("label", "unknown"), model_dir=model_dir, sampler=sampler,
+                            label=label, model_dir=model_dir, sampler=sampler,
                             seed=args.seed, start_index=args.start_index)
+    shown = latents[:QUALITY_IMAGES]
+    quality = sample_quality(torch.cat(list(sampler.decode(shown, args.batch_size))), train, held_out=validation,
+                             reconstructions=reconstruct(model, train),
+                             held_out_reconstructions=reconstruct(model, validation) if validation is not None else None)
+    warnings = quality_warnings(quality) + diagnostics.get("warnings", [])
+    write_json(synthetic_listing(args.out, label, args.seed).with_suffix(".quality.json"),
+               {**quality, "chains": diagnostics, "posterior": sampler.posterior, "warnings": warnings})
     if args.figure:
         from medaug.sampling.figure import plot_latent_geometry
 
         with torch.no_grad():
             codes = torch.cat([model.encoder(part)[0] for part in train.to(device).split(64)]).cpu()
-        shown = latents[:8]
-        plot_latent_geometry(sampler, Samples(torch.cat(list(sampler.decode(shown))), latents.cpu()), codes,
+        plot_latent_geometry(sampler, Samples(torch.cat(list(sampler.decode(latents[:8]))), latents.cpu()), codes,
                              args.figure)
         print(f"Figure: {args.figure}")
-    rate = diagnostics.get("acceptance_rate")
-    print(f"{len(table)} synthetic images written to {args.out}" + (f"; acceptance rate {rate:.2f}" if rate else ""))
+    chains = ", ".join(f"{key} {diagnostics[key]:.3g}" for key in ("acceptance_rate", "step_size", "sigma",
+                                                                     "ess_per_draw", "split_r_hat")
+                       if key in diagnostics)
+    print(f"{len(table)} synthetic images written to {args.out}" + (f"; {chains}" if chains else ""))
+    print(f"quality (first {len(shown)} images, intensity space): diversity {quality['diversity']:.2f}, coverage "
+          f"{quality['coverage']:.2f}, largest nearest-neighbour share {quality['max_nn_share']:.2f}, precision "
+          f"{quality['precision']:.2f}, recall {quality['recall']:.2f}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _temperature(value: str) -> str | float:
+    return value if value in ("auto", "model") else float(value)
 
 
 def _add_generate(commands: argparse._SubParsersAction) -> None:
@@ -300,19 +328,27 @@ def _add_generate(commands: argparse._SubParsersAction) -> None:
                                  description="Draw latent codes with a sampler, decode them and write NIfTI images "
                                              "labelled as synthetic (desc-synthetic + provenance sidecar).")
     parser.add_argument("model_dir", type=Path, help="folder from `medaug train-generator` (or its best/)")
-    parser.add_argument("--sampler", default="rhvae-hmc", choices=("rhvae-hmc", "random-walk", "geometric", "gmm", "prior", "two-stage",
-                                                         "vamp"))
+    parser.add_argument("--sampler", default="rhvae-hmc", choices=("rhvae-hmc", "random-walk", "geometric", "gmm",
+                                                                   "prior", "two-stage", "vamp", "posterior", "jitter"),
+                        help="posterior and jitter are copy controls (re-encoded / noisy training images)")
     parser.add_argument("-n", type=int, required=True, help="number of images")
     parser.add_argument("--out", type=Path, required=True, help="derivative folder for the synthetic images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--start-index", type=int, default=1, help="first synthetic subject number")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (chains and decoding)")
-    parser.add_argument("--steps", type=int, default=300, help="chain transitions (rhvae-hmc, random-walk)")
-    parser.add_argument("--sigma", type=float, default=0.5, help="tangent proposal std (random-walk)")
-    parser.add_argument("--leapfrog-steps", type=int, default=15)
-    parser.add_argument("--step-size", type=float, default=0.03)
-    parser.add_argument("--components", type=int, default=10, help="mixture components (gmm)")
+    parser.add_argument("--steps", type=int, help="chain transitions after warm-up (rhvae-hmc, random-walk, geometric)")
+    parser.add_argument("--warmup", type=int, help="step-size adaptation transitions, discarded (0: fixed step)")
+    parser.add_argument("--target-acceptance", type=float, help="acceptance rate the warm-up adapts toward")
+    parser.add_argument("--temperature", type=_temperature, help="sampling temperature: auto (code spacing), "
+                                                                 "model (the trained T) or a number")
+    parser.add_argument("--sigma", type=float, help="initial tangent proposal std (random-walk)")
+    parser.add_argument("--leapfrog-steps", type=int)
+    parser.add_argument("--step-size", type=float, help="initial (or, with --warmup 0, fixed) leapfrog step")
+    parser.add_argument("--components", type=int, help="mixture components (gmm)")
+    parser.add_argument("--noise-std", type=float, help="voxel noise std (jitter)")
+    parser.add_argument("--allow-uninformative", action="store_true",
+                        help="sample even from a collapsed generator (a warning instead of the refusal)")
     parser.add_argument("--figure", type=Path, default=None, metavar="PNG",
                         help="2D latent spaces: density, training codes, samples and decoded images")
     parser.set_defaults(handler=_generate)

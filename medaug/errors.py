@@ -42,3 +42,10 @@ class BalanceError(MedaugError):
 
 class StudyTaskError(MedaugError):
     """Some study tasks failed (listed in the run folder's ``failed_tasks.tsv``); the others are kept."""
+
+
+class UninformativeGeneratorError(MedaugError):
+    """A generator's posterior carries no information about its training images (posterior
+    collapse): every latent code decodes to nearly one image, so no sampler can make new ones."""
+
+    exit_code = 2

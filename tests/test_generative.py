@@ -169,8 +169,12 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
     recorded = json.loads((tmp_path / "cn" / "best" / "provenance.json").read_text())
     for sampler in ("rhvae-hmc", "gmm"):
         out = tmp_path / f"synthetic_{sampler}"
+        options = ["--steps", "10", "--warmup", "5"] if sampler == "rhvae-hmc" else ["--components", "2"]
         assert main(["generate", str(tmp_path / "cn"), "--sampler", sampler, "-n", "3", "--out", str(out),
-                     "--steps", "10", "--components", "2", "--seed", "7"]) == 0
+                     "--seed", "7", "--allow-uninformative", *options]) == 0  # 2 epochs: a collapsed generator
+        quality = json.loads((out / "synthetic_CN_seed7.quality.json").read_text())
+        assert 0 <= quality["coverage"] <= 1 and quality["synthetic"] == 3
+        assert any("collapsed" in w or "uninformative" in w for w in quality["warnings"]) or quality["posterior"]
         images = sorted(out.glob("sub-synthCN*/anat/*_desc-synthetic_T1w.nii.gz"))
         assert len(images) == 3
         sidecar = json.loads(images[0].with_name(images[0].name.replace(".nii.gz", ".json")).read_text())
@@ -184,8 +188,15 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
         assert (tmp_path / "cn" / "best" / f"sampler_{sampler}.json").exists()
     assert validator_errors(tmp_path / "synthetic_gmm") == []
     assert main(["generate", str(tmp_path / "cn"), "--sampler", "gmm", "-n", "1", "--out",
-                 str(tmp_path / "synthetic_gmm"), "--components", "2"]) == 2  # never overwrite
+                 str(tmp_path / "synthetic_gmm"), "--components", "2", "--allow-uninformative"]) == 2  # never overwrite
     assert "exists" in capsys.readouterr().err
+    assert main(["generate", str(tmp_path / "cn"), "--sampler", "gmm", "-n", "1", "--out",
+                 str(tmp_path / "refused")]) == 2  # a collapsed generator is refused with the cause
+    assert "posterior is uninformative" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", str(tmp_path / "cn"), "--sampler", "prior", "-n", "1", "--out", str(tmp_path / "o2"),
+              "--steps", "3"])
+    assert exit_info.value.code == 2 and "takes no steps option" in capsys.readouterr().err
 
 
 def test_generator_commands_reject_bad_input_clearly(tmp_path, capsys):

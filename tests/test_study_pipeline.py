@@ -40,8 +40,16 @@ def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, other_c
     runs = test[(test["classifier"] == "cnn") & (test["condition"] == "real")]["balanced_accuracy"]
     assert np.isclose(row["balanced_accuracy_mean"].iloc[0], runs.mean())
     for name in ("config.yaml", "cohort.tsv", "split/split.tsv", "summary.md", "differences.tsv", "gan.tsv",
-                 "memorization.tsv", "figures/balanced_accuracy.png", "figures/synthetic_vs_real.png"):
+                 "memorization.tsv", "quality.tsv", "figures/balanced_accuracy.png", "figures/synthetic_vs_real.png"):
         assert (run_dir / name).is_file(), name
+    # sample quality and chain diagnostics per sampler and class; the 3-epoch generators are collapsed,
+    # which the report says at the top
+    quality = pd.read_csv(run_dir / "quality.tsv", sep="\t")
+    assert set(quality["sampler"]) == {"prior", "rhvae-hmc"} and len(quality) == 4
+    assert quality["coverage"].between(0, 1).all() and quality["diversity"].ge(0).all()
+    assert quality.loc[quality["sampler"] == "rhvae-hmc", "acceptance_rate"].between(0, 1).all()
+    report = (run_dir / "summary.md").read_text()
+    assert report.index("## Warnings") < report.index("## Test set") and "uninformative generator" in report
     predictions = pd.read_csv(run_dir / "runs/cnn/real/run-00/predictions.tsv", sep="\t")
     assert {"participant_id", "session_id", "true_label", "predicted_label", "proba_CN", "proba_AD"} <= set(predictions)
     assert np.allclose(predictions[["proba_CN", "proba_AD"]].sum(axis=1), 1, atol=1e-5)

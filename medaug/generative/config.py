@@ -31,9 +31,9 @@ class GeneratorConfig:
     regularization: float = 1e-2
     sqrt_beta_zero: float = 0.3
     fixed_point_iterations: int = 3
-    # False: ∇U inside the leapfrog is a constant for the parameter gradient (as in the thesis's
-    # reference implementation; the ELBO value is unchanged). True: exact gradient of Eq. 1.6
-    # through the decoder gradients (double backward, about twice the cost).
+    # False: ∇U inside the leapfrog is a constant for the parameter gradient (a first-order
+    # approximation; the ELBO value is unchanged; pythae differentiates its last half-step only).
+    # True: exact gradient of Eq. 1.6 through the decoder gradients (double backward, about twice the cost).
     second_order: bool = False
     metric_hidden: int = 400
     # VAMP prior and RAE

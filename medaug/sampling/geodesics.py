@@ -11,7 +11,8 @@ import torch
 
 from medaug.generative.leapfrog import Metric
 from medaug.generative.metric import metric_weights
-from medaug.sampling.hmc import ChainResult
+from medaug.sampling.adaptation import adapted_step, dual_averaging_start, dual_averaging_update
+from medaug.sampling.hmc import ChainResult, Support
 from medaug.sampling.volume import log_volume_and_gradient
 
 
@@ -37,25 +38,43 @@ def exponential_map(metric: Metric, z: torch.Tensor, v: torch.Tensor, steps: int
     return p
 
 
-def riemannian_random_walk(metric: Metric, start: torch.Tensor, *, steps: int, sigma: float, radius: float,
-                           generator: torch.Generator, shooting_steps: int = 10) -> ChainResult:
-    """Alg. 3: propose Exp_z(v), v ~ N(0, σ² I); accept with min(1, √det G⁻¹(z̃) / √det G⁻¹(z)) inside ‖z̃‖ ≤ radius."""
+def riemannian_random_walk(metric: Metric, start: torch.Tensor, *, steps: int, sigma: float, inside: Support,
+                           generator: torch.Generator, shooting_steps: int = 10, warmup: int = 0,
+                           target_acceptance: float = 0.5, per_chain: bool = False,
+                           trace_chains: int = 0) -> ChainResult:
+    """Alg. 3: propose Exp_z(v), v ~ N(0, σ² I); accept with α = min(1, √det G⁻¹(z̃) / √det G⁻¹(z)) inside
+    the support. During ``warmup`` proposals σ is adapted by dual averaging on α (discarded states)."""
     z = start.clone()
-    log_volume, _ = log_volume_and_gradient(z, metric.centroids, metric.outer, metric.temperature,
-                                            metric.regularization)
-    accepted = torch.zeros(len(z), dtype=z.dtype, device=z.device)
-    for _ in range(steps):
-        v = sigma * torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+
+    def log_volume(points):
+        return log_volume_and_gradient(points, metric.centroids, metric.outer, metric.temperature,
+                                       metric.regularization)[0]
+
+    def transition(z, volume, scale):
+        v = scale * torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
         proposal = exponential_map(metric, z, v, shooting_steps)
-        proposal_volume, _ = log_volume_and_gradient(proposal, metric.centroids, metric.outer, metric.temperature,
-                                                     metric.regularization)
-        uniform = torch.rand(len(z), generator=generator, dtype=z.dtype, device=z.device)
-        accept = (torch.log(uniform) < proposal_volume - log_volume) & (proposal.norm(dim=1) <= radius)
-        accept &= torch.isfinite(proposal).all(1)
-        z = torch.where(accept[:, None], proposal, z)
-        log_volume = torch.where(accept, proposal_volume, log_volume)
+        valid = inside(proposal) & torch.isfinite(proposal).all(1)
+        proposal_volume = torch.where(valid, log_volume(torch.where(valid[:, None], proposal, z)), volume)
+        log_alpha = torch.where(valid, (proposal_volume - volume).clamp(max=0.0), torch.full_like(volume, -torch.inf))
+        accept = torch.log(torch.rand(len(z), generator=generator, dtype=z.dtype, device=z.device)) < log_alpha
+        return (torch.where(accept[:, None], proposal, z), torch.where(accept, proposal_volume, volume), accept,
+                log_alpha.exp())
+
+    volume = log_volume(z)
+    state = dual_averaging_start(torch.full((len(z),) if per_chain else (1,), float(sigma), dtype=z.dtype,
+                                            device=z.device))
+    for _ in range(warmup):
+        z, volume, _, alpha = transition(z, volume, state.log_step.exp().expand(len(z))[:, None])
+        state = dual_averaging_update(state, alpha if per_chain else alpha.mean()[None], target_acceptance)
+    scale = adapted_step(state).expand(len(z))
+    accepted = torch.zeros(len(z), dtype=z.dtype, device=z.device)
+    trace = []
+    for _ in range(steps):
+        z, volume, accept, _ = transition(z, volume, scale[:, None])
         accepted += accept.to(z.dtype)
-    return ChainResult(z, accepted / max(steps, 1))
+        if trace_chains:
+            trace.append(z[:trace_chains].clone())
+    return ChainResult(z, accepted / max(steps, 1), torch.stack(trace) if trace else None, scale.clone(), start)
 
 
 def curve_length(metric_tensor, curve: torch.Tensor) -> float:

@@ -63,11 +63,15 @@ def medoid_indices(points: np.ndarray, n_centroids: int, seed: int = 0) -> np.nd
 def build_geometric_metric(means: torch.Tensor, log_vars: torch.Tensor, n_centroids: int | None = None,
                            regularization: float = 1e-3, tau: float = 0.0, seed: int = 0) -> GeometricMetric:
     """Alg. 4: k-medoids centroids among the posterior means, ρ = maxᵢ minⱼ≠ᵢ ‖cᵢ − cⱼ‖."""
-    keep = medoid_indices(means.double().numpy(), n_centroids or len(means), seed)
+    keep = medoid_indices(means.double().cpu().numpy(), n_centroids or len(means), seed)
     centroids, precisions = means[keep], torch.exp(-log_vars[keep])
-    if len(centroids) > 1:
-        gaps = torch.cdist(centroids, centroids) + torch.diag(torch.full((len(centroids),), float("inf")))
-        rho = float(gaps.min(1).values.max())
-    else:
-        rho = 1.0
-    return GeometricMetric(centroids, precisions, rho, regularization, tau)
+    return GeometricMetric(centroids, precisions, max_min_spacing(centroids) or 1.0, regularization, tau)
+
+
+def max_min_spacing(centroids: torch.Tensor) -> float | None:
+    """ρ = maxᵢ minⱼ≠ᵢ ‖cᵢ − cⱼ‖ (thesis Alg. 4), None for fewer than two centroids."""
+    if len(centroids) < 2:
+        return None
+    gaps = torch.cdist(centroids, centroids)
+    gaps.fill_diagonal_(float("inf"))
+    return float(gaps.min(1).values.max())

@@ -1,8 +1,14 @@
-"""Batched Hamiltonian Monte Carlo with identity mass (thesis App. 1.8.2, Eq. 1.9).
+"""Batched Hamiltonian Monte Carlo with identity mass (thesis App. 1.8.2, Eq. 1.9), with an
+optional warm-up that tunes the step size by dual averaging (:mod:`medaug.sampling.adaptation`).
 
 All chains advance together; each proposal runs ``leapfrog_steps`` Störmer-Verlet steps and is
-accepted with probability min(1, exp(H₀ − H₁)), compared in log space. Proposals leaving the
-support (``inside``) are rejected.
+accepted with probability α = min(1, exp(H₀ − H₁)), compared in log space. Proposals leaving the
+support (``inside``) or with a non-finite energy have α = 0. Warm-up states are discarded.
+Each transition scales every chain's step by an independent factor uniform in [1 − j, 1 + j]
+(``step_jitter`` j; Neal 2011, §5.4.2.2): a fixed trajectory length can be close to a period of the
+target (on N(0, I) with 5 leapfrog steps, ε ≈ 1.2 returns every chain near its start and accepts
+94 %), which makes acceptance non-monotone in ε and misleads the adaptation; jitter breaks that
+periodicity and leaves the target invariant (the factor does not depend on the state).
 """
 
 from __future__ import annotations
@@ -12,47 +18,83 @@ from dataclasses import dataclass
 
 import torch
 
+from medaug.sampling.adaptation import adapted_step, dual_averaging_start, dual_averaging_update
+
 # log_density(z) -> (log p(z) up to a constant (B,), ∇ log p(z) (B, d))
 LogDensity = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Support = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
 class ChainResult:
-    """Final states, the mean acceptance rate of each chain (B,) and, if asked, the states of the
-    first chains at every step (steps, chains, d) for diagnostics."""
+    """Final states (B, d); per chain the fraction of accepted post-warm-up moves (B,) and the
+    step size used after warm-up (B,); the chains' starts (B, d); if asked, the post-warm-up states
+    of the first chains at every step (steps, chains, d) for diagnostics."""
 
     samples: torch.Tensor
     acceptance: torch.Tensor
     trace: torch.Tensor | None = None
+    step_size: torch.Tensor | None = None
+    start: torch.Tensor | None = None
+
+
+def _transition(log_density: LogDensity, z, log_p, grad, step: torch.Tensor, leapfrog_steps: int,
+                generator: torch.Generator, inside: Support | None, jitter: float):
+    """One HMC transition of every chain with per-chain step sizes ``step`` (B, 1), each jittered.
+
+    Returns the new state (z, log p, ∇ log p), the accepted flags (B,) and α (B,)."""
+    if jitter:
+        step = step * (1.0 + jitter * (2.0 * torch.rand(step.shape, generator=generator, dtype=z.dtype,
+                                                        device=z.device) - 1.0))
+    v = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
+    h0 = -log_p + 0.5 * v.pow(2).sum(-1)
+    z_new, v_new, log_p_new, grad_new = z, v, log_p, grad
+    for _ in range(leapfrog_steps):
+        v_new = v_new + 0.5 * step * grad_new
+        z_new = z_new + step * v_new
+        log_p_new, grad_new = log_density(z_new)
+        v_new = v_new + 0.5 * step * grad_new
+    h1 = -log_p_new + 0.5 * v_new.pow(2).sum(-1)
+    valid = torch.isfinite(h1) & torch.isfinite(z_new).all(-1)
+    if inside is not None:
+        valid &= inside(z_new)
+    log_alpha = torch.where(valid, (h0 - h1).clamp(max=0.0), torch.full_like(h0, float("-inf")))
+    uniform = torch.rand(len(z), generator=generator, dtype=z.dtype, device=z.device)
+    accept = torch.log(uniform) < log_alpha
+    z = torch.where(accept[:, None], z_new, z)
+    log_p = torch.where(accept, log_p_new, log_p)
+    grad = torch.where(accept[:, None], grad_new, grad)
+    return z, log_p, grad, accept, log_alpha.exp()
 
 
 def hmc(log_density: LogDensity, start: torch.Tensor, *, steps: int, leapfrog_steps: int, step_size: float,
-        generator: torch.Generator, inside: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        trace_chains: int = 0) -> ChainResult:
-    """Run ``steps`` HMC transitions from ``start`` (B, d) for all chains at once."""
+        generator: torch.Generator, inside: Support | None = None, trace_chains: int = 0, warmup: int = 0,
+        target_acceptance: float = 0.75, per_chain: bool = False, step_jitter: float = 0.0) -> ChainResult:
+    """``warmup`` adaptation transitions (step size from ``step_size`` toward ``target_acceptance``
+    by dual averaging, one step size for all chains or one per chain), then ``steps`` transitions
+    at the adapted (or, without warm-up, the fixed) step size, from ``start`` (B, d).
+
+    A shared step adapts on the chains' mean α and lands on the target (N(0, I₅), 150 warm-up
+    transitions: 0.69-0.71 for 0.7). A per-chain step adapts on one noisy α per transition and ends
+    with smaller steps: 0.78-0.84 for 0.7 on the same target."""
+    if not 0.0 <= step_jitter < 1.0:
+        raise ValueError(f"step_jitter must be in [0, 1), got {step_jitter}")
     z = start.clone()
     log_p, grad = log_density(z)
+    shape = (len(z),) if per_chain else (1,)
+    state = dual_averaging_start(torch.full(shape, float(step_size), dtype=z.dtype, device=z.device))
+    for _ in range(warmup):
+        step = state.log_step.exp().expand(len(z))[:, None]
+        z, log_p, grad, _, alpha = _transition(log_density, z, log_p, grad, step, leapfrog_steps, generator, inside,
+                                               step_jitter)
+        state = dual_averaging_update(state, alpha if per_chain else alpha.mean()[None], target_acceptance)
+    step = adapted_step(state).expand(len(z))
     accepted = torch.zeros(len(z), dtype=z.dtype, device=z.device)
     trace = []
     for _ in range(steps):
-        v = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
-        h0 = -log_p + 0.5 * v.pow(2).sum(-1)
-        z_new, v_new, log_p_new, grad_new = z, v, log_p, grad
-        for _ in range(leapfrog_steps):
-            v_new = v_new + 0.5 * step_size * grad_new
-            z_new = z_new + step_size * v_new
-            log_p_new, grad_new = log_density(z_new)
-            v_new = v_new + 0.5 * step_size * grad_new
-        h1 = -log_p_new + 0.5 * v_new.pow(2).sum(-1)
-        uniform = torch.rand(len(z), generator=generator, dtype=z.dtype, device=z.device)
-        accept = torch.log(uniform) < (h0 - h1)
-        accept &= torch.isfinite(h1)
-        if inside is not None:
-            accept &= inside(z_new)
-        z = torch.where(accept[:, None], z_new, z)
-        log_p = torch.where(accept, log_p_new, log_p)
-        grad = torch.where(accept[:, None], grad_new, grad)
+        z, log_p, grad, accept, _ = _transition(log_density, z, log_p, grad, step[:, None], leapfrog_steps,
+                                                generator, inside, step_jitter)
         accepted += accept.to(z.dtype)
         if trace_chains:
             trace.append(z[:trace_chains].clone())
-    return ChainResult(z, accepted / max(steps, 1), torch.stack(trace) if trace else None)
+    return ChainResult(z, accepted / max(steps, 1), torch.stack(trace) if trace else None, step.clone(), start)

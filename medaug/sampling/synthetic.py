@@ -80,7 +80,7 @@ def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_d
     table = pd.DataFrame({"participant_id": [f"sub-{p}" for p in participants],
                           "diagnosis": label, "synthetic": True, "path": [str(p) for p in paths]})
     write_tsv(synthetic_listing(out_dir, label, seed), table)
-    write_text(Path(out_dir) / ".bidsignore", "synthetic_*.tsv\nsynthetic_*.npy\n")  # not BIDS files
+    write_text(Path(out_dir) / ".bidsignore", "synthetic_*.tsv\nsynthetic_*.npy\nsynthetic_*.json\n")  # not BIDS files
     return table
 
 

@@ -93,6 +93,12 @@ class SamplerSpec:
     def __post_init__(self) -> None:
         if self.name not in SAMPLERS:
             raise ConfigError(f"unknown sampler {self.name!r} in samplers; choose among {', '.join(SAMPLERS)}")
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"samplers entry {self.name!r}: options must be a mapping, got {self.options!r}")
+        try:  # the options are checked now, not after the generators are trained
+            SAMPLERS[self.name](**self.options)
+        except TypeError as error:
+            raise ConfigError(f"samplers entry {self.name!r}: bad options {self.options}: {error}") from None
 
 
 @dataclass
@@ -158,6 +164,7 @@ class StudyConfig:
     device: str = "cpu"
     mixed_precision: bool = False       # bf16 autocast of generators and CNNs on CUDA
     memorization_quantile: float = 0.05
+    allow_uninformative_generators: bool = False  # sample from collapsed generators (smoke tests), with a warning
 
     def __post_init__(self) -> None:
         sections = {"data": DataSection, "preprocessing": PreprocessingSection, "split": SplitConfig,

@@ -3,7 +3,7 @@
 Run folder: ``config.yaml`` (the resolved config), ``cohort.tsv``, ``split/``, ``caps/``
 (preprocessing cache), ``generators/<label>/``, ``synthetic/<sampler>/`` (BIDS derivative),
 ``search/`` (optimized CNN), ``runs/…`` (one folder per task), then ``metrics.tsv``,
-``summary.tsv``, ``summary.md``, ``differences.tsv``, ``gan.tsv``, ``memorization.tsv`` and
+``summary.tsv``, ``summary.md``, ``differences.tsv``, ``gan.tsv``, ``memorization.tsv``, ``quality.tsv`` and
 ``figures/``. Re-running skips every finished step. A folder only accepts a config whose
 result-defining settings match (:data:`EXTENSIBLE` keys may change: more runs, classifiers,
 conditions or samplers add tasks; the report covers the tasks of the current config).
@@ -29,12 +29,12 @@ from medaug.study.data import StudyData, prepare_data
 from medaug.study.executors import FAILURES_FILE, run_pending
 from medaug.study.report import memorization_table, plot_synthetic_slices, write_report
 from medaug.study.search import CNNArchitecture, random_search
-from medaug.study.synthesis import fit_generators, synthetic_pools
+from medaug.study.synthesis import fit_generators, quality_table, synthetic_pools
 from medaug.study.tasks import METRICS_FILE, StudyContext, study_tasks
 
 logger = logging.getLogger(__name__)
 EXTENSIBLE = ("name", "runs", "classifiers", "conditions", "classic_copies", "samplers", "synthetic_per_class",
-              "memorization_quantile", "executor")
+              "memorization_quantile", "executor", "allow_uninformative_generators")
 
 
 def _check_folder(config: StudyConfig, run_dir: Path) -> None:
@@ -82,13 +82,14 @@ def run_study(config: StudyConfig) -> dict:
     _check_folder(config, run_dir)
     data = prepare_data(config, run_dir)
     context = StudyContext(config, data)
-    memorization = pd.DataFrame()
+    memorization, quality = pd.DataFrame(), pd.DataFrame()
     if config.needs_synthetic:
         generators = fit_generators(config, data, run_dir)
         context.pools = synthetic_pools(config, data, generators, run_dir)
         memorization = memorization_table(context.pools, data.train.images, data.train.labels, data.test.images,
                                           data.test.labels, config.data.labels, config.memorization_quantile,
                                           config.device)
+        quality = quality_table(config, run_dir)
         plot_synthetic_slices(data.train.images, data.train.labels, context.pools, config.data.labels,
                               run_dir / "figures" / "synthetic_vs_real.png")
     if "cnn-optimized" in config.classifiers:
@@ -103,8 +104,8 @@ def run_study(config: StudyConfig) -> dict:
     metrics = pd.concat([pd.read_csv(run_dir / task.folder / METRICS_FILE, sep="\t", na_values=["n/a"],
                                      keep_default_na=False) for task in tasks], ignore_index=True)
     metrics["sampler"] = metrics["sampler"].astype(object).fillna("n/a")  # all n/a without synthetic conditions
-    report = write_report(run_dir, config.name, metrics, memorization, config.seed)
+    report = write_report(run_dir, config.name, metrics, memorization, config.seed, quality)
     logger.info("study %s: %d runs in %s; report %s", config.name, len(tasks), run_dir, run_dir / "summary.md")
-    return {"metrics": metrics, "memorization": memorization, **report, "tasks": len(tasks),
+    return {"metrics": metrics, "memorization": memorization, "quality": quality, **report, "tasks": len(tasks),
             "n_images": {name: int(len(getattr(data, name).rows)) for name in ("train", "validation", "test")},
             "seeds": np.unique(metrics["seed"]).tolist()}

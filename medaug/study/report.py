@@ -138,10 +138,21 @@ def _markdown(table: pd.DataFrame) -> str:
     return header + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in table.itertuples(index=False))
 
 
+QUALITY_SHOWN = ("sampler", "diagnosis", "diversity", "max_nn_share", "coverage", "precision", "recall",
+                 "held_out_max_nn_share", "memorized_fraction", "held_out_memorized_fraction", "copy_fraction",
+                 "held_out_copy_fraction",
+                 "acceptance_rate", "step_size", "sigma", "ess_per_draw", "split_r_hat", "start_basin_fraction")
+
+
 def summary_markdown(name: str, summary: pd.DataFrame, differences: pd.DataFrame, gan: pd.DataFrame,
-                     memorization: pd.DataFrame, figures: list[str]) -> str:
-    """The human-readable report: tables in percent, mean ± std over runs."""
+                     memorization: pd.DataFrame, figures: list[str], quality: pd.DataFrame | None = None) -> str:
+    """The human-readable report: warnings first, then tables in percent, mean ± std over runs."""
     lines = [f"# Augmentation study: {name}\n"]
+    quality = pd.DataFrame() if quality is None else quality
+    flagged = quality[quality["warnings"].astype(bool)] if not quality.empty else quality
+    if not flagged.empty:
+        lines += ["## Warnings\n", *[f"- **{row.sampler} / {row.diagnosis}**: {row.warnings}"
+                                      for row in flagged.itertuples()], ""]
     for test_set, rows in summary.groupby("test_set", sort=False):
         view = pd.DataFrame({"classifier": rows["classifier"], "condition": rows["condition"], "runs": rows["runs"],
                              **{metric: [_percent(m, s) for m, s in zip(rows[f"{metric}_mean"], rows[f"{metric}_std"])]
@@ -162,12 +173,17 @@ def summary_markdown(name: str, summary: pd.DataFrame, differences: pd.DataFrame
         lines += ["## Memorization audit (fraction nearer to a training image than the 5% quantile of "
                   "training nearest-neighbour distances; held-out real test images for reference)\n",
                   _markdown(memorization.round(3))]
+    if not quality.empty:
+        lines += ["## Synthetic image quality (intensity space; see medaug.sampling.quality) and chain diagnostics\n",
+                  _markdown(quality[[c for c in QUALITY_SHOWN if c in quality]].round(3))]
     lines += ["## Figures\n", *[f"![{f}]({f})\n" for f in figures]]
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path, name: str, metrics: pd.DataFrame, memorization: pd.DataFrame, seed: int) -> dict:
-    """Write metrics.tsv, summary.tsv, differences.tsv, gan.tsv, memorization.tsv, summary.md and figures."""
+def write_report(run_dir: Path, name: str, metrics: pd.DataFrame, memorization: pd.DataFrame, seed: int,
+                 quality: pd.DataFrame | None = None) -> dict:
+    """Write metrics.tsv, summary.tsv, differences.tsv, gan.tsv, memorization.tsv, quality.tsv,
+    summary.md and figures."""
     summary = summary_table(metrics)
     differences = paired_differences(metrics, seed=seed)
     gan = gan_table(metrics)
@@ -177,9 +193,12 @@ def write_report(run_dir: Path, name: str, metrics: pd.DataFrame, memorization: 
     write_tsv(run_dir / "gan.tsv", gan)
     if not memorization.empty:
         write_tsv(run_dir / "memorization.tsv", memorization)
+    if quality is not None and not quality.empty:
+        write_tsv(run_dir / "quality.tsv", quality)
     plot_balanced_accuracy(summary, run_dir / "figures" / "balanced_accuracy.png")
     figures = ["figures/balanced_accuracy.png"]
     if (run_dir / "figures" / "synthetic_vs_real.png").exists():
         figures.append("figures/synthetic_vs_real.png")
-    write_text(run_dir / "summary.md", summary_markdown(name, summary, differences, gan, memorization, figures))
+    write_text(run_dir / "summary.md", summary_markdown(name, summary, differences, gan, memorization, figures,
+                                                             quality))
     return {"summary": summary, "differences": differences, "gan": gan}

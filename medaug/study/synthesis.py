@@ -24,6 +24,9 @@ from medaug.generative.models import build_model
 from medaug.generative.persistence import load_generator
 from medaug.generative.trainer import TrainerConfig, train_generator
 from medaug.generative.training_data import record_training_data
+from medaug.io import write_json
+from medaug.sampling.posterior_check import MIN_DECODED_SPREAD
+from medaug.sampling.quality import quality_warnings, reconstruct, sample_quality
 from medaug.sampling.samplers import build_sampler
 from medaug.sampling.synthetic import pool_file, synthetic_listing, write_synthetic
 from medaug.study.config import StudyConfig
@@ -88,15 +91,67 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
         pools[spec.name] = {}
         for index, label in enumerate(config.data.labels):
             seed = config.seed + 100 * s_index + index
+            report = quality_file(out, label, seed)
+            model = None
             if not synthetic_listing(out, label, seed).exists():
                 model = load_generator(generators[label], map_location=device)
                 sampler = build_sampler(spec.name, **spec.options).fit(
-                    model, _class_images(data.train, index).to(device))
+                    model, _class_images(data.train, index).to(device),
+                    allow_uninformative=config.allow_uninformative_generators)
                 latents, diagnostics = sampler.draw(count, seed=seed)
                 write_synthetic(latents.cpu(), sampler.decode(latents), out, label=label, model_dir=generators[label],
                                 sampler=sampler, seed=seed, pool=True)
+                write_json(report.with_suffix(".chains.json"), {"chains": diagnostics, "posterior": sampler.posterior})
                 rate = diagnostics.get("acceptance_rate")
                 logger.info("%s: %d synthetic %s images%s", spec.name, count, label,
                             f" (acceptance {rate:.2f})" if rate is not None else "")
             pools[spec.name][index] = _pool(out, label, seed, count)
+            if not report.exists():
+                model = model or load_generator(generators[label], map_location=device)
+                write_json(report, _quality(model, pools[spec.name][index], data, index, config))
     return pools
+
+
+def quality_file(out: Path, label: str, seed: int) -> Path:
+    """The sample-quality record of one pool, beside its listing."""
+    return synthetic_listing(out, label, seed).with_suffix(".quality.json")
+
+
+QUALITY_IMAGES = 256  # samples and held-out images scored per pool (pairwise measures are quadratic)
+
+
+def _quality(model, pool: Volumes, data: StudyData, code: int, config: StudyConfig) -> dict:
+    """:func:`~medaug.sampling.quality.sample_quality` of the pool's first images against the class's
+    training images, with the class's held-out test images as the reference of a non-copying generator."""
+    train = _class_images(data.train, code)
+    held_out = Volumes.of(data.test.images).take(data.test.labels == code)
+    held_out = held_out.take(np.arange(min(len(held_out), QUALITY_IMAGES))).load()
+    synthetic = pool.take(np.arange(min(len(pool), QUALITY_IMAGES))).load().float()
+    quality = sample_quality(synthetic, train, held_out=held_out, reconstructions=reconstruct(model, train),
+                             held_out_reconstructions=reconstruct(model, held_out) if len(held_out) else None,
+                             quantile=config.memorization_quantile)
+    return {**quality, "warnings": quality_warnings(quality)}
+
+
+def quality_table(config: StudyConfig, run_dir: Path) -> pd.DataFrame:
+    """Per sampler and class: sample quality, chain diagnostics and warnings of the written pools."""
+    rows = []
+    for s_index, spec in enumerate(config.samplers):
+        for index, label in enumerate(config.data.labels):
+            report = quality_file(run_dir / "synthetic" / spec.name, label, config.seed + 100 * s_index + index)
+            if not report.exists():
+                continue
+            quality = json.loads(report.read_text())
+            chains_file = report.with_suffix(".chains.json")
+            chains = json.loads(chains_file.read_text()) if chains_file.exists() else {"chains": {}, "posterior": {}}
+            warnings = quality.pop("warnings") + chains["chains"].get("warnings", [])
+            if chains["posterior"] and chains["posterior"].get("decoded_spread", 1.0) < MIN_DECODED_SPREAD:
+                warnings.append("uninformative generator (collapsed posterior): allowed by allow_uninformative_generators")
+            rows.append({"sampler": spec.name, "diagnosis": label, **quality,
+                         **{k: chains["chains"][k] for k in CHAIN_COLUMNS if k in chains["chains"]},
+                         "warnings": "; ".join(warnings)})
+    return pd.DataFrame(rows)
+
+
+CHAIN_COLUMNS = ("acceptance_rate", "step_size", "sigma", "ess_per_draw", "split_r_hat", "start_basin_fraction",
+                 "sampling_temperature")
