@@ -258,10 +258,9 @@ def _generate(args: argparse.Namespace) -> None:
     from medaug.generative.training_data import image_tensor
     from medaug.io import write_json
     from medaug.compute import resolve_device
-    from medaug.sampling.quality import quality_warnings, reconstruct, sample_quality
+    from medaug.sampling.quality import QUALITY_IMAGES, quality_warnings, reconstruct, sample_quality
     from medaug.sampling.samplers import Samples, build_sampler
     from medaug.sampling.synthetic import synthetic_listing, write_synthetic
-    from medaug.study.synthesis import QUALITY_IMAGES
 
     model_dir = args.model_dir / "best" if (args.model_dir / "best").is_dir() else args.model_dir
     model = load_generator(model_dir, map_location=resolve_device(args.device))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 
 COLLAPSE_DIVERSITY, COLLAPSE_SHARE, MEMORIZATION_MARGIN = 0.5, 0.5, 0.10
+QUALITY_IMAGES = 256  # samples and held-out images scored per pool (pairwise measures are quadratic)
 
 
 def _flat(images) -> torch.Tensor:

@@ -26,7 +26,7 @@ from medaug.generative.trainer import TrainerConfig, train_generator
 from medaug.generative.training_data import record_training_data
 from medaug.io import write_json
 from medaug.sampling.posterior_check import MIN_DECODED_SPREAD
-from medaug.sampling.quality import quality_warnings, reconstruct, sample_quality
+from medaug.sampling.quality import QUALITY_IMAGES, quality_warnings, reconstruct, sample_quality
 from medaug.sampling.samplers import build_sampler
 from medaug.sampling.synthetic import pool_file, synthetic_listing, write_synthetic
 from medaug.study.config import StudyConfig
@@ -115,9 +115,6 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
 def quality_file(out: Path, label: str, seed: int) -> Path:
     """The sample-quality record of one pool, beside its listing."""
     return synthetic_listing(out, label, seed).with_suffix(".quality.json")
-
-
-QUALITY_IMAGES = 256  # samples and held-out images scored per pool (pairwise measures are quadratic)
 
 
 def _quality(model, pool: Volumes, data: StudyData, code: int, config: StudyConfig) -> dict:
