@@ -64,10 +64,10 @@ QUALITY_KEYS = ("diversity", "max_nn_share", "coverage", "precision", "recall", 
                 "held_out_memorized_fraction", "copy_fraction", "held_out_copy_fraction")
 
 
-def split(images, targets, train: int, seed: int):
+def split(images, targets, train: int, seed: int, classes: int = 10):
     rng = np.random.default_rng(seed)
     parts = {"train": [], "validation": [], "test": []}
-    for label in range(10):
+    for label in range(classes):
         index = rng.permutation(np.flatnonzero(targets == label))
         for name, chosen in (("train", index[:train]), ("validation", index[train:train + 5]),
                              ("test", index[train + 5:])):
@@ -109,17 +109,17 @@ def classic(images: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     return torch.tensor(np.stack(out), dtype=torch.float32)[:, None]
 
 
-def make_classifier(kind: str) -> nn.Module:
+def make_classifier(kind: str, classes: int) -> nn.Module:
     if kind == "mlp":
-        return nn.Sequential(nn.Flatten(), nn.Linear(64, 400), nn.ReLU(), nn.Linear(400, 10))
-    return Conv5FC3((1, 8, 8), classes=10, channels=(16, 32, 64), dropout=0.25, fc_scale=1.0)
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 400), nn.ReLU(), nn.Linear(400, classes))
+    return Conv5FC3((1, 8, 8), classes=classes, channels=(16, 32, 64), dropout=0.25, fc_scale=1.0)
 
 
-def fit_and_score(kind: str, train: tuple, validation: tuple, test: tuple, seed: int,
+def fit_and_score(kind: str, train: tuple, validation: tuple, test: tuple, seed: int, classes: int,
                   patience: int = 20, max_epochs: int = 300, batch: int = 200) -> float:
     """Adam 1e-3; weights of the epoch with the lowest validation loss; test accuracy."""
     torch.manual_seed(seed)
-    model = make_classifier(kind)
+    model = make_classifier(kind, classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
     x, y = train
@@ -147,11 +147,11 @@ def fit_and_score(kind: str, train: tuple, validation: tuple, test: tuple, seed:
 
 
 def run_seed(seed: int, args, images, targets, work: Path):
-    parts = split(targets=targets, images=images, train=args.train, seed=seed)
+    parts = split(targets=targets, images=images, train=args.train, seed=seed, classes=args.classes)
     x = {name: images[index] for name, index in parts.items()}
     y = {name: torch.as_tensor(targets[index]) for name, index in parts.items()}
     pools, quality, shown = {name: [] for name in args.samplers}, [], {}
-    for label in range(10):
+    for label in range(args.classes):
         train, validation = x["train"][y["train"] == label], x["validation"][y["validation"] == label]
         held_out = x["test"][y["test"] == label][:50]
         models = {kind: train_generators(kind, train, validation, 1000 * seed + label, work / f"s{seed}_{kind}_{label}",
@@ -184,10 +184,10 @@ def run_seed(seed: int, args, images, targets, work: Path):
 def evaluate(seed, args, x, y, pools):
     rows = []
     real = (x["train"], y["train"])
-    labels = torch.arange(10).repeat_interleave(args.synthetic)
+    labels = torch.arange(args.classes).repeat_interleave(args.synthetic)
     sets = {"real": real,
             "classic": (torch.cat([real[0], *[classic(x["train"][y["train"] == c], args.synthetic, seed * 10 + c)
-                                             for c in range(10)]]), torch.cat([real[1], labels]))}
+                                             for c in range(args.classes)]]), torch.cat([real[1], labels]))}
     for name, pool in pools.items():
         if any(p is None for p in pool):
             continue
@@ -196,7 +196,8 @@ def evaluate(seed, args, x, y, pools):
         sets[f"real+{name}"] = (torch.cat([real[0], synthetic]), torch.cat([real[1], labels]))
     for kind in args.classifiers:
         for condition, train in sets.items():
-            accuracy = fit_and_score(kind, train, (x["validation"], y["validation"]), (x["test"], y["test"]), seed)
+            accuracy = fit_and_score(kind, train, (x["validation"], y["validation"]), (x["test"], y["test"]), seed,
+                                     args.classes)
             rows.append({"seed": seed, "classifier": kind, "condition": condition, "accuracy": accuracy})
     return rows
 
@@ -275,6 +276,7 @@ def main() -> None:
     parser.add_argument("--classifiers", type=lambda s: s.split(","), default=["mlp", "cnn"])
     parser.add_argument("--samplers", type=lambda s: s.split(","), default=list(SAMPLERS))
     parser.add_argument("--patience", type=int, default=100, help="generator early-stopping patience (epochs)")
+    parser.add_argument("--classes", type=int, default=10, help="digits 0..N-1 (fewer for a quick check)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results_augmentation_digits"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--merge", type=Path, nargs="+", metavar="PREFIX",

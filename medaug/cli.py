@@ -291,7 +291,7 @@ def _generate(args: argparse.Namespace) -> None:
     label = provenance.get("label", "unknown")
     table = write_synthetic(latents.cpu(), sampler.decode(latents, args.batch_size), args.out,
                             label=label, model_dir=model_dir, sampler=sampler,
-                            seed=args.seed, start_index=args.start_index)
+                            seed=args.seed, start_index=args.start_index, diagnostics=diagnostics)
     shown = latents[:QUALITY_IMAGES]
     quality = sample_quality(torch.cat(list(sampler.decode(shown, args.batch_size))), train, held_out=validation,
                              reconstructions=reconstruct(model, train),

@@ -180,6 +180,8 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
         sidecar = json.loads(images[0].with_name(images[0].name.replace(".nii.gz", ".json")).read_text())
         assert sidecar["Synthetic"] is True and sidecar["Label"] == "CN" and sidecar["Seed"] == 7
         assert sidecar["Sampler"]["sampler"] == sampler
+        if sampler == "rhvae-hmc":
+            assert 0 <= sidecar["SamplerDiagnostics"]["acceptance_rate"] <= 1 and sidecar["Sampler"]["warmup"] == 5
         assert sidecar["TrainingSetSHA256"] == recorded["training_set_sha256"]
         image = nib.load(images[0])
         assert image.shape == (12, 14, 12)

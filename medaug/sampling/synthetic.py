@@ -37,11 +37,12 @@ def pool_file(out_dir: str | os.PathLike, label: str, seed: int) -> Path:
 
 def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_dir: str | os.PathLike, *,
                     label: str, model_dir: str | os.PathLike, sampler: Sampler, seed: int, start_index: int = 1,
-                    pool: bool = False, workers: int = 4) -> pd.DataFrame:
+                    pool: bool = False, workers: int = 4, diagnostics: dict | None = None) -> pd.DataFrame:
     """Write every image with its sidecar as the batches (B, C, *spatial) of ``images`` arrive;
     with ``pool``, also a float16 stack of them (:func:`pool_file`) that studies read without
-    decompressing NIfTIs. ``workers`` threads compress the files. Returns (and writes, last)
-    the listing ``synthetic_<label>_seed<seed>.tsv``."""
+    decompressing NIfTIs. ``workers`` threads compress the files. The sampler's chain
+    ``diagnostics`` (acceptance, step size, ESS, R̂, warnings) go into every sidecar. Returns (and
+    writes, last) the listing ``synthetic_<label>_seed<seed>.tsv``."""
     model_dir = Path(model_dir)
     provenance = json.loads((model_dir / "provenance.json").read_text())
     affine = np.asarray(provenance.get("image_affine", np.eye(4)))
@@ -49,7 +50,8 @@ def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_d
     clean = label_token(label)
     common = {"Synthetic": True, "Label": label, "Generator": str(model_dir.resolve()),
               "GeneratorModel": json.loads((model_dir / "config.json").read_text())["model"],
-              "Sampler": sampler.config(), "Seed": seed, "TrainingSetSHA256": provenance.get("training_set_sha256")}
+              "Sampler": sampler.config(), "SamplerDiagnostics": diagnostics or {}, "Seed": seed,
+              "TrainingSetSHA256": provenance.get("training_set_sha256")}
     participants = [f"synth{clean}{start_index + i:04d}" for i in range(len(latents))]
     paths = [dataset.path(participant, None, desc="synthetic") for participant in participants]
     for path in paths:

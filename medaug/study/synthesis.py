@@ -100,7 +100,7 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
                     allow_uninformative=config.allow_uninformative_generators)
                 latents, diagnostics = sampler.draw(count, seed=seed)
                 write_synthetic(latents.cpu(), sampler.decode(latents), out, label=label, model_dir=generators[label],
-                                sampler=sampler, seed=seed, pool=True)
+                                sampler=sampler, seed=seed, pool=True, diagnostics=diagnostics)
                 write_json(report.with_suffix(".chains.json"), {"chains": diagnostics, "posterior": sampler.posterior})
                 rate = diagnostics.get("acceptance_rate")
                 logger.info("%s: %d synthetic %s images%s", spec.name, count, label,
