@@ -16,11 +16,25 @@ def _files(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_committed_example_is_regenerated_bit_identically(tmp_path):
+def test_committed_example_is_regenerated_identically(tmp_path):
+    """Every table, sidecar and transform byte for byte; images voxel for voxel, except that a few
+    voxels may round to the neighbouring int16 level: the float simulation differs in its last bits
+    across CPUs and library builds (seen: 6e-6 of the voxels, by 1 level, on another machine)."""
+    import nibabel as nib
+    import numpy as np
+
     recorded = json.loads((EXAMPLE / "code" / "medaug_example_cohort.json").read_text())
     config = ExampleCohortConfig.from_dict(recorded["config"])
     build_example_cohort(tmp_path / "again", config, jobs=2)
-    assert _files(tmp_path / "again") == _files(EXAMPLE)
+    again, committed = _files(tmp_path / "again"), _files(EXAMPLE)
+    assert set(again) == set(committed)
+    images = [name for name in committed if name.endswith(".nii.gz")]
+    assert {k: v for k, v in again.items() if k not in images} == {k: v for k, v in committed.items() if k not in images}
+    for name in images:
+        new, old = nib.load(tmp_path / "again" / name), nib.load(EXAMPLE / name)
+        assert new.get_data_dtype() == old.get_data_dtype() and np.array_equal(new.affine, old.affine), name
+        difference = np.abs(np.asarray(new.dataobj, dtype=np.int32) - np.asarray(old.dataobj, dtype=np.int32))
+        assert difference.max() <= 1 and (difference > 0).mean() < 1e-4, name
 
 
 def test_committed_example_is_valid_bids(validator_errors):
