@@ -199,6 +199,11 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
         main(["generate", str(tmp_path / "cn"), "--sampler", "prior", "-n", "1", "--out", str(tmp_path / "o2"),
               "--steps", "3"])
     assert exit_info.value.code == 2 and "takes no steps option" in capsys.readouterr().err
+    for bad, message in ((["--temperature", "hot"], "invalid _temperature value"),
+                         (["--target-acceptance", "2"], "target_acceptance in (0, 1)")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["generate", str(tmp_path / "cn"), "-n", "1", "--out", str(tmp_path / "o3"), *bad])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_generator_commands_reject_bad_input_clearly(tmp_path, capsys):

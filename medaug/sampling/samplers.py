@@ -109,11 +109,19 @@ class Sampler:
 TRACED_CHAINS = 16  # chains whose whole path is kept for the effective sample size and split-R̂
 
 
-def posterior_means(model: GenerativeModel, data: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Encoder means of ``data`` (n, d), computed ``batch_size`` images at a time on the model's device."""
+def posterior_parameters(model: GenerativeModel, data: torch.Tensor,
+                         batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder means and log-variances of ``data`` (n, d) each, ``batch_size`` images at a time on
+    the model's device."""
     device = next(model.parameters()).device
     with torch.no_grad():
-        return torch.cat([model.encoder(part.to(device))[0] for part in data.split(batch_size)])
+        parts = [model.encoder(part.to(device)) for part in data.split(batch_size)]
+    return torch.cat([mean for mean, _ in parts]), torch.cat([log_var for _, log_var in parts])
+
+
+def posterior_means(model: GenerativeModel, data: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Encoder means of ``data`` (n, d) (:func:`posterior_parameters`)."""
+    return posterior_parameters(model, data, batch_size)[0]
 
 
 class PriorSampler(Sampler):
@@ -367,8 +375,7 @@ class GeometricSampler(Sampler):
     def _fit(self, train_data):
         if train_data is None:
             raise ConfigError("the geometric sampler needs the training data to build its metric")
-        with torch.no_grad():
-            means, log_vars = (torch.cat(parts) for parts in zip(*(self.model.encoder(x) for x in train_data.split(64))))
+        means, log_vars = posterior_parameters(self.model, train_data)
         self.metric = build_geometric_metric(means, log_vars, self.options["n_centroids"],
                                              self.options["regularization"], self.options["tau"])
 
@@ -402,9 +409,7 @@ class PosteriorSampler(Sampler):
     def _fit(self, train_data):
         if train_data is None:
             raise ConfigError("the posterior sampler needs the training data to encode")
-        with torch.no_grad():
-            self.means, self.log_vars = (torch.cat(parts) for parts in
-                                         zip(*(self.model.encoder(x.to(self.device)) for x in train_data.split(64))))
+        self.means, self.log_vars = posterior_parameters(self.model, train_data)
 
     def _latents(self, n, generator):
         pick = torch.randint(len(self.means), (n,), generator=generator, device=generator.device)
