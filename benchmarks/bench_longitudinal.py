@@ -24,7 +24,7 @@ from pathlib import Path
 import matplotlib
 import torch
 
-from medaug.data.rotated_digits import rotated_digit_sequences
+from medaug.simulation.rotated_digits import rotated_digit_sequences
 from medaug.generative.config import GeneratorConfig
 from medaug.longitudinal.baselines import carry_forward, linear_fill
 from medaug.longitudinal.flow_vae import (

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from medaug.data.anatomy import load_template_anatomy
-from medaug.data.simulation import grid_points, sample_volume
+from medaug.simulation.anatomy import load_template_anatomy
+from medaug.simulation.primitives import grid_points, sample_volume
 from medaug.generative.config import GeneratorConfig
 from medaug.longitudinal.flow_vae import FlowTraining, FlowVAEConfig, LongitudinalFlowVAE, train_flow_vae
 from medaug.longitudinal.sequences import visit_grid

@@ -25,7 +25,8 @@ import SimpleITK as sitk
 import torch
 
 from medaug.data.cohort import load_image
-from medaug.data.example_cohort import ExampleCohortConfig, build_example_cohort, read_scanner_to_template, t1w_path
+from medaug.simulation.example_cohort import (
+    ExampleCohortConfig, build_example_cohort, read_scanner_to_template, t1w_path)
 from medaug.preprocessing.bias import n4_correct
 from medaug.preprocessing.registration import register_affine, resample_to_grid
 from medaug.preprocessing.sitk_image import RAS_TO_LPS, to_sitk

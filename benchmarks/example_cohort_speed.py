@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medaug.data.anatomy import load_template_anatomy
-from medaug.data.example_cohort import ExampleCohortConfig, build_example_cohort, draw_subjects, simulate_subject
+from medaug.simulation.anatomy import load_template_anatomy
+from medaug.simulation.example_cohort import ExampleCohortConfig, build_example_cohort, draw_subjects, simulate_subject
 
 
 def time_one_session(resolution_mm: float, repeats: int = 3) -> float:

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medaug.data.example_cohort import ExampleCohortConfig, build_example_cohort, read_scanner_to_template, t1w_path
-from medaug.data.simulation import resample_to_template
+from medaug.simulation.example_cohort import (
+    ExampleCohortConfig, build_example_cohort, read_scanner_to_template, t1w_path)
+from medaug.simulation.primitives import resample_to_template
 
 BOX = ((-48.0, 48.0), (-64.0, 32.0), (-28.0, 44.0))  # MNI mm
 VOXEL = 4.0

@@ -9,6 +9,10 @@ import torch
 
 from medaug.errors import ConfigError
 
+INFERENCE_BATCH = 64
+"""Images per gradient-free pass (encode, decode, copy to the device, pool): 64 images of the thesis'
+84×104×89 size are about 200 MB in float32, small beside a GPU's memory yet enough to keep it busy."""
+
 
 def resolve_device(name: str | torch.device) -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:i``; CUDA that this torch cannot reach is refused with the fix."""

@@ -44,6 +44,11 @@ class StudyTaskError(MedaugError):
     """Some study tasks failed (listed in the run folder's ``failed_tasks.tsv``); the others are kept."""
 
 
+class TrainingDivergedError(MedaugError):
+    """A training loss or validation score became NaN or infinite (:mod:`medaug.training`); the
+    message names the epoch and the fix, and the best weights saved so far are left untouched."""
+
+
 class UninformativeGeneratorError(MedaugError):
     """A generator's posterior carries no information about its training images (posterior
     collapse): every latent code decodes to nearly one image, so no sampler can make new ones."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medaug.data.example_cohort import ExampleCohortConfig, build_example_cohort
+from medaug.simulation.example_cohort import ExampleCohortConfig, build_example_cohort
 
 TINY = dict(subjects_per_label=3, resolution_mm=4.0, sessions=("M000", "M012", "M024"), missing_rate=0.3, seed=7)
 # installed next to the interpreter by the `test` extra, even when that folder is not on PATH

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from medaug.data.example_cohort import ExampleCohortConfig, build_example_cohort
+from medaug.simulation.example_cohort import ExampleCohortConfig, build_example_cohort
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "bids_examples" / "simulated_cn_ad"
 

@@ -79,7 +79,7 @@ def test_run_rejects_a_bad_study_config(tmp_path, capsys):
     config.write_text("name: t\noutput: out\ndata: {bids: bids}\ncolour: red\n")
     with pytest.raises(SystemExit) as exit_info:
         main(["run", str(config)])
-    assert exit_info.value.code == 2 and "unknown study option(s) ['colour']" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "unknown option(s) colour; allowed:" in capsys.readouterr().err
     config.write_text("name: t\noutput: out\ndata: {bids: bids}\n")
     with pytest.raises(SystemExit) as exit_info:
         main(["run", str(config), "--runs", "0"])

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medaug.data.anatomy import TEMPLATE_SPACE, load_template_anatomy
-from medaug.data.cohort_figure import plot_example_subjects
-from medaug.data.example_cohort import (
+from medaug.simulation.anatomy import TEMPLATE_SPACE, load_template_anatomy
+from medaug.simulation.figure import plot_example_subjects
+from medaug.simulation.example_cohort import (
     ExampleCohortConfig,
     build_example_cohort,
     draw_subjects,
@@ -17,7 +17,7 @@ from medaug.data.example_cohort import (
     summarize_cohort,
     t1w_path,
 )
-from medaug.data.simulation import resample_to_template
+from medaug.simulation.primitives import resample_to_template
 from medaug.errors import ConfigError, OutputExistsError
 
 from conftest import TINY

@@ -111,7 +111,7 @@ def test_rhvae_is_stable_on_mri_sized_inputs():
 
 def test_conv_rhvae_is_stable_on_example_cohort_volumes(tiny_cohort):
     from medaug.data.cohort import load_cohort
-    from medaug.generative.training_data import image_tensor
+    from medaug.preprocessing.images import image_tensor
 
     volumes = image_tensor(load_cohort(tiny_cohort[0]), (24, 28, 24))
     assert volumes.shape[1:] == (1, 24, 28, 24) and float(volumes.min()) == 0.0 and float(volumes.max()) == 1.0
@@ -169,7 +169,7 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
     recorded = json.loads((tmp_path / "cn" / "best" / "provenance.json").read_text())
     for sampler in ("rhvae-hmc", "gmm"):
         out = tmp_path / f"synthetic_{sampler}"
-        options = ["--steps", "10", "--warmup", "5"] if sampler == "rhvae-hmc" else ["--components", "2"]
+        options = ["--steps", "10", "--warmup", "5"] if sampler == "rhvae-hmc" else ["--n-components", "2"]
         assert main(["generate", str(tmp_path / "cn"), "--sampler", sampler, "-n", "3", "--out", str(out),
                      "--seed", "7", "--allow-uninformative", *options]) == 0  # 2 epochs: a collapsed generator
         quality = json.loads((out / "synthetic_CN_seed7.quality.json").read_text())
@@ -187,10 +187,11 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
         assert image.shape == (12, 14, 12)
         torch.testing.assert_close(torch.as_tensor(image.affine), torch.tensor(recorded["image_affine"],
                                                                               dtype=torch.float64))
-        assert (tmp_path / "cn" / "best" / f"sampler_{sampler}.json").exists()
+        assert quality["sampler"]["sampler"] == sampler
+        assert not list((tmp_path / "cn").rglob("sampler_*"))  # nothing written into the model folder
     assert validator_errors(tmp_path / "synthetic_gmm") == []
     assert main(["generate", str(tmp_path / "cn"), "--sampler", "gmm", "-n", "1", "--out",
-                 str(tmp_path / "synthetic_gmm"), "--components", "2", "--allow-uninformative"]) == 2  # never overwrite
+                 str(tmp_path / "synthetic_gmm"), "--n-components", "2", "--allow-uninformative"]) == 2  # never overwrite
     assert "exists" in capsys.readouterr().err
     assert main(["generate", str(tmp_path / "cn"), "--sampler", "gmm", "-n", "1", "--out",
                  str(tmp_path / "refused")]) == 2  # a collapsed generator is refused with the cause
@@ -199,7 +200,7 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
         main(["generate", str(tmp_path / "cn"), "--sampler", "prior", "-n", "1", "--out", str(tmp_path / "o2"),
               "--steps", "3"])
     assert exit_info.value.code == 2 and "takes no steps option" in capsys.readouterr().err
-    for bad, message in ((["--temperature", "hot"], "invalid _temperature value"),
+    for bad, message in ((["--temperature", "hot"], "temperature: expected a finite number or one of 'auto', 'model', got 'hot'"),
                          (["--target-acceptance", "2"], "target_acceptance in (0, 1)")):
         with pytest.raises(SystemExit) as exit_info:
             main(["generate", str(tmp_path / "cn"), "-n", "1", "--out", str(tmp_path / "o3"), *bad])
@@ -209,8 +210,11 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
 def test_generator_commands_reject_bad_input_clearly(tmp_path, capsys):
     from medaug.cli import main
 
-    assert main(["generate", str(tmp_path), "--sampler", "prior", "-n", "2", "--out", str(tmp_path / "o")]) == 2
+    assert main(["generate", str(tmp_path), "--sampler", "prior", "-n", "2", "--out", str(tmp_path.parent / "o")]) == 2
     assert "is not a saved model folder: config.json is missing" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # never into the model folder
+        main(["generate", str(tmp_path), "--sampler", "prior", "-n", "2", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2 and "inside the model folder" in capsys.readouterr().err
     table = tmp_path / "t.tsv"
     table.write_text("participant_id\tpath\nsub-01\tx.nii.gz\n")
     config = tmp_path / "c.yaml"

@@ -13,7 +13,7 @@ from medaug.cli import main
 from medaug.data.clinica import read_caps_t1_linear
 from medaug.data.cohort import load_cohort
 from medaug.data.dataset import LoadT1wd
-from medaug.data.example_cohort import read_scanner_to_template
+from medaug.simulation.example_cohort import read_scanner_to_template
 from medaug.errors import OutputExistsError
 from medaug.preprocessing.pipeline import output_transforms, T1LinearConfig, t1_linear
 from medaug.preprocessing.registration import RegistrationConfig

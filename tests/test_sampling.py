@@ -6,11 +6,10 @@ import pytest
 import torch
 
 from medaug.generative.config import GeneratorConfig
-from medaug.generative.metric import lower_factors
+from medaug.generative.metric import Metric, log_volume_and_gradient, lower_factors
 from medaug.generative.models import build_model
 from medaug.sampling.hmc import hmc
 from medaug.sampling.samplers import build_sampler
-from medaug.sampling.volume import log_volume_and_gradient
 
 
 def test_log_volume_gradient_matches_autograd_and_finite_differences():
@@ -94,6 +93,28 @@ def test_geometry_aware_samples_stay_near_the_training_codes():
     assert math.isfinite(float(distance(geometric.sample(5, seed=1).latents)))
 
 
+@pytest.mark.parametrize("name", ["rhvae-hmc", "random-walk"])
+def test_rhvae_samplers_use_the_metric_at_the_sampling_temperature(name):
+    """The sampler's log-density and G(z) are those of the trained metric at its sampling temperature: its
+    gradient is autograd of ½ log det G⁻¹ written out directly, and minus the leapfrog's metric term at v = 0."""
+    model, data = _tiny_rhvae()
+    sampler = build_sampler(name, temperature=0.7).fit(model, data, allow_uninformative=True)
+    assert sampler.metric.temperature == 0.7 and sampler.metric.centroids is model.centroids
+    metric = Metric(model.centroids, model.factors, 0.7, model.config.regularization)
+    z = model.centroids[:5] + 0.3 * torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    value, gradient = sampler.log_density(z)
+    centroids, factors = model.centroids.double(), model.factors.double()
+    z64 = z.double().requires_grad_(True)
+    weights = torch.exp(-(z64[:, None] - centroids).pow(2).sum(-1) / 0.7**2)
+    inverse = torch.einsum("bn,nkl->bkl", weights, factors @ factors.transpose(-1, -2))
+    reference = 0.5 * torch.logdet(inverse + model.config.regularization * torch.eye(2, dtype=torch.float64))
+    (autograd,) = torch.autograd.grad(reference.sum(), z64)
+    torch.testing.assert_close(value.double(), reference.detach(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(gradient.double(), autograd, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(metric.gradient(metric.terms(z), torch.zeros_like(z)), -gradient, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(sampler.metric_tensor(z), torch.linalg.inv(metric.inverse(z)), rtol=1e-4, atol=1e-5)
+
+
 def test_sampler_errors_are_clear():
     model, data = _tiny_rhvae()
     with pytest.raises(Exception, match="unknown sampler"):
@@ -106,7 +127,6 @@ def test_sampler_errors_are_clear():
 
 
 def test_exponential_map_under_a_constant_metric_is_a_straight_line():
-    from medaug.generative.leapfrog import Metric
     from medaug.sampling.geodesics import exponential_map
 
     d = 3
@@ -118,7 +138,6 @@ def test_exponential_map_under_a_constant_metric_is_a_straight_line():
 
 
 def test_geodesic_shooting_conserves_the_hamiltonian():
-    from medaug.generative.leapfrog import Metric
     from medaug.sampling.geodesics import exponential_map, hamiltonian_gradients
 
     g = torch.Generator().manual_seed(3)
@@ -259,7 +278,7 @@ def test_shortest_path_is_straight_under_a_constant_metric_and_bends_around_cost
 
 
 def test_interpolation_decodes_along_the_curve():
-    from medaug.sampling.samplers import interpolate
+    from medaug.sampling.interpolation import interpolate
 
     model, data = _tiny_rhvae()
     sampler = build_sampler("rhvae-hmc", steps=5).fit(model, data, allow_uninformative=True)

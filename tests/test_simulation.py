@@ -5,7 +5,7 @@ import torch
 from scipy import ndimage
 from scipy.stats import kstest, rayleigh
 
-from medaug.data.simulation import (
+from medaug.simulation.primitives import (
     acquisition_grid,
     exponentiate_velocity,
     grid_points,

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medaug.data.example_cohort import ExampleCohortConfig, build_example_cohort
+from medaug.simulation.example_cohort import ExampleCohortConfig, build_example_cohort
 from medaug.errors import ConfigError, OutputExistsError
 from medaug.study.pipeline import run_study
 

@@ -5,7 +5,8 @@ import torch
 from medaug.study.classifier import ClassifierTraining
 from medaug.study.report import gan_table, memorization_table, paired_differences, summary_table
 from medaug.study.search import CNNArchitecture, draw_architecture, random_search
-from medaug.study.sklearn_models import downsample, sklearn_classifier
+from medaug.study.classifiers import build_classifier
+from medaug.study.classifiers.scikit_learn import downsample
 
 
 def _metrics():
@@ -80,7 +81,7 @@ def test_sklearn_classifiers_separate_shifted_images():
     labels = torch.tensor([0, 1] * 20)
     images = torch.rand(40, 1, 6, 6, 6, generator=generator) + 0.5 * labels.view(-1, 1, 1, 1, 1)
     for name in ("svm", "random_forest", "knn", "mlp"):
-        model = sklearn_classifier(name, seed=0).fit(downsample(images[:30]), labels[:30].numpy())
+        model = build_classifier(f"sklearn-{name}").pipeline(seed=0).fit(downsample(images[:30]), labels[:30].numpy())
         assert (model.predict(downsample(images[30:])) == labels[30:].numpy()).mean() >= 0.9, name
 
 
@@ -97,3 +98,15 @@ def test_random_search_keeps_the_baseline_as_trial_zero_and_returns_the_best():
     drawn = draw_architecture(np.random.default_rng(5))
     assert 3 <= len(drawn.channels) <= 5 and 1e-5 <= drawn.learning_rate <= 1e-3
     assert CNNArchitecture.from_dict(drawn.to_dict()) == drawn
+
+
+def test_report_names_the_configured_memorization_quantile():
+    from medaug.study.report import summary_markdown
+
+    train, labels = torch.rand(20, 1, 3, 3, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1] * 10)
+    table = memorization_table({"prior": {0: train[:4], 1: train[4:8]}}, train, labels, train[:6],
+                               torch.tensor([0, 1] * 3), ("CN", "AD"), 0.1)
+    assert (table["quantile"] == 0.1).all()
+    empty = pd.DataFrame()
+    text = summary_markdown("s", pd.DataFrame(columns=["test_set"]), empty, empty, table, [])
+    assert "than the 10% quantile of training nearest-neighbour distances" in text and "5%" not in text

@@ -22,7 +22,7 @@ def test_conditions_are_balanced_and_flag_synthetic_images():
     assert bool(only.synthetic.all()) and len(only.images) == 6
     with pytest.raises(BalanceError, match="class 0: 10 synthetic images, 20 requested"):
         build_training_set(real, labels, "synthetic", synthetic=synthetic, synthetic_per_class=20)
-    with pytest.raises(ConfigError, match="unknown training-set condition"):
+    with pytest.raises(ConfigError, match="unknown condition .gan."):
         build_training_set(real, labels, "gan")
 
 

@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -20,13 +21,16 @@ from scipy import stats
 
 from medaug import __version__
 from medaug.data.selection import baseline_sessions
+from medaug.configuration import Config, check_seed
 from medaug.errors import BalanceError, ConfigError, InputDataError, LeakageError
 from medaug.io import write_json, write_tsv
 
 
 @dataclass
-class SplitConfig:
+class SplitConfig(Config):
     """Parameters of a split; round-trips through :func:`dataclasses.asdict` / ``SplitConfig(**d)``."""
+
+    section: ClassVar[str] = 'split'
 
     test_per_label: int
     validation_fraction: float = 0.2
@@ -35,7 +39,7 @@ class SplitConfig:
     p_threshold: float = 0.8
     max_tries: int = 1000
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.test_per_label < 0:
             raise ConfigError(f"test_per_label must be ≥ 0, got {self.test_per_label}")
         if not 0.0 < self.validation_fraction < 1.0:
@@ -46,6 +50,7 @@ class SplitConfig:
             raise ConfigError(f"p_threshold must be in [0, 1), got {self.p_threshold}")
         if self.max_tries < 1:
             raise ConfigError(f"max_tries must be ≥ 1, got {self.max_tries}")
+        check_seed(self.seed, f"{self.section}.seed")
 
 
 def subject_table(cohort: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from medaug.compute import INFERENCE_BATCH
 from medaug.errors import InputDataError
 from medaug.io import atomic_write
 
@@ -161,7 +162,7 @@ class Volumes(Dataset):
         return torch.cat(list(self.batches(256)))
 
     def on_device(self, device: torch.device, dtype: torch.dtype = torch.float32,
-                  batch_size: int = 64) -> torch.Tensor:
+                  batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
         """All images in one tensor on ``device`` (e.g. GPU memory), filled batch by batch so the
         host never holds more than ``batch_size`` images."""
         resident = torch.empty(self.shape, dtype=dtype, device=device)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from medaug.configuration import config_from_dict, config_to_dict
+from medaug.configuration import Config
 from medaug.errors import ConfigError
 
 MODELS = ("vae", "rhvae", "vamp", "rae_l2", "rae_gp")
@@ -13,8 +14,10 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 @dataclass
-class GeneratorConfig:
+class GeneratorConfig(Config):
     """Model, networks and hyper-parameters (defaults: thesis Table 1.14 for ADNI, RHVAE)."""
+
+    section: ClassVar[str] = 'generator'
 
     input_shape: tuple[int, ...]
     model: str = "rhvae"
@@ -41,9 +44,7 @@ class GeneratorConfig:
     rae_latent_weight: float = 1e-2
     rae_decoder_weight: float = 1e-4
 
-    def __post_init__(self) -> None:
-        self.input_shape = tuple(int(s) for s in self.input_shape)
-        self.hidden, self.channels = tuple(self.hidden), tuple(self.channels)
+    def validate(self) -> None:
         if self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; choose among {', '.join(MODELS)}")
         if self.network not in NETWORKS:
@@ -54,14 +55,16 @@ class GeneratorConfig:
             raise ConfigError(f"input_shape is (channels, X, Y[, Z]), got {self.input_shape}")
         if self.latent_dim < 1 or self.leapfrog_steps < 1 or self.fixed_point_iterations < 1:
             raise ConfigError("latent_dim, leapfrog_steps and fixed_point_iterations must be ≥ 1")
+        if min(self.hidden, default=1) < 1 or min(self.channels, default=1) < 1 or self.metric_hidden < 1:
+            raise ConfigError("hidden, channels and metric_hidden need layer sizes ≥ 1, "
+                              f"got hidden {list(self.hidden)}, channels {list(self.channels)}")
+        if self.pseudo_inputs < 1 or min(self.input_shape) < 1:
+            raise ConfigError("pseudo_inputs and every input_shape entry must be ≥ 1")
+        if min(self.rae_latent_weight, self.rae_decoder_weight) < 0:
+            raise ConfigError("rae_latent_weight and rae_decoder_weight must be ≥ 0")
         if not 0.0 < self.sqrt_beta_zero <= 1.0:
             raise ConfigError(f"sqrt_beta_zero must be in (0, 1], got {self.sqrt_beta_zero}")
         if min(self.step_size, self.temperature, self.regularization, self.gaussian_sigma) <= 0:
             raise ConfigError("step_size, temperature, regularization and gaussian_sigma must be > 0")
 
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> GeneratorConfig:
-        return config_from_dict(cls, data, "generator")

@@ -8,46 +8,24 @@ One step from (z, v) with step size ε, the implicit equations solved by fixed-p
 
 ∇_z H = ∇U(z) + ∇_z[½ log det G + ½ vᵀG⁻¹v], with U = −log p(x|z) − log p(z). ∇U does not depend
 on v: it is computed once per position (one decoder pass), reused by every fixed-point iteration
-and by the first half-step of the next leapfrog; only the closed-form metric term is iterated.
+and by the first half-step of the next leapfrog; only the closed-form metric term is iterated
+(:meth:`medaug.generative.metric.Metric.terms` and :meth:`~medaug.generative.metric.Metric.gradient`).
 Tempering multiplies v' by √(β_{k−1}/β_k), with √β_k = ((1 − 1/√β₀) k²/K² + 1/√β₀)⁻¹.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
-from medaug.generative.metric import PositionTerms, inverse_metric, metric_gradient, position_terms
+from medaug.generative.metric import Metric, PositionTerms
 
 
 def tempering_schedule(sqrt_beta_zero: float, steps: int) -> torch.Tensor:
     """√β_k for k = 0 … K (√β_0 given, √β_K = 1)."""
     k = torch.arange(steps + 1, dtype=torch.float64)
     return 1.0 / ((1.0 - 1.0 / sqrt_beta_zero) * k**2 / steps**2 + 1.0 / sqrt_beta_zero)
-
-
-@dataclass
-class Metric:
-    """A metric of Eq. 1.7: centroids (N, d), factors L (N, d, d), temperature T and λ."""
-
-    centroids: torch.Tensor
-    factors: torch.Tensor
-    temperature: float
-    regularization: float
-
-    def __post_init__(self) -> None:
-        self.outer = self.factors @ self.factors.transpose(-1, -2)  # Mᵢ = Lᵢ Lᵢᵀ, computed once
-
-    def terms(self, z: torch.Tensor) -> PositionTerms:
-        return position_terms(z, self.centroids, self.factors, self.temperature, self.regularization, self.outer)
-
-    def inverse(self, z: torch.Tensor) -> torch.Tensor:
-        return inverse_metric(z, self.centroids, self.factors, self.temperature, self.regularization, self.outer)
-
-    def gradient(self, terms: PositionTerms, v: torch.Tensor) -> torch.Tensor:
-        return metric_gradient(terms, v, self.factors, self.temperature)
 
 
 # potential(z) -> (U(z) per sample (B,), ∇U(z) (B, d)); returning U lets the caller reuse the last pass

@@ -14,8 +14,8 @@ from torch import nn
 from medaug.generative.config import GeneratorConfig
 from medaug.generative.densities import (
     kl_standard_normal, log_bernoulli, log_diagonal_normal, log_gaussian, log_standard_normal)
-from medaug.generative.leapfrog import Metric, tempered_flow
-from medaug.generative.metric import log_normal_metric, lower_factors, sample_velocity
+from medaug.generative.leapfrog import tempered_flow
+from medaug.generative.metric import Metric, log_normal_metric, lower_factors, sample_velocity
 from medaug.nets.conv import ConvDecoder, ConvEncoder, ConvMetric
 from medaug.nets.mlp import MLPDecoder, MLPEncoder, MLPMetric
 
@@ -54,6 +54,10 @@ class GenerativeModel(nn.Module):
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """Negative ELBO, averaged over the batch."""
         return -self.log_weights(x).mean()
+
+    def on_epoch_end(self, batches) -> None:
+        """Called by the training loop after each epoch's steps with the training set (an iterable
+        of batches); nothing to do here."""
 
 
 class VAE(GenerativeModel):
@@ -149,6 +153,10 @@ class RHVAE(GenerativeModel):
             factors.append(lower_factors(*self.metric_net(x)))
         self.centroids, self.factors = torch.cat(centroids), torch.cat(factors)
         self.train(was_training)
+
+    def on_epoch_end(self, batches) -> None:
+        """After each training epoch: the stored metric follows the new encoder and metric network."""
+        self.update_metric(batches)
 
     def _potential(self, x: torch.Tensor):
         """U(z) = −log p(x|z) − log p(z) and ∇U; one decoder pass per position.

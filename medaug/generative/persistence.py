@@ -15,6 +15,7 @@ from medaug.errors import InputDataError
 from medaug.generative.config import GeneratorConfig
 from medaug.generative.models import GenerativeModel, build_model
 from medaug.io import atomic_write, write_json
+from medaug.provenance import PROVENANCE_FILE
 
 
 def save_generator(model: nn.Module, folder: str | os.PathLike, provenance: dict | None = None,
@@ -25,8 +26,8 @@ def save_generator(model: nn.Module, folder: str | os.PathLike, provenance: dict
     write_json(folder / "config.json", model.config.to_dict())
     state = {k: v.detach().cpu() for k, v in (state_dict or model.state_dict()).items()}
     atomic_write(folder / "model.pt", lambda p: torch.save(state, p))
-    write_json(folder / "provenance.json", {"medaug_version": __version__, "torch_version": torch.__version__,
-                                             **(provenance or {})})
+    write_json(folder / PROVENANCE_FILE, {"medaug_version": __version__, "torch_version": torch.__version__,
+                                          **(provenance or {})})
     return folder
 
 

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from monai.transforms import Resized, ScaleIntensityd
 
 from medaug.data.clinica import read_caps_t1_linear, read_labels
-from medaug.data.dataset import cohort_dataset
 from medaug.data.splits import assert_disjoint, load_split
 from medaug.errors import InputDataError
-from medaug.io import write_text
+from medaug.preprocessing.images import resized_affine
+from medaug.provenance import GeneratorProvenance
 
 logger = logging.getLogger(__name__)
 
@@ -68,39 +64,18 @@ def class_split(table: pd.DataFrame, label: str, split_dir: str | os.PathLike | 
     return train, validation
 
 
-def image_tensor(rows: pd.DataFrame, spatial_shape: tuple[int, ...]) -> torch.Tensor:
-    """Stack images resized (trilinear) to ``spatial_shape`` and min-max rescaled, (N, 1, *shape)."""
-    return torch.stack(list(image_stream(rows, spatial_shape)))
-
-
-def image_stream(rows: pd.DataFrame, spatial_shape: tuple[int, ...]) -> Iterator[torch.Tensor]:
-    """The images of :func:`image_tensor` one at a time (1, *shape), read as they are needed."""
-    return (item["image"].as_tensor().float() for item in _resized(rows, spatial_shape))
-
-
-def resized_affine(rows: pd.DataFrame, spatial_shape: tuple[int, ...]) -> np.ndarray:
-    """The RAS affine of the first image after resizing (synthetic images are written with it)."""
-    return next(_resized(rows.head(1), spatial_shape))["image"].affine.numpy()
-
-
-def _resized(rows: pd.DataFrame, spatial_shape: tuple[int, ...]):
-    transform = [Resized("image", spatial_shape, mode="trilinear"), ScaleIntensityd("image", minv=0.0, maxv=1.0)]
-    dataset = cohort_dataset(rows.assign(diagnosis="x"), transform, labels={"x": 0})
-    return (dataset[i] for i in range(len(dataset)))
-
-
 def record_training_data(model_dir: str | os.PathLike, label: str, train_rows: pd.DataFrame,
                          validation_rows: pd.DataFrame, spatial_shape: tuple[int, ...], **extra) -> None:
-    """Add the training data's identity to ``model_dir/provenance.json``: label, image paths,
-    training-set SHA-256 and the image affine that synthetic images are written with."""
-    provenance = Path(model_dir) / "provenance.json"
-    record = json.loads(provenance.read_text())
+    """Add the training data's identity to ``model_dir/provenance.json``
+    (:class:`~medaug.provenance.GeneratorProvenance`): label, image paths, training-set SHA-256 and
+    the image affine that synthetic images are written with; ``extra`` (e.g. ``source``) too."""
+    record = GeneratorProvenance.read(model_dir, finished=False).to_dict()
     record.update(label=label, train_images=train_rows["path"].tolist(),
                   train_participants=sorted(train_rows["participant_id"].unique()),
                   validation_images=validation_rows["path"].tolist(),
                   training_set_sha256=fingerprint(train_rows["path"].tolist()),
                   image_affine=resized_affine(train_rows, spatial_shape).tolist(), **extra)
-    write_text(provenance, json.dumps(record, indent=2) + "\n")
+    GeneratorProvenance.from_dict(record).write(model_dir)
 
 
 def fingerprint(paths: list[str]) -> str:

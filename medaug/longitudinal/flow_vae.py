@@ -18,28 +18,25 @@ prior on z_0 (``generator.model = "vamp"``) and an IAF-enriched posterior (``pos
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from typing import ClassVar
 
 import torch
 import zuko
 from torch import nn
-from tqdm import tqdm
 
 from medaug.compute import resolve_device
-from medaug.configuration import config_from_dict, config_to_dict
+from medaug.configuration import Config, check_device, check_seed
 from medaug.errors import ConfigError, InputDataError
 from medaug.generative.config import GeneratorConfig
 from medaug.generative.densities import log_diagonal_normal
 from medaug.generative.likelihood import importance_log_likelihood
 from medaug.generative.models import GenerativeModel, build_model
-from medaug.io import atomic_write
 from medaug.sampling.samplers import Sampler, build_sampler
+from medaug.training import Hooks, LoopConfig, TrainingLoop
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +44,11 @@ POSTERIORS = ("gaussian", "iaf")
 
 
 @dataclass
-class FlowVAEConfig:
+class FlowVAEConfig(Config):
     """Networks and flows (App. 6.7.3: 2 IAF blocks of 3-layer MADE with 128 units per transition;
     VAMP prior from ``generator.pseudo_inputs``; IAF posterior of 3 blocks of 2-layer MADE)."""
+
+    section: ClassVar[str] = 'flow'
 
     generator: GeneratorConfig
     visits: int
@@ -60,9 +59,7 @@ class FlowVAEConfig:
     posterior_transforms: int = 3
     posterior_made_layers: int = 2
 
-    def __post_init__(self) -> None:
-        if isinstance(self.generator, dict):
-            self.generator = GeneratorConfig.from_dict(self.generator)
+    def validate(self) -> None:
         if self.generator.model not in ("vae", "vamp"):
             raise ConfigError(f"the longitudinal VAE uses generator.model 'vae' (N(0, I) prior) or 'vamp' "
                               f"(VAMP prior), got {self.generator.model!r}")
@@ -73,13 +70,6 @@ class FlowVAEConfig:
             raise ConfigError("flow_transforms, made_layers, made_hidden and the posterior flow sizes must be ≥ 1")
         if self.posterior not in POSTERIORS:
             raise ConfigError(f"unknown posterior {self.posterior!r}; choose among {', '.join(POSTERIORS)}")
-
-    def to_dict(self) -> dict:
-        return {**config_to_dict(self), "generator": self.generator.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FlowVAEConfig:
-        return config_from_dict(cls, data, "longitudinal VAE")
 
 
 def _iaf(latent_dim: int, transforms: int, layers: int, hidden: int) -> nn.Module:
@@ -247,8 +237,10 @@ def per_visit_log_likelihood(frame: GenerativeModel, values: torch.Tensor, mask:
 
 
 @dataclass
-class FlowTraining:
+class FlowTraining(Config):
     """Adam with the step schedule of App. 6.7.3; warm-up epochs train the frame as a VAE."""
+
+    section: ClassVar[str] = 'training'
 
     epochs: int = 200
     warmup_epochs: int = 10
@@ -259,17 +251,13 @@ class FlowTraining:
     seed: int = 0
     device: str = "cpu"
 
-    def __post_init__(self) -> None:
-        self.milestones = tuple(self.milestones)
+    def validate(self) -> None:
         if self.epochs < 1 or self.warmup_epochs < 0 or self.batch_size < 1 or self.learning_rate <= 0:
             raise ConfigError("epochs ≥ 1, warmup_epochs ≥ 0, batch_size ≥ 1 and learning_rate > 0 are required")
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FlowTraining:
-        return config_from_dict(cls, data, "longitudinal training")
+        if self.gamma <= 0 or min(self.milestones, default=1) < 1:
+            raise ConfigError("gamma must be > 0 and milestones ≥ 1")
+        check_device(self.device, f"{self.section}.device")
+        check_seed(self.seed, f"{self.section}.seed")
 
 
 def train_flow_vae(model: LongitudinalFlowVAE, train: tuple[torch.Tensor, torch.Tensor],
@@ -277,8 +265,10 @@ def train_flow_vae(model: LongitudinalFlowVAE, train: tuple[torch.Tensor, torch.
                    checkpoint: str | os.PathLike | None = None) -> tuple[LongitudinalFlowVAE, list[dict]]:
     """Train on (values (N, T, ...), mask (N, T)); keep the epoch with the lowest validation loss
     (Alg. 6 loss, fixed validation noise). With ``checkpoint`` the state is saved atomically after
-    every epoch and an interrupted run resumes from it. ``warmup_epochs = epochs`` trains a plain
-    per-visit VAE (the baseline of Table 6.1)."""
+    every epoch and an interrupted run resumes from it (:mod:`medaug.training`; a checkpoint of
+    another model or other training settings, ``epochs`` and ``device`` aside, raises
+    :class:`ConfigError`). ``warmup_epochs = epochs`` trains a plain per-visit VAE (the baseline
+    of Table 6.1)."""
     for name, (_, observed) in (("training", train), ("validation", validation)):
         if not observed.any():
             raise InputDataError(f"the {name} set has no observed visit; it needs at least one subject")
@@ -292,55 +282,37 @@ def train_flow_vae(model: LongitudinalFlowVAE, train: tuple[torch.Tensor, torch.
     noise = generator if device.type == "cpu" else torch.Generator(device=device).manual_seed(settings.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(settings.milestones), settings.gamma)
-    state = {"epoch": 0, "best": math.inf, "best_model": None, "log": []}
-    if checkpoint is not None and Path(checkpoint).is_file():
-        saved = torch.load(checkpoint, map_location=device, weights_only=True)
-        if saved.get("config") != _fingerprint(model, settings):
-            raise InputDataError(f"{checkpoint} was written for another model or training settings; "
-                                 "delete it to start over or give another checkpoint path")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        generator.set_state(saved["generator"].cpu())
-        if "noise" in saved:
-            noise.set_state(saved["noise"].cpu())
-        state = saved["state"]
-        logger.info("resuming the longitudinal VAE from epoch %d (%s)", state["epoch"], checkpoint)
     values, mask = train
-    for epoch in tqdm(range(state["epoch"] + 1, settings.epochs + 1), desc="longitudinal VAE", unit="epoch"):
-        warmup = epoch <= settings.warmup_epochs
-        model.train()
+
+    def warmup(epoch: int) -> bool:
+        return epoch <= settings.warmup_epochs
+
+    def batches(epoch: int):
         for index in torch.randperm(len(values), generator=generator).split(settings.batch_size):
-            v, m = values[index], mask[index]
-            loss = model.warmup_loss(v, m) if warmup else model.loss(v, m, noise)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
+            yield values[index], mask[index], warmup(epoch)
+
+    def train_step(batch) -> torch.Tensor:
+        v, m, warming_up = batch
+        return model.warmup_loss(v, m) if warming_up else model.loss(v, m, noise)
+
+    def validate(epoch: int) -> float:
         model.eval()
         with torch.no_grad(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(settings.seed)
-            val = (model.warmup_loss(*validation) if warmup else
-                   model.loss(*validation, torch.Generator(device=device).manual_seed(settings.seed))).item()
-        if not math.isfinite(val):
-            raise FloatingPointError(f"validation loss is {val} at epoch {epoch}; lower the learning rate")
-        state["log"].append({"epoch": epoch, "val_loss": val, "warmup": warmup})
-        # a warm-up loss is not the Alg. 6 loss: only flow epochs compete for the best model
-        if val < state["best"] and (not warmup or settings.warmup_epochs >= settings.epochs):
-            state["best"], state["best_model"] = val, copy.deepcopy(model.state_dict())
-        state["epoch"] = epoch
-        if checkpoint is not None:
-            snapshot = {"config": _fingerprint(model, settings), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "state": state}
-            if noise is not generator:
-                snapshot["noise"] = noise.get_state()
-            atomic_write(Path(checkpoint), lambda p: torch.save(snapshot, p))
-    if state["best_model"] is not None:
-        model.load_state_dict(state["best_model"])
-    return model.eval(), state["log"]
+            if warmup(epoch):
+                return model.warmup_loss(*validation).item()
+            return model.loss(*validation, torch.Generator(device=device).manual_seed(settings.seed)).item()
+
+    hooks = Hooks(batches=batches, train_step=train_step, validate=validate,
+                  # a warm-up loss is not the Alg. 6 loss: only flow epochs compete for the best model
+                  selectable=lambda epoch: not warmup(epoch) or settings.warmup_epochs >= settings.epochs)
+    result = TrainingLoop(model, optimizer, hooks, LoopConfig(max_epochs=settings.epochs, progress="longitudinal VAE"),
+                          scheduler=scheduler, generators=[generator, noise], checkpoint=checkpoint,
+                          settings=_resume_settings(model, settings)).run()
+    return model.eval(), [{**row, "warmup": warmup(row["epoch"])} for row in result.log]
 
 
-def _fingerprint(model: LongitudinalFlowVAE, settings: FlowTraining) -> str:
-    """What a checkpoint must match to be resumed (more epochs may be asked for)."""
+def _resume_settings(model: LongitudinalFlowVAE, settings: FlowTraining) -> dict:
+    """What a checkpoint must match to be resumed (more epochs may be asked for, on another device)."""
     training = {k: v for k, v in settings.to_dict().items() if k not in ("epochs", "device")}
-    return json.dumps({"model": model.config.to_dict(), "training": training}, sort_keys=True)
+    return {"model": model.config.to_dict(), "training": training}

@@ -13,19 +13,20 @@ priors η ~ N(0, σ_η²), τ ~ N(0, σ_τ²), λ ~ N(0, I). Missing visits are 
 
 from __future__ import annotations
 
-import copy
 import logging
+import os
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from sklearn.mixture import GaussianMixture
 from torch import nn
-from tqdm import tqdm
 
-from medaug.configuration import config_from_dict, config_to_dict
+from medaug.configuration import Config
 from medaug.errors import ConfigError
 from medaug.longitudinal.sequences import Sequences, drop_visits
+from medaug.training import Hooks, LoopConfig, TrainingLoop
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +45,10 @@ def gaussian_kl(mean: torch.Tensor, log_var: torch.Tensor, prior_std: float) -> 
 
 
 @dataclass
-class TrajectoryConfig:
+class TrajectoryConfig(Config):
     """Networks of Table 5.4 (ADNI column) and the priors / weighting of §5.2.2 and Table 5.5."""
+
+    section: ClassVar[str] = 'trajectory model'
 
     feature_dim: int
     trajectory_dim: int = 8
@@ -55,18 +58,11 @@ class TrajectoryConfig:
     sigma_tau: float = 1.0
     beta: float = 0.1
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.feature_dim < 1 or self.trajectory_dim < 2 or self.hidden < 1 or self.rnn_layers < 1:
             raise ConfigError("feature_dim ≥ 1, trajectory_dim ≥ 2, hidden ≥ 1 and rnn_layers ≥ 1 are required")
         if min(self.sigma_eta, self.sigma_tau, self.beta) <= 0:
             raise ConfigError("sigma_eta, sigma_tau and beta must be > 0")
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrajectoryConfig:
-        return config_from_dict(cls, data, "trajectory model")
 
 
 class FeatureTrajectoryModel(nn.Module):
@@ -119,32 +115,35 @@ class FeatureTrajectoryModel(nn.Module):
 
 def train_trajectory_model(model: FeatureTrajectoryModel, train: Sequences, validation: Sequences, *,
                            epochs: int = 200, learning_rate: float = 1e-3, batch_size: int = 32,
-                           visit_dropout: float = 0.0, seed: int = 0) -> tuple[FeatureTrajectoryModel, list[dict]]:
+                           visit_dropout: float = 0.0, seed: int = 0,
+                           checkpoint: str | os.PathLike | None = None) -> tuple[FeatureTrajectoryModel, list[dict]]:
     """Adam; keeps the epoch with the lowest validation loss (Table 5.5 caption). With
     ``visit_dropout`` each batch hides that fraction of follow-up visits at random, so that the
-    encoder learns to infer trajectories from incomplete sequences (imputation)."""
+    encoder learns to infer trajectories from incomplete sequences (imputation). With
+    ``checkpoint`` the state is saved after every epoch and an interrupted run resumes from it
+    (:mod:`medaug.training`; more epochs may be asked for, other settings are refused)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    best, best_state, log = float("inf"), None, []
-    for epoch in tqdm(range(1, epochs + 1), desc="trajectory model", unit="epoch"):
-        model.train()
+
+    def batches(epoch: int):
         for index in torch.randperm(len(train), generator=generator).split(batch_size):
             batch = _subset(train, index)
             if visit_dropout:
                 batch = drop_visits(batch, visit_dropout, int(torch.randint(2**31, (1,), generator=generator)))[0]
-            loss = model.loss(batch, generator)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            yield batch
+
+    def validate(epoch: int) -> float:
         model.eval()
         with torch.no_grad():
-            val = model.loss(validation, torch.Generator().manual_seed(seed)).item()
-        log.append({"epoch": epoch, "val_loss": val})
-        if val < best:
-            best, best_state = val, copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
-    return model.eval(), log
+            return model.loss(validation, torch.Generator().manual_seed(seed)).item()
+
+    hooks = Hooks(batches=batches, train_step=lambda batch: model.loss(batch, generator), validate=validate)
+    settings = {"model": model.config.to_dict(), "training": {"learning_rate": learning_rate, "batch_size": batch_size,
+                                                               "visit_dropout": visit_dropout, "seed": seed}}
+    result = TrainingLoop(model, optimizer, hooks, LoopConfig(max_epochs=epochs, progress="trajectory model"),
+                          generators=[generator], checkpoint=checkpoint, settings=settings).run()
+    return model.eval(), result.log
 
 
 def _subset(sequences: Sequences, index: torch.Tensor) -> Sequences:

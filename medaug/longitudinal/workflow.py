@@ -3,7 +3,6 @@ CAPS + labels): the steps behind ``medaug longitudinal fit|generate|impute``."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -14,11 +13,13 @@ import torch
 
 from medaug.errors import InputDataError
 from medaug.generative.persistence import load_model_folder, save_generator
-from medaug.generative.training_data import class_split, fingerprint, image_tensor, resized_affine
+from medaug.generative.training_data import class_split, fingerprint
 from medaug.io import write_tsv
 from medaug.longitudinal.bids_output import write_imputed_visits, write_synthetic_subjects
 from medaug.longitudinal.flow_vae import FlowTraining, FlowVAEConfig, LongitudinalFlowVAE, train_flow_vae
 from medaug.longitudinal.sequences import visit_grid
+from medaug.preprocessing.images import image_tensor, resized_affine
+from medaug.provenance import LongitudinalProvenance
 from medaug.sampling.samplers import build_sampler, posterior_means
 
 logger = logging.getLogger(__name__)
@@ -44,29 +45,30 @@ def fit_longitudinal(table: pd.DataFrame, label: str, out_dir: str | os.PathLike
                                 checkpoint=out_dir / "checkpoint.pt")
     write_tsv(out_dir / "training_log.tsv", pd.DataFrame(log))
     first_codes = posterior_means(model.frame, grids[0].values[:, 0]).cpu()  # what `generate --start gmm` fits
-    provenance = {"label": label, "interval_years": interval_years, "training": settings.to_dict(),
-                  "train_participants": grids[0].participants, "train_images": train_rows["path"].tolist(),
-                  "training_set_sha256": fingerprint(train_rows["path"].tolist()),
-                  "baseline_ages": grids[0].baseline_age.round(2).tolist(),
-                  "image_affine": resized_affine(train_rows, spatial).tolist(),
-                  "first_visit_codes": first_codes.round(decimals=6).tolist()}
-    save_generator(model, out_dir / "model", provenance)
+    provenance = LongitudinalProvenance(
+        label=label, interval_years=interval_years, training=settings.to_dict(),
+        train_participants=grids[0].participants, train_images=train_rows["path"].tolist(),
+        training_set_sha256=fingerprint(train_rows["path"].tolist()),
+        baseline_ages=grids[0].baseline_age.round(2).tolist(),
+        image_affine=resized_affine(train_rows, spatial).tolist(),
+        first_visit_codes=first_codes.round(decimals=6).tolist())
+    save_generator(model, out_dir / "model", provenance.to_dict())
     best = min([e for e in log if not e["warmup"]] or log, key=lambda e: e["val_loss"])  # train_flow_vae's rule
     return {"train_subjects": len(grids[0].participants), "validation_subjects": len(grids[1].participants),
             "observed_visits": int(grids[0].mask.sum()), "best_epoch": best["epoch"], "best_val_loss": best["val_loss"]}
 
 
-def load_longitudinal(model_dir: str | os.PathLike) -> tuple[LongitudinalFlowVAE, dict]:
-    """The model saved by :func:`fit_longitudinal` and its provenance."""
+def load_longitudinal(model_dir: str | os.PathLike) -> tuple[LongitudinalFlowVAE, LongitudinalProvenance, Path]:
+    """The model saved by :func:`fit_longitudinal`, its provenance and its folder (``model/``)."""
     model_dir = Path(model_dir)
     model_dir = model_dir / "model" if (model_dir / "model").is_dir() else model_dir
     model = load_model_folder(model_dir, lambda c: LongitudinalFlowVAE(FlowVAEConfig.from_dict(c)))
-    return model, json.loads((model_dir / "provenance.json").read_text()) | {"model_dir": str(model_dir.resolve())}
+    return model, LongitudinalProvenance.read(model_dir), model_dir
 
 
-def _provenance(record: dict, seed: int, **extra) -> dict:
-    return {"Generator": record["model_dir"], "GeneratorModel": "longitudinal-flow-vae", "Seed": seed,
-            "TrainingSetSHA256": record.get("training_set_sha256"), **extra}
+def _provenance(record: LongitudinalProvenance, model_dir: Path, seed: int, **extra) -> dict:
+    """Sidecar keys of the images a longitudinal model wrote."""
+    return {**record.sidecar_fields(model_dir, "longitudinal-flow-vae"), "Seed": seed, **extra}
 
 
 START_SAMPLERS = ("prior", "gmm")
@@ -82,18 +84,18 @@ def generate_longitudinal(model_dir: str | os.PathLike, n: int, out_dir: str | o
         raise InputDataError(f"the number of subjects must be ≥ 1, got {n}")
     if start not in START_SAMPLERS:
         raise InputDataError(f"start must be one of {', '.join(START_SAMPLERS)}, got {start!r}")
-    model, record = load_longitudinal(model_dir)
+    model, record, folder = load_longitudinal(model_dir)
     sampler = build_sampler("gmm", n_components=components) if start == "gmm" else None
     if sampler is not None:
-        if "first_visit_codes" not in record:
-            raise InputDataError(f"{record['model_dir']} was fitted before first-visit codes were saved; "
+        if record.first_visit_codes is None:
+            raise InputDataError(f"{folder.resolve()} was fitted before first-visit codes were saved; "
                                  "refit it with `medaug longitudinal fit` to use --start gmm")
-        sampler.fit_codes(model.frame, torch.as_tensor(record["first_visit_codes"]))
+        sampler.fit_codes(model.frame, torch.as_tensor(record.first_visit_codes))
     images = model.sample(n, seed=seed, start=sampler)
-    ages = np.random.default_rng(seed).choice(np.asarray(record["baseline_ages"]), n)
-    return write_synthetic_subjects(images, ages, out_dir, label=record["label"],
-                                    interval_years=record["interval_years"], affine=np.asarray(record["image_affine"]),
-                                    provenance=_provenance(record, seed, Start=start, StartComponents=components
+    ages = np.random.default_rng(seed).choice(np.asarray(record.baseline_ages), n)
+    return write_synthetic_subjects(images, ages, out_dir, label=record.label,
+                                    interval_years=record.interval_years, affine=record.affine,
+                                    provenance=_provenance(record, folder, seed, Start=start, StartComponents=components
                                                            if sampler else None), start_index=start_index)
 
 
@@ -101,14 +103,14 @@ def impute_longitudinal(model_dir: str | os.PathLike, table: pd.DataFrame, out_d
                         draws: int = 10, seed: int = 0, sources=()) -> pd.DataFrame:
     """Alg. 7 for every subject of the model's diagnosis in ``table``: the missing slots of the
     grid, between observed visits (imputed) and after the last one (extrapolated)."""
-    model, record = load_longitudinal(model_dir)
-    rows = table[table["diagnosis"] == record["label"]]
+    model, record, folder = load_longitudinal(model_dir)
+    rows = table[table["diagnosis"] == record.label]
     if rows.empty:
-        raise InputDataError(f"no image with diagnosis {record['label']!r}, the model's label, in the table")
+        raise InputDataError(f"no image with diagnosis {record.label!r}, the model's label, in the table")
     grid = visit_grid(rows, image_tensor(rows, model.config.generator.input_shape[1:]),
-                      visits=model.config.visits, interval_years=record["interval_years"])
+                      visits=model.config.visits, interval_years=record.interval_years)
     images, anchors = model.impute(grid.values, grid.mask, draws, seed=seed)
     logger.info("imputation anchors (visit index): %s", np.bincount(anchors.numpy()).tolist())
-    return write_imputed_visits(images, grid, out_dir, affine=np.asarray(record["image_affine"]),
-                                provenance={**_provenance(record, seed), "Draws": draws},
+    return write_imputed_visits(images, grid, out_dir, affine=record.affine,
+                                provenance={**_provenance(record, folder, seed), "Draws": draws},
                                 sources=sources)

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from monai.transforms import Compose, Resized, ScaleIntensityd
 
-from medaug.configuration import config_from_dict, config_to_dict
+from medaug.configuration import Config
 from medaug.errors import ConfigError
 from medaug.preprocessing.registration import RegistrationConfig
 from medaug.preprocessing.template import CLINICA_CROP_GRID, RegistrationTemplate, load_registration_template
 from medaug.preprocessing.transforms import (
     N4BiasFieldCorrectiond, RegisterToTemplated, RegistrationQCd, ResampleToGridd)
 
-THESIS_SIZE = (84, 104, 89)
-
 
 @dataclass
-class T1LinearConfig:
+class T1LinearConfig(Config):
     """All parameters of the pipeline; round-trips through ``to_dict`` / ``from_dict`` (JSON, YAML)."""
+
+    section: ClassVar[str] = 't1-linear'
 
     template: str | None = None          # NIfTI path; None: nilearn's MNI152 2009a (no download)
     template_space: str | None = None    # space- label when the template file name has no tpl- entity
@@ -30,25 +31,14 @@ class T1LinearConfig:
     min_ncc: float = 0.5
     size: tuple[int, int, int] | None = None   # e.g. (84, 104, 89) for the thesis' downsampled images
 
-    def __post_init__(self) -> None:
-        if isinstance(self.registration, dict):
-            self.registration = RegistrationConfig(**self.registration)
-        self.n4_iterations = tuple(self.n4_iterations)
+    def validate(self) -> None:
         if self.size is not None:
-            self.size = tuple(int(s) for s in self.size)
-            if len(self.size) != 3 or min(self.size) < 1:
+            if min(self.size) < 1:
                 raise ConfigError(f"size must be three positive integers, got {self.size}")
         if self.n4_shrink_factor < 1 or self.n4_spline_distance_mm <= 0:
             raise ConfigError("n4_shrink_factor must be ≥ 1 and n4_spline_distance_mm > 0")
         if not -1.0 <= self.min_ncc <= 1.0:
             raise ConfigError(f"min_ncc must be in [-1, 1], got {self.min_ncc}")
-
-    def to_dict(self) -> dict:
-        return {**config_to_dict(self), "registration": self.registration.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> T1LinearConfig:
-        return config_from_dict(cls, data, "t1-linear")
 
 
 def t1_linear(config: T1LinearConfig | None = None, template: RegistrationTemplate | None = None, *,

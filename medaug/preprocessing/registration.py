@@ -9,26 +9,28 @@ thread so that the same seed gives the same transform (parallelism comes from im
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import SimpleITK as sitk
 
-from medaug.configuration import config_to_dict
+from medaug.configuration import Config
 from medaug.errors import ConfigError
 from medaug.preprocessing.sitk_image import ras_to_transform, to_sitk, transform_to_ras
 from medaug.preprocessing.template import GridSpec, RegistrationTemplate
 
 
 @dataclass
-class RegistrationConfig:
+class RegistrationConfig(Config):
     """Parameters of :func:`register_affine` (defaults tuned on the example cohorts, see README)."""
 
-    rigid_shrink: Sequence[int] = (8, 4, 2)
-    rigid_sigmas_mm: Sequence[float] = (4.0, 2.0, 1.0)
-    affine_shrink: Sequence[int] = (4, 2, 1)
-    affine_sigmas_mm: Sequence[float] = (2.0, 1.0, 0.0)
+    section: ClassVar[str] = 'registration'
+
+    rigid_shrink: tuple[int, ...] = (8, 4, 2)
+    rigid_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 1.0)
+    affine_shrink: tuple[int, ...] = (4, 2, 1)
+    affine_sigmas_mm: tuple[float, ...] = (2.0, 1.0, 0.0)
     iterations: int = 200
     histogram_bins: int = 32
     sampling_fraction: float = 0.1
@@ -36,18 +38,13 @@ class RegistrationConfig:
     mask_dilation_mm: float = 4.0
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        for name in ("rigid_shrink", "rigid_sigmas_mm", "affine_shrink", "affine_sigmas_mm"):
-            setattr(self, name, tuple(getattr(self, name)))
+    def validate(self) -> None:
         if len(self.rigid_shrink) != len(self.rigid_sigmas_mm) or len(self.affine_shrink) != len(self.affine_sigmas_mm):
             raise ConfigError("each registration stage needs one smoothing sigma per shrink factor")
         if self.seed < 0:
             raise ConfigError(f"seed must be ≥ 0, got {self.seed}")
         if not 0.0 < self.sampling_fraction <= 1.0 or self.iterations < 1 or self.histogram_bins < 4:
             raise ConfigError("registration needs 0 < sampling_fraction ≤ 1, iterations ≥ 1, histogram_bins ≥ 4")
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ image with its status (``ok``, ``flagged`` by QC, ``failed`` with the reason).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -30,6 +29,7 @@ from medaug.io import write_json, write_text, write_tsv
 from medaug.preprocessing.pipeline import T1LinearConfig, output_transforms, t1_linear
 from medaug.preprocessing.template import RegistrationTemplate, load_registration_template
 from medaug.preprocessing.transforms import TRANSFORM_KEY
+from medaug.provenance import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _finished(row: dict, caps_dir: Path, space: str, size: tuple[int, int, int] 
     sidecar = sidecar_path(path)
     if not (path.exists() and sidecar.exists()):
         return None
-    recorded = json.loads(sidecar.read_text())
+    recorded = read_json_object(sidecar, f"delete it and {path.name}, then rerun `medaug preprocess` to redo the image")
     if size and not caps_t1_linear_path(caps_dir, row["participant_id"], row["session_id"], space,
                                         resolution="x".join(map(str, size))).exists():
         _write_resized(LoadT1wd()({"image": str(path)})["image"], size,
@@ -136,7 +136,7 @@ def preprocess_cohort(cohort: pd.DataFrame, caps_dir: str | os.PathLike, config:
     DerivativeDataset(caps_dir, "medaug-t1-linear", sources, "Clinica t1-linear equivalent (SimpleITK)")
     recorded = caps_dir / CONFIG_FILE
     registration = {k: v for k, v in config.to_dict().items() if k != "size"}
-    if recorded.exists() and {k: v for k, v in json.loads(recorded.read_text())["config"].items()
+    if recorded.exists() and {k: v for k, v in read_json_object(recorded, "use a new output folder")["config"].items()
                               if k != "size"} != registration:
         raise OutputExistsError(f"{caps_dir} was preprocessed with other parameters ({recorded}); "
                                 "use a new output folder or the same parameters (only size may change)")

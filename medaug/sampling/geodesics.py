@@ -1,7 +1,7 @@
 """Exponential map by geodesic shooting (thesis Alg. 2) and the Riemannian random walk (Alg. 3).
 
 Geodesics solve Hamilton's equations for H(p, q) = ½ qᵀ G⁻¹(p) q (Eq. 2.1), with G⁻¹ of Eq. 1.7:
-    ∂H/∂q = G⁻¹(p) q,    ∂H/∂p = −Σᵢ wᵢ(p) ‖Lᵢᵀ q‖² (p − cᵢ) / T²,
+    ∂H/∂q = G⁻¹(p) q,    ∂H/∂p = −Σᵢ wᵢ(p) ‖Lᵢᵀ q‖² (p − cᵢ) / T²   (:meth:`Metric.quadratic_gradient`),
 integrated by the second-order Runge-Kutta (midpoint) scheme from q₀ = G(z₀) v.
 """
 
@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from medaug.generative.leapfrog import Metric
-from medaug.generative.metric import metric_weights
+from medaug.generative.metric import Metric
 from medaug.sampling.adaptation import adapted_step, dual_averaging_start, dual_averaging_update
 from medaug.sampling.hmc import ChainResult, Support
-from medaug.sampling.volume import log_volume_and_gradient
 
 
 def hamiltonian_gradients(metric: Metric, p: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(∂H/∂p, ∂H/∂q) of H(p, q) = ½ qᵀ G⁻¹(p) q, batched (B, d)."""
-    weights, difference = metric_weights(p, metric.centroids, metric.temperature)
-    projected = torch.einsum("nkl,bk->bnl", metric.factors, q).pow(2).sum(-1)
-    d_p = -torch.einsum("bn,bnd->bd", weights * projected, difference) / metric.temperature**2
-    d_q = torch.einsum("bkl,bl->bk", metric.inverse(p), q)
-    return d_p, d_q
+    return metric.quadratic_gradient(p, q), torch.einsum("bkl,bl->bk", metric.inverse(p), q)
 
 
 def exponential_map(metric: Metric, z: torch.Tensor, v: torch.Tensor, steps: int = 10) -> torch.Tensor:
@@ -47,8 +41,7 @@ def riemannian_random_walk(metric: Metric, start: torch.Tensor, *, steps: int, s
     z = start.clone()
 
     def log_volume(points):
-        return log_volume_and_gradient(points, metric.centroids, metric.outer, metric.temperature,
-                                       metric.regularization)[0]
+        return metric.log_volume_and_gradient(points)[0]
 
     def transition(z, volume, scale):
         v = scale * torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)

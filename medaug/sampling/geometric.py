@@ -5,7 +5,8 @@ With diagonal posterior precisions pᵢ = diag Σ⁻¹(xᵢ) the metric is diago
     G_kk(z) = Σᵢ pᵢₖ ωᵢ(z) + λ e^{−τ‖z‖²},   ωᵢ(z) = exp(−Σₖ pᵢₖ (zₖ − cᵢₖ)² / ρ²),
     log p(z) = ½ Σₖ log G_kk(z) + const,
     ∂ⱼ log p = −(1/ρ²) Σᵢ aᵢ pᵢⱼ (zⱼ − cᵢⱼ) − τ zⱼ λ e^{−τ‖z‖²} Σₖ 1/G_kk,   aᵢ = ωᵢ Σₖ pᵢₖ / G_kk,
-all as matrix products over centroids (no B×N×d tensor).
+all as matrix products over centroids (no B×N×d tensor): the squared distances and Σᵢ aᵢ pᵢ ∘ (z − cᵢ) are
+those of the RHVAE metric (:mod:`medaug.generative.metric`) with precisions.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from medaug.generative.metric import squared_distances, weighted_differences
 
 
 @dataclass
@@ -28,9 +31,7 @@ class GeometricMetric:
 
     def _weights_and_floor(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ωᵢ(z) (B, N) and the regulariser λ e^{−τ‖z‖²} (B, 1), from matrix products."""
-        p, c = self.precisions, self.centroids
-        exponent = (z * z) @ p.T - 2.0 * z @ (p * c).T + (p * c * c).sum(1)[None]
-        weights = torch.exp(-exponent.clamp_min(0.0) / self.rho**2)
+        weights = torch.exp(-squared_distances(z, self.centroids, self.precisions) / self.rho**2)
         return weights, self.regularization * torch.exp(-self.tau * (z * z).sum(1, keepdim=True))
 
     def diagonal(self, z: torch.Tensor) -> torch.Tensor:
@@ -45,7 +46,7 @@ class GeometricMetric:
         diagonal = weights @ p + floor
         reciprocal = 1.0 / diagonal
         a = weights * (reciprocal @ p.T)
-        gradient = (-(z * (a @ p) - a @ (p * self.centroids)) / self.rho**2
+        gradient = (-weighted_differences(a, z, self.centroids, p) / self.rho**2
                     - self.tau * z * floor * reciprocal.sum(1, keepdim=True))
         return 0.5 * diagonal.log().sum(1), gradient
 

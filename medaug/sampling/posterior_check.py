@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from medaug.compute import INFERENCE_BATCH
 from medaug.errors import UninformativeGeneratorError
 
 ACTIVE_VARIANCE, MIN_DECODED_SPREAD = 0.01, 0.1
@@ -22,7 +23,7 @@ def _mean_pairwise(flat: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def posterior_informativeness(model, data: torch.Tensor, batch_size: int = 64) -> dict:
+def posterior_informativeness(model, data: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> dict:
     """Active latent dimensions, the codes' spread and the decoded spread of ``data`` (N, C, *spatial)."""
     device = next(model.parameters()).device
     means, decoded = [], []

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import torch
 
+from medaug.compute import INFERENCE_BATCH
+
 COLLAPSE_DIVERSITY, COLLAPSE_SHARE, MEMORIZATION_MARGIN = 0.5, 0.5, 0.10
 QUALITY_IMAGES = 256  # samples and held-out images scored per pool (pairwise measures are quadratic)
 
@@ -131,7 +133,7 @@ def quality_warnings(quality: dict) -> list[str]:
 
 
 @torch.no_grad()
-def reconstruct(model, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+def reconstruct(model, images: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> torch.Tensor:
     """decode(μ_φ(x)) of every image, as float32 CPU tensors."""
     device = next(model.parameters()).device
     return torch.cat([model.decode(model.encoder(part.to(device))[0]).float().cpu()

@@ -9,7 +9,6 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -17,6 +16,7 @@ from medaug.data.derivatives import DerivativeDataset
 from medaug.data.volumes import write_volume_file
 from medaug.errors import OutputExistsError
 from medaug.io import write_text, write_tsv
+from medaug.provenance import GeneratorProvenance
 from medaug.sampling.samplers import Sampler
 
 
@@ -44,14 +44,13 @@ def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_d
     ``diagnostics`` (acceptance, step size, ESS, R̂, warnings) go into every sidecar. Returns (and
     writes, last) the listing ``synthetic_<label>_seed<seed>.tsv``."""
     model_dir = Path(model_dir)
-    provenance = json.loads((model_dir / "provenance.json").read_text())
-    affine = np.asarray(provenance.get("image_affine", np.eye(4)))
+    provenance = GeneratorProvenance.read(model_dir, finished=False)  # unrecorded affine: identity
+    affine = provenance.affine
     dataset = DerivativeDataset(out_dir, "medaug-synthetic", description="synthetic images from medaug generators")
     clean = label_token(label)
-    common = {"Synthetic": True, "Label": label, "Generator": str(model_dir.resolve()),
-              "GeneratorModel": json.loads((model_dir / "config.json").read_text())["model"],
-              "Sampler": sampler.config(), "SamplerDiagnostics": diagnostics or {}, "Seed": seed,
-              "TrainingSetSHA256": provenance.get("training_set_sha256")}
+    common = {"Synthetic": True, "Label": label,
+              **provenance.sidecar_fields(model_dir, json.loads((model_dir / "config.json").read_text())["model"]),
+              "Sampler": sampler.config(), "SamplerDiagnostics": diagnostics or {}, "Seed": seed}
     participants = [f"synth{clean}{start_index + i:04d}" for i in range(len(latents))]
     paths = [dataset.path(participant, None, desc="synthetic") for participant in participants]
     for path in paths:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from medaug.generative.densities import kl_standard_normal
+from medaug.training import Hooks, LoopConfig, TrainingLoop
 
 
 class CodeVAE(nn.Module):
@@ -53,10 +54,9 @@ def fit_code_vae(codes: torch.Tensor, latent_dim: int, epochs: int = 300, seed: 
     model = CodeVAE(codes.shape[1], latent_dim).to(codes.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        for index in torch.randperm(len(standard), generator=generator).split(64):
-            loss = model.loss(standard[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    hooks = Hooks(batches=lambda epoch: (standard[index] for index in
+                                         torch.randperm(len(standard), generator=generator).split(64)),
+                  train_step=model.loss)
+    # no validation set: a fixed number of epochs, the last weights kept
+    TrainingLoop(model, optimizer, hooks, LoopConfig(max_epochs=epochs, columns=("epoch",), progress=None)).run()
     return model.eval(), centre, scale

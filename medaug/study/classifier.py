@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -13,13 +13,17 @@ from torch.utils.data import DataLoader
 from medaug.compute import autocast, conv_layout, cudnn_autotune, resolve_device, to_device
 from medaug.data.volumes import Volumes
 from medaug.distributed import data_parallel, replica
+from medaug.configuration import Config, check_device, check_seed
 from medaug.errors import ConfigError
 from medaug.study.metrics import classification_metrics
+from medaug.training import Hooks, LoopConfig, TrainingLoop
 
 
 @dataclass
-class ClassifierTraining:
+class ClassifierTraining(Config):
     """Settings of one classifier run (thesis baseline: 100 epochs, Adam)."""
+
+    section: ClassVar[str] = 'classifier_training'
 
     epochs: int = 100
     learning_rate: float = 1e-4
@@ -33,12 +37,14 @@ class ClassifierTraining:
     cudnn_autotune: bool = True     # CUDA: time cuDNN's convolution algorithms once per shape, keep the fastest
     channels_last: bool = False     # CUDA: 3D convolutions in the NDHWC layout (faster tensor-core kernels in bf16)
 
-    def __post_init__(self) -> None:
+    def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 2 or self.learning_rate <= 0 or self.weight_decay < 0:
             raise ConfigError("classifier training needs epochs ≥ 1, batch_size ≥ 2 (batch norm), "
                               "learning_rate > 0 and weight_decay ≥ 0")
         if self.loader_workers < 0:
             raise ConfigError(f"loader_workers must be ≥ 0, got {self.loader_workers}")
+        check_device(self.device, f"{self.section}.device")
+        check_seed(self.seed, f"{self.section}.seed")
 
 
 def predict_proba(model: nn.Module, images: torch.Tensor | Volumes, batch_size: int = 16,
@@ -76,10 +82,10 @@ def _resident(images: torch.Tensor | Volumes, device: torch.device, settings: Cl
 def train_classifier(model: nn.Module, train: tuple[torch.Tensor | Volumes, torch.Tensor],
                      validation: tuple[torch.Tensor | Volumes, torch.Tensor], settings: ClassifierTraining,
                      classes: tuple[str, str] = ("CN", "AD")) -> tuple[nn.Module, list[dict]]:
-    """Cross-entropy training; returns the weights of the epoch with the best validation balanced
-    accuracy (first best on ties) and the per-epoch log (loss, validation balanced accuracy).
-    Images stream from ``train[0]`` through a DataLoader (pinned memory on CUDA), or are held in
-    device memory with ``images_on_device``. Under
+    """Cross-entropy training (:mod:`medaug.training`'s loop); returns the weights of the epoch
+    with the best validation balanced accuracy (first best on ties) and the per-epoch log (loss,
+    validation balanced accuracy). Images stream from ``train[0]`` through a DataLoader (pinned
+    memory on CUDA), or are held in device memory with ``images_on_device``. Under
     ``torchrun`` each process trains on its share of every batch with DDP (batch norm synchronised
     on CUDA); all score the whole validation set and return the same weights."""
     torch.manual_seed(settings.seed)
@@ -93,38 +99,42 @@ def train_classifier(model: nn.Module, train: tuple[torch.Tensor | Volumes, torc
     x, y = _resident(train[0], device, settings), train[1]
     validation_images = _resident(validation[0], device, settings)
     names = np.array(classes)
-    best, best_state, log = -1.0, None, []
-    with cudnn_autotune(settings.cudnn_autotune and device.type == "cuda"):
-        for epoch in range(1, settings.epochs + 1):
-            model.train()
-            train_loss = _train_epoch(network, optimizer, (x, y), generator, group, settings, layout)
-            group.share_buffers(model)  # the replicas score validation with the same statistics
-            probabilities = predict_proba(model, validation_images, mixed_precision=settings.mixed_precision,
-                                          channels_last=layout)
-            scores = classification_metrics(names[validation[1].numpy()], names[probabilities.argmax(1)],
-                                            probabilities[:, 1], positive=classes[1])
-            log.append({"epoch": epoch, "train_loss": train_loss, "val_balanced_accuracy": scores["balanced_accuracy"]})
-            if scores["balanced_accuracy"] > best:
-                best, best_state = scores["balanced_accuracy"], copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
-    return model.eval(), log
+    steps: list[tuple[torch.Tensor, int]] = []  # this epoch's losses and batch sizes (this process's share)
 
+    def batches(epoch: int):
+        """(indices, images) of each batch in a seeded random order; a last batch of one image per
+        process is dropped: batch norm needs two samples."""
+        order = [group.shard(i) for i in torch.randperm(len(x), generator=generator).split(settings.batch_size)
+                 if len(i) >= 2 * group.world_size]
+        return zip(order, _epoch_batches(x, order, settings, device))
 
-def _train_epoch(network: nn.Module, optimizer: torch.optim.Optimizer, train: tuple, generator: torch.Generator,
-                 group, settings: ClassifierTraining, layout: bool) -> float:
-    """One pass over the training images in a seeded random order; the mean cross-entropy."""
-    x, y = train
-    device = group.device
-    total = torch.zeros((), device=device)
-    # a last batch of one image per process is dropped: batch norm needs two samples
-    batches = [group.shard(i) for i in torch.randperm(len(x), generator=generator).split(settings.batch_size)
-               if len(i) >= 2 * group.world_size]
-    for index, batch in zip(batches, _epoch_batches(x, batches, settings, device)):
-        batch, target = conv_layout(to_device(batch, device).float(), layout), to_device(y[index], device)
+    def train_step(batch) -> torch.Tensor:
+        index, images = batch
+        images, target = conv_layout(to_device(images, device).float(), layout), to_device(y[index], device)
         with autocast(device, settings.mixed_precision):
-            loss = nn.functional.cross_entropy(network(batch).float(), target)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        total += group.mean(loss.detach()) * len(index) * group.world_size
-    return total.item() / len(x)
+            loss = nn.functional.cross_entropy(network(images).float(), target)
+        steps.append((loss.detach(), len(index)))
+        return loss
+
+    def train_loss() -> float:
+        """The mean cross-entropy of the epoch, summed on the device (no host sync per step)."""
+        total = torch.zeros((), device=device)
+        for loss, n in steps:
+            total += group.mean(loss) * n * group.world_size
+        steps.clear()
+        return total.item() / len(x)
+
+    def validate(epoch: int) -> float:
+        group.share_buffers(model)  # the replicas score validation with the same statistics
+        probabilities = predict_proba(model, validation_images, mixed_precision=settings.mixed_precision,
+                                      channels_last=layout)
+        scores = classification_metrics(names[validation[1].numpy()], names[probabilities.argmax(1)],
+                                        probabilities[:, 1], positive=classes[1])
+        return scores["balanced_accuracy"]
+
+    hooks = Hooks(batches=batches, train_step=train_step, train_loss=train_loss, validate=validate)
+    loop = LoopConfig(max_epochs=settings.epochs, higher_is_better=True, score="val_balanced_accuracy",
+                      columns=("epoch", "train_loss", "val_balanced_accuracy"), progress=None)
+    with cudnn_autotune(settings.cudnn_autotune and device.type == "cuda"):
+        result = TrainingLoop(model, optimizer, hooks, loop, group=group).run()
+    return model.eval(), result.log

@@ -22,7 +22,7 @@ from medaug.data.selection import baseline_sessions, stable_diagnosis
 from medaug.data.splits import assert_disjoint, load_split, save_split, split_subjects
 from medaug.errors import InputDataError, OutputExistsError
 from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
-from medaug.generative.training_data import image_stream
+from medaug.preprocessing.images import image_stream
 from medaug.io import write_tsv
 from medaug.preprocessing.runner import preprocess_cohort
 from medaug.study.config import StudyConfig

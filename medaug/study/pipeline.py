@@ -24,6 +24,7 @@ import yaml
 
 from medaug.errors import ConfigError, OutputExistsError, StudyTaskError
 from medaug.io import write_json, write_text, write_tsv
+from medaug.study.classifiers import CLASSIFIERS
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData, prepare_data
 from medaug.study.executors import FAILURES_FILE, run_pending
@@ -92,7 +93,7 @@ def run_study(config: StudyConfig) -> dict:
         quality = quality_table(config, run_dir)
         plot_synthetic_slices(data.train.images, data.train.labels, context.pools, config.data.labels,
                               run_dir / "figures" / "synthetic_vs_real.png")
-    if "cnn-optimized" in config.classifiers:
+    if any(CLASSIFIERS.get(name).needs_search for name in config.classifiers):
         context.optimized = _optimized_architecture(config, data, run_dir)
     tasks = study_tasks(config)
     failures = run_pending(tasks, context, run_dir, config.executor)

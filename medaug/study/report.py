@@ -16,6 +16,7 @@ import torch  # noqa: E402
 
 from medaug.data.volumes import Volumes  # noqa: E402
 from medaug.io import atomic_write, write_text, write_tsv  # noqa: E402
+from medaug.study.conditions import CONDITIONS  # noqa: E402
 from medaug.study.audit import memorization_audit, nearest_distances, paired_bootstrap_ci  # noqa: E402
 
 METRICS = ("balanced_accuracy", "sensitivity", "specificity", "accuracy", "f1", "auc")
@@ -52,7 +53,8 @@ def gan_table(metrics: pd.DataFrame) -> pd.DataFrame:
     real-only classifier tested on the synthetic pool. Balanced accuracy mean and std over runs."""
     rows = []
     test = metrics[metrics["test_set"] == "test"]
-    for (classifier, sampler), group in test[test["kind"] == "synthetic"].groupby(["classifier", "sampler"], sort=False):
+    trained_on_synthetic = test["kind"].map(lambda kind: CONDITIONS.get(kind).gan_train).astype(bool)
+    for (classifier, sampler), group in test[trained_on_synthetic].groupby(["classifier", "sampler"], sort=False):
         largest = group[group["synthetic_per_class"] == group["synthetic_per_class"].max()]
         real = metrics[(metrics["classifier"] == classifier) & (metrics["condition"] == "real")
                        & (metrics["test_set"] == f"synthetic-{sampler}")]
@@ -68,7 +70,8 @@ def memorization_table(pools: dict[str, dict[int, Volumes]], train, train_labels
                        device: str = "cpu") -> pd.DataFrame:
     """Per sampler and class: fraction of synthetic images nearer to a training image than the
     ``quantile`` of training nearest-neighbour distances, beside the same fraction for held-out
-    real test images (what a generator that does not copy should look like)."""
+    real test images (what a generator that does not copy should look like). The ``quantile``
+    column records the threshold's quantile (the report's text reads it from there)."""
     audited = {}
     for code, label in enumerate(labels):  # one class's training images in memory at a time
         reference = Volumes.of(train).take(train_labels == code).load()
@@ -78,7 +81,8 @@ def memorization_table(pools: dict[str, dict[int, Volumes]], train, train_labels
         for sampler, pool in pools.items():
             audit = memorization_audit(pool[code], reference, quantile, device, training_nn)
             audited[sampler, code] = {"sampler": sampler, "diagnosis": label, "synthetic": len(pool[code]),
-                                   "threshold": audit["threshold"], "fraction_below": audit["fraction_below"],
+                                   "quantile": quantile, "threshold": audit["threshold"],
+                                   "fraction_below": audit["fraction_below"],
                                    "test_fraction_below": held_out["fraction_below"],
                                    "synthetic_nn_median": float(np.median(audit["synthetic_nn_distance"])),
                                    "training_nn_median": float(np.median(audit["training_nn_distance"])),
@@ -91,18 +95,17 @@ def _save(figure, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_balanced_accuracy(summary: pd.DataFrame, path: Path) -> None:
-    """Test balanced accuracy per condition (mean ± std over runs), one panel per classifier."""
+def plot_balanced_accuracy(summary: pd.DataFrame, colours: dict[str, str], path: Path) -> None:
+    """Test balanced accuracy per condition (mean ± std over runs, bars coloured by ``colours``
+    [condition]), one panel per classifier."""
     test = summary[summary["test_set"] == "test"]
     classifiers = list(dict.fromkeys(test["classifier"]))
     figure, axes = plt.subplots(1, len(classifiers), figsize=(1.2 + 0.9 * test["condition"].nunique() * len(classifiers), 4),
                                 squeeze=False, sharey=True)
     for axis, classifier in zip(axes[0], classifiers):
         rows = test[test["classifier"] == classifier]
-        colours = ["0.5" if c == "real" else "tab:blue" if c.startswith("real+") else
-                   "tab:orange" if c.startswith("classic") else "tab:green" for c in rows["condition"]]
         axis.bar(range(len(rows)), 100 * rows["balanced_accuracy_mean"], yerr=100 * rows["balanced_accuracy_std"].fillna(0),
-                 color=colours, capsize=3)
+                 color=[colours[c] for c in rows["condition"]], capsize=3)
         axis.set_xticks(range(len(rows)), rows["condition"], rotation=60, ha="right", fontsize=8)
         axis.axhline(50, color="k", lw=0.5, ls=":")
         axis.set_title(classifier)
@@ -144,6 +147,12 @@ QUALITY_SHOWN = ("sampler", "diagnosis", "diversity", "max_nn_share", "coverage"
                  "acceptance_rate", "step_size", "sigma", "ess_per_draw", "split_r_hat", "start_basin_fraction")
 
 
+def _quantile_text(memorization: pd.DataFrame) -> str:
+    """The audit's threshold quantile as a percentage (``5%``), from the table's ``quantile`` column."""
+    quantiles = sorted(set(memorization["quantile"])) if "quantile" in memorization else []
+    return ", ".join(f"{100 * q:g}%" for q in quantiles) or "configured"
+
+
 def summary_markdown(name: str, summary: pd.DataFrame, differences: pd.DataFrame, gan: pd.DataFrame,
                      memorization: pd.DataFrame, figures: list[str], quality: pd.DataFrame | None = None) -> str:
     """The human-readable report: warnings first, then tables in percent, mean ± std over runs."""
@@ -170,8 +179,9 @@ def summary_markdown(name: str, summary: pd.DataFrame, differences: pd.DataFrame
                              "GAN-test": [_percent(m, s) for m, s in zip(gan["gan_test_mean"], gan["gan_test_std"])]})
         lines += ["## GAN-train / GAN-test (balanced accuracy)\n", _markdown(view)]
     if not memorization.empty:
-        lines += ["## Memorization audit (fraction nearer to a training image than the 5% quantile of "
-                  "training nearest-neighbour distances; held-out real test images for reference)\n",
+        lines += ["## Memorization audit (fraction nearer to a training image than the "
+                  f"{_quantile_text(memorization)} quantile of training nearest-neighbour distances; held-out "
+                  "real test images for reference)\n",
                   _markdown(memorization.round(3))]
     if not quality.empty:
         lines += ["## Synthetic image quality (intensity space; see medaug.sampling.quality) and chain diagnostics\n",
@@ -195,7 +205,8 @@ def write_report(run_dir: Path, name: str, metrics: pd.DataFrame, memorization: 
         write_tsv(run_dir / "memorization.tsv", memorization)
     if quality is not None and not quality.empty:
         write_tsv(run_dir / "quality.tsv", quality)
-    plot_balanced_accuracy(summary, run_dir / "figures" / "balanced_accuracy.png")
+    colours = {c: CONDITIONS.get(kind).colour for c, kind in zip(metrics["condition"], metrics["kind"])}
+    plot_balanced_accuracy(summary, colours, run_dir / "figures" / "balanced_accuracy.png")
     figures = ["figures/balanced_accuracy.png"]
     if (run_dir / "figures" / "synthetic_vs_real.png").exists():
         figures.append("figures/synthetic_vs_real.png")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
-from medaug.configuration import config_from_dict, config_to_dict
+from medaug.configuration import Config
 from medaug.data.volumes import Volumes
 from medaug.nets.classifiers import Conv5FC3
 from medaug.study.classifier import ClassifierTraining, train_classifier
@@ -28,8 +29,10 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class CNNArchitecture:
+class CNNArchitecture(Config):
     """Conv5_FC3-family network and its optimiser settings."""
+
+    section: ClassVar[str] = 'CNN architecture'
 
     channels: tuple[int, ...] = (8, 16, 32, 64, 128)
     dropout: float = 0.5
@@ -37,22 +40,12 @@ class CNNArchitecture:
     learning_rate: float = 1e-4
     weight_decay: float = 1e-4
 
-    def __post_init__(self) -> None:
-        self.channels = tuple(int(c) for c in self.channels)
-
     def build(self, input_shape, classes: int = 2) -> Conv5FC3:
         return Conv5FC3(input_shape, classes, self.channels, self.dropout, self.fc_scale)
 
     def training(self, base: ClassifierTraining, seed: int, epochs: int | None = None) -> ClassifierTraining:
         return dataclasses.replace(base, learning_rate=self.learning_rate, weight_decay=self.weight_decay, seed=seed,
                                    epochs=epochs or base.epochs)
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CNNArchitecture:
-        return config_from_dict(cls, data, "CNN architecture")
 
 
 def draw_architecture(rng: np.random.Generator) -> CNNArchitecture:

@@ -25,6 +25,7 @@ from medaug.generative.persistence import load_generator
 from medaug.generative.trainer import TrainerConfig, train_generator
 from medaug.generative.training_data import record_training_data
 from medaug.io import write_json
+from medaug.provenance import GeneratorProvenance
 from medaug.sampling.posterior_check import MIN_DECODED_SPREAD
 from medaug.sampling.quality import QUALITY_IMAGES, quality_warnings, reconstruct, sample_quality
 from medaug.sampling.samplers import build_sampler
@@ -44,8 +45,7 @@ def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[
         train_rows = data.train.rows[data.train.rows["diagnosis"] == label]
         validation_rows = data.validation.rows[data.validation.rows["diagnosis"] == label]
         assert_disjoint(generator_train=train_rows, test=data.test.rows)
-        done = best / "provenance.json"
-        if not (done.exists() and "training_set_sha256" in json.loads(done.read_text())):
+        if not GeneratorProvenance.is_finished(best):
             trainer = TrainerConfig(**{**config.trainer.to_dict(), "seed": config.trainer.seed + index,
                                        "device": config.device, "mixed_precision": config.mixed_precision})
             torch.manual_seed(trainer.seed)

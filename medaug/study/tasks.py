@@ -21,34 +21,16 @@ from medaug.data.splits import assert_disjoint
 from medaug.data.volumes import Volumes
 from medaug.io import write_tsv
 from medaug.sampling.synthetic import label_token
-from medaug.study.classifier import predict_proba, train_classifier
+from medaug.study.classifiers import build_classifier
+from medaug.study.conditions import CONDITIONS, Condition
 from medaug.study.config import StudyConfig
 from medaug.study.data import ImageSet, StudyData
 from medaug.study.metrics import classification_metrics
 from medaug.study.search import CNNArchitecture
-from medaug.study.sklearn_models import downsample, sklearn_classifier
 from medaug.study.training_sets import build_training_set
 
 logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.tsv"
-
-
-@dataclass(frozen=True)
-class Condition:
-    """A training set: ``kind`` among real / synthetic / real+synthetic / classic, with its sizes."""
-
-    kind: str
-    sampler: str | None = None
-    per_class: int = 0
-    copies: int = 0
-
-    @property
-    def name(self) -> str:
-        if self.kind == "classic":
-            return f"classic-x{self.copies}"
-        if self.sampler is not None:
-            return f"{self.kind}-{self.sampler}-n{self.per_class}"
-        return self.kind
 
 
 @dataclass(frozen=True)
@@ -73,15 +55,8 @@ class StudyContext:
 
 
 def study_conditions(config: StudyConfig) -> list[Condition]:
-    conditions = []
-    for kind in config.conditions:
-        if kind == "real":
-            conditions.append(Condition("real"))
-        elif kind == "classic":
-            conditions += [Condition("classic", copies=k) for k in config.classic_copies]
-        else:
-            conditions += [Condition(kind, spec.name, n) for spec in config.samplers for n in config.synthetic_per_class]
-    return conditions
+    """Every variant of every condition of the study, in config order."""
+    return [variant for kind in config.conditions for variant in CONDITIONS.get(kind, "conditions").variants(config)]
 
 
 def study_tasks(config: StudyConfig) -> list[StudyTask]:
@@ -92,7 +67,7 @@ def study_tasks(config: StudyConfig) -> list[StudyTask]:
 
 def _evaluation_sets(context: StudyContext, task: StudyTask) -> dict[str, ImageSet]:
     sets = {"test": context.data.test, **context.data.independent}
-    if task.condition.kind == "real":
+    if CONDITIONS.get(task.condition.kind).gan_test:
         for sampler, pool in context.pools.items():
             rows, labels = [], []
             for code, label in enumerate(context.config.data.labels):
@@ -107,21 +82,8 @@ def _evaluation_sets(context: StudyContext, task: StudyTask) -> dict[str, ImageS
 
 def _fit_predict(context: StudyContext, task: StudyTask, train, seed: int, sets: dict[str, ImageSet]):
     """Train the task's classifier; return the probabilities on each evaluation set and the training log."""
-    config, data = context.config, context.data
-    if task.classifier.startswith("sklearn-"):
-        model = sklearn_classifier(task.classifier.removeprefix("sklearn-"), seed)
-        model.fit(downsample(train.images), train.labels.numpy())
-        return {name: model.predict_proba(downsample(s.images)) for name, s in sets.items()}, None
-    architecture = context.optimized if task.classifier == "cnn-optimized" else CNNArchitecture(
-        learning_rate=config.classifier_training.learning_rate, weight_decay=config.classifier_training.weight_decay)
-    torch.manual_seed(seed)
-    network = architecture.build(tuple(train.images.shape[1:]), classes=len(config.data.labels))
-    settings = architecture.training(config.classifier_settings(), seed)
-    network, log = train_classifier(network, (train.images, train.labels),
-                                    (data.validation.images, data.validation.labels), settings,
-                                    classes=config.data.labels)
-    return {name: predict_proba(network, s.images, mixed_precision=settings.mixed_precision)
-            for name, s in sets.items()}, pd.DataFrame(log)
+    classifier = build_classifier(task.classifier, context.config.classifier_options.get(task.classifier))
+    return classifier.fit_predict(context, train, seed, sets)
 
 
 def run_task(task: StudyTask, context: StudyContext, run_dir: Path) -> pd.DataFrame:
@@ -130,9 +92,8 @@ def run_task(task: StudyTask, context: StudyContext, run_dir: Path) -> pd.DataFr
     seed = config.seed + task.run
     assert_disjoint(train=data.train.rows, validation=data.validation.rows, test=data.test.rows)
     condition = task.condition
-    train = build_training_set(data.train.images, data.train.labels, condition.kind,
-                               synthetic=context.pools.get(condition.sampler), synthetic_per_class=condition.per_class,
-                               copies=condition.copies, seed=seed)
+    train = build_training_set(data.train.images, data.train.labels, condition,
+                               synthetic=context.pools.get(condition.sampler), seed=seed)
     sets = _evaluation_sets(context, task)
     probabilities, log = _fit_predict(context, task, train, seed, sets)
     names = np.array(config.data.labels)

@@ -1,6 +1,6 @@
 """Pure, batched tensor functions that simulate anatomy and MRI acquisition.
 
-Used by :mod:`medaug.data.example_cohort`. Coordinates are world millimetres (RAS+), points are
+Used by :mod:`medaug.simulation.example_cohort`. Coordinates are world millimetres (RAS+), points are
 ``(N, 3)`` float tensors, volumes are ``(C, X, Y, Z)`` tensors on axis-aligned grids described by
 a 4×4 voxel-to-world affine.
 """

@@ -12,9 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-from medaug.data.example_cohort import read_ground_truth, read_scanner_to_template, t1w_path  # noqa: E402
-from medaug.data.simulation import resample_to_template  # noqa: E402
 from medaug.io import atomic_write  # noqa: E402
+from medaug.simulation.example_cohort import read_ground_truth, read_scanner_to_template, t1w_path  # noqa: E402
+from medaug.simulation.primitives import resample_to_template  # noqa: E402
 
 # Coronal plane through the hippocampi and axial plane through the lateral ventricles (MNI mm).
 _PLANES = {"coronal y=-22": (1, -22.0), "axial z=+16": (2, 16.0)}

@@ -24,6 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import ClassVar
 
 import nibabel as nib
 import numpy as np
@@ -32,8 +33,11 @@ import torch
 from tqdm import tqdm
 
 from medaug import __version__
-from medaug.data.anatomy import TEMPLATE_SPACE, TemplateAnatomy, install_template_anatomy, load_template_anatomy
-from medaug.data.simulation import (
+from medaug.configuration import Config
+from medaug.errors import ConfigError, InputDataError, OutputExistsError
+from medaug.io import write_json, write_nifti, write_text, write_tsv
+from medaug.simulation.anatomy import TEMPLATE_SPACE, TemplateAnatomy, install_template_anatomy, load_template_anatomy
+from medaug.simulation.primitives import (
     acquisition_grid,
     exponentiate_velocity,
     grid_points,
@@ -44,9 +48,6 @@ from medaug.data.simulation import (
     sample_volume,
     smooth_bias_field,
 )
-from medaug.configuration import config_from_dict
-from medaug.errors import ConfigError, InputDataError, OutputExistsError
-from medaug.io import write_json, write_nifti, write_text, write_tsv
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +104,10 @@ _SESSION_RE = re.compile(r"^M(\d{2,3})$")
 
 
 @dataclass
-class ExampleCohortConfig:
+class ExampleCohortConfig(Config):
     """Parameters of a simulated cohort; round-trips through :meth:`to_dict` / :meth:`from_dict`."""
+
+    section: ClassVar[str] = 'example-cohort'
 
     subjects_per_label: int = 8
     labels: tuple[str, ...] = ("CN", "AD")
@@ -116,11 +119,8 @@ class ExampleCohortConfig:
     deformation_rms_mm: float = 3.0
     field_of_view_mm: tuple[float, float, float] = (188.0, 224.0, 200.0)
 
-    def __post_init__(self) -> None:
-        self.labels = tuple(self.labels)
-        self.sessions = tuple(self.sessions)
-        self.field_of_view_mm = tuple(float(v) for v in self.field_of_view_mm)
-        if not isinstance(self.subjects_per_label, int) or self.subjects_per_label < 1:
+    def validate(self) -> None:
+        if self.subjects_per_label < 1:
             raise ConfigError(f"subjects_per_label must be a positive integer, got {self.subjects_per_label!r}")
         unknown = [label for label in self.labels if label not in LABEL_PROFILES]
         if unknown or not self.labels:
@@ -148,14 +148,6 @@ class ExampleCohortConfig:
     @staticmethod
     def session_months(session: str) -> int:
         return int(_SESSION_RE.match(session).group(1))
-
-    def to_dict(self) -> dict:
-        data = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ExampleCohortConfig:
-        return config_from_dict(cls, data, "example-cohort")
 
 
 @dataclass

@@ -1,0 +1,138 @@
+"""``medaug generate``: synthetic images from a trained generator.
+
+The sampler choices and one ``--OPTION`` flag per sampler option come from the sampler registry
+(:mod:`medaug.sampling.samplers`); the options are validated by the sampler's options dataclass
+before the model is loaded. Nothing is written into the model folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from medaug.compute import INFERENCE_BATCH
+from medaug.configuration import check_seed
+from medaug.errors import ConfigError
+from medaug.sampling.samplers import SAMPLERS
+
+OPTION_PREFIX = "sampler_option_"
+
+
+def sampler_options() -> dict[str, list[str]]:
+    """Every sampler option name → the samplers that take it."""
+    owners: dict[str, list[str]] = {}
+    for name in SAMPLERS.names():
+        for option in SAMPLERS.get(name).Options.option_names():
+            owners.setdefault(option, []).append(name)
+    return owners
+
+
+def _value(text: str):
+    """A flag value read as YAML (``3`` → 3, ``0.1`` → 0.1, ``auto`` → 'auto', ``null`` → None)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _given_options(args: argparse.Namespace) -> dict:
+    given = {key.removeprefix(OPTION_PREFIX): value for key, value in vars(args).items()
+             if key.startswith(OPTION_PREFIX) and value is not None}
+    refused = sorted(set(given) - set(SAMPLERS.get(args.sampler).Options.option_names()))
+    if refused:
+        raise ConfigError(f"the {args.sampler} sampler takes no {', '.join(refused)} option "
+                          f"(its options: {', '.join(SAMPLERS.get(args.sampler).Options.option_names()) or 'none'})")
+    return given
+
+
+def _generate(args: argparse.Namespace) -> None:
+    import torch
+
+    from medaug.compute import resolve_device
+    from medaug.generative.persistence import load_generator
+    from medaug.io import write_json
+    from medaug.preprocessing.images import image_tensor
+    from medaug.provenance import GeneratorProvenance
+    from medaug.sampling.quality import QUALITY_IMAGES, quality_warnings, reconstruct, sample_quality
+    from medaug.sampling.samplers import Samples, build_sampler
+    from medaug.sampling.sampler import posterior_means
+    from medaug.sampling.synthetic import synthetic_listing, write_synthetic
+
+    for key, flag in (("n", "-n"), ("batch_size", "--batch-size"), ("start_index", "--start-index")):
+        if getattr(args, key) < 1:
+            raise ConfigError(f"{flag} must be ≥ 1, got {getattr(args, key)}")
+    check_seed(args.seed, "--seed")
+    sampler = build_sampler(args.sampler, **_given_options(args))  # validated before any loading
+    model_dir = args.model_dir / "best" if (args.model_dir / "best").is_dir() else args.model_dir
+    if args.out.resolve().is_relative_to(args.model_dir.resolve()):
+        raise ConfigError(f"--out {args.out} is inside the model folder {args.model_dir}; write elsewhere")
+    model = load_generator(model_dir, map_location=resolve_device(args.device))
+    provenance = GeneratorProvenance.read(model_dir)  # refuses an unfinished training, with the fix
+    shape = model.config.input_shape[1:]
+    train = image_tensor(provenance.train_images, shape)
+    held_out = provenance.validation_images
+    validation = image_tensor(held_out, shape) if held_out else None
+    device = next(model.parameters()).device
+    sampler.fit(model, train.to(device), allow_uninformative=args.allow_uninformative)
+    latents, diagnostics = sampler.draw(args.n, seed=args.seed)
+    label = provenance.label
+    table = write_synthetic(latents.cpu(), sampler.decode(latents, args.batch_size), args.out,
+                            label=label, model_dir=model_dir, sampler=sampler,
+                            seed=args.seed, start_index=args.start_index, diagnostics=diagnostics)
+    shown = latents[:QUALITY_IMAGES]
+    quality = sample_quality(torch.cat(list(sampler.decode(shown, args.batch_size))), train, held_out=validation,
+                             reconstructions=reconstruct(model, train),
+                             held_out_reconstructions=reconstruct(model, validation) if validation is not None else None)
+    warnings = quality_warnings(quality) + diagnostics.get("warnings", [])
+    write_json(synthetic_listing(args.out, label, args.seed).with_suffix(".quality.json"),
+               {**quality, "sampler": sampler.config(), "chains": diagnostics, "posterior": sampler.posterior,
+                "warnings": warnings})
+    if args.figure:
+        from medaug.sampling.figure import plot_latent_geometry
+
+        codes = posterior_means(model, train.to(device)).cpu()
+        plot_latent_geometry(sampler, Samples(torch.cat(list(sampler.decode(latents[:8]))), latents.cpu()), codes,
+                             args.figure)
+        print(f"Figure: {args.figure}")
+    chains = ", ".join(f"{key} {diagnostics[key]:.3g}" for key in ("acceptance_rate", "step_size", "sigma",
+                                                                     "ess_per_draw", "split_r_hat")
+                       if key in diagnostics)
+    print(f"{len(table)} synthetic images written to {args.out}" + (f"; {chains}" if chains else ""))
+    print(f"quality (first {len(shown)} images, intensity space): diversity {quality['diversity']:.2f}, coverage "
+          f"{quality['coverage']:.2f}, largest nearest-neighbour share {quality['max_nn_share']:.2f}, precision "
+          f"{quality['precision']:.2f}, recall {quality['recall']:.2f}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "generate", help="sample synthetic images from a trained generator",
+        description="Draw latent codes with a sampler, decode them and write NIfTI images labelled as synthetic "
+                    "(desc-synthetic + provenance sidecar).",
+        epilog="samplers:\n  " + SAMPLERS.help().replace("\n", "\n  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", type=Path, help="folder from `medaug train-generator` (or its best/)")
+    parser.add_argument("--sampler", default="rhvae-hmc", choices=SAMPLERS.names(),
+                        help="posterior and jitter are copy controls (re-encoded / noisy training images)")
+    parser.add_argument("-n", type=int, required=True, help="number of images")
+    parser.add_argument("--out", type=Path, required=True, help="derivative folder for the synthetic images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=INFERENCE_BATCH, help="images decoded at a time")
+    parser.add_argument("--start-index", type=int, default=1, help="first synthetic subject number")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (chains and decoding)")
+    options = parser.add_argument_group("sampler options (each sampler's defaults apply when not given)")
+    for option, owners in sorted(sampler_options().items()):
+        flag = f"--{option.replace('_', '-')}"
+        if flag in parser._option_string_actions:  # an option named like a command flag (two-stage's seed)
+            flag = f"--sampler-{option.replace('_', '-')}"
+        options.add_argument(flag, dest=OPTION_PREFIX + option, type=_value, metavar="VALUE",
+                             help=f"({', '.join(owners)})")
+    parser.add_argument("--allow-uninformative", action="store_true",
+                        help="sample even from a collapsed generator (a warning instead of the refusal)")
+    parser.add_argument("--figure", type=Path, default=None, metavar="PNG",
+                        help="2D latent spaces: density, training codes, samples and decoded images")
+    parser.set_defaults(handler=_generate)

@@ -1,0 +1,91 @@
+"""``medaug longitudinal fit|generate|impute``: the flow-based longitudinal VAE."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from medaug.cli.common import size_triple, config_sections
+
+
+def _longitudinal_fit(args: argparse.Namespace) -> None:
+
+    from medaug.generative.config import GeneratorConfig
+    from medaug.generative.training_data import read_image_table
+    from medaug.longitudinal.flow_vae import FlowTraining, FlowVAEConfig
+    from medaug.longitudinal.workflow import fit_longitudinal
+
+    options = config_sections(args.config, ("generator", "flow", "training"))
+    generator = {"input_shape": (1, *args.size), "latent_dim": 16, **(options.get("generator") or {}),
+                 "model": args.prior}
+    config = FlowVAEConfig.from_dict({**(options.get("flow") or {}), "generator": GeneratorConfig.from_dict(generator),
+                                      "visits": args.visits, "posterior": args.posterior})
+    training = FlowTraining.from_dict({"seed": args.seed, **(options.get("training") or {}),
+                                       **({"epochs": args.epochs} if args.epochs is not None else {})})
+    table = read_image_table(args.source, args.labels)
+    result = fit_longitudinal(table, args.label, args.out, config, training, interval_years=args.interval,
+                              split_dir=args.split)
+    print(f"longitudinal VAE for {args.label}: {result['train_subjects']} training subjects "
+          f"({result['observed_visits']} observed visits), {result['validation_subjects']} validation; best "
+          f"validation loss {result['best_val_loss']:.2f} at epoch {result['best_epoch']}; model in {args.out / 'model'}")
+
+
+def _longitudinal_generate(args: argparse.Namespace) -> None:
+    from medaug.longitudinal.workflow import generate_longitudinal
+
+    table = generate_longitudinal(args.model_dir, args.n, args.out, seed=args.seed, start_index=args.start_index,
+                                  start=args.start, components=args.components)
+    print(f"{table['participant_id'].nunique()} synthetic subjects ({len(table)} sessions) written to {args.out}")
+
+
+def _longitudinal_impute(args: argparse.Namespace) -> None:
+    from medaug.generative.training_data import read_image_table
+    from medaug.longitudinal.workflow import impute_longitudinal
+
+    table = read_image_table(args.source, args.labels)
+    written = impute_longitudinal(args.model_dir, table, args.out, draws=args.draws, seed=args.seed,
+                                  sources=[args.source])
+    counts = written["kind"].value_counts().to_dict()
+    print(f"{counts.get('imputed', 0)} imputed and {counts.get('extrapolated', 0)} extrapolated visits of "
+          f"{written['participant_id'].nunique()} subjects written to {args.out}")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("longitudinal", help="longitudinal VAE with flows: fit, generate, impute",
+                                 description="Flow-based longitudinal VAE (thesis ch. 6) on sessions placed on a "
+                                             "regular visit grid by age.")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    fit = actions.add_parser("fit", help="train on the sequences of one diagnosis (resumes)")
+    fit.add_argument("source", type=Path, help="cohort TSV with path and age columns, or a CAPS folder (with --labels)")
+    fit.add_argument("--label", required=True, help="diagnosis to model, for example AD")
+    fit.add_argument("--out", type=Path, required=True, help="model folder (model/, training_log.tsv, checkpoint.pt)")
+    fit.add_argument("--labels", type=Path, default=None, help="labels TSV with ages when SOURCE is a CAPS folder")
+    fit.add_argument("--split", type=Path, default=None, metavar="DIR", help="split folder from `medaug split`")
+    fit.add_argument("--visits", type=int, default=4, help="visits on the grid (default 4)")
+    fit.add_argument("--interval", type=float, default=1.0, help="years between grid visits (default 1)")
+    fit.add_argument("--size", type=size_triple, default=(84, 104, 89), metavar="X,Y,Z")
+    fit.add_argument("--prior", default="vae", choices=("vae", "vamp"), help="N(0, I) or VAMP prior on z_0")
+    fit.add_argument("--posterior", default="gaussian", choices=("gaussian", "iaf"))
+    fit.add_argument("--epochs", type=int, default=None)
+    fit.add_argument("--config", type=Path, default=None, metavar="YAML",
+                     help="generator:, flow: and training: sections (GeneratorConfig / FlowVAEConfig / FlowTraining)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.set_defaults(handler=_longitudinal_fit)
+    generate = actions.add_parser("generate", help="new synthetic subjects as BIDS sessions")
+    generate.add_argument("model_dir", type=Path)
+    generate.add_argument("-n", type=int, required=True, help="number of subjects")
+    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--start-index", type=int, default=1)
+    generate.add_argument("--start", default="prior", choices=("prior", "gmm"),
+                          help="z_0 from the prior, or from a Gaussian mixture of the training first-visit codes")
+    generate.add_argument("--components", type=int, default=4, help="mixture components with --start gmm")
+    generate.set_defaults(handler=_longitudinal_generate)
+    impute = actions.add_parser("impute", help="impute missing and extrapolate later visits (Alg. 7)")
+    impute.add_argument("model_dir", type=Path)
+    impute.add_argument("source", type=Path, help="cohort TSV with path and age columns, or a CAPS folder")
+    impute.add_argument("--labels", type=Path, default=None)
+    impute.add_argument("--out", type=Path, required=True)
+    impute.add_argument("--draws", type=int, default=10, help="posterior draws per observed anchor")
+    impute.add_argument("--seed", type=int, default=0)
+    impute.set_defaults(handler=_longitudinal_impute)

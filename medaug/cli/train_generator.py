@@ -1,0 +1,65 @@
+"""``medaug train-generator``: one generator on one diagnosis."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from medaug.cli.common import size_triple, config_sections
+from medaug.generative.config import MODELS
+
+
+def _train_generator(args: argparse.Namespace) -> None:
+    import torch
+    import yaml
+
+    from medaug.distributed import is_main_process
+    from medaug.generative.config import GeneratorConfig
+    from medaug.generative.models import build_model
+    from medaug.generative.trainer import TrainerConfig, train_generator
+    from medaug.generative.training_data import (
+        class_split, read_image_table, record_training_data)
+    from medaug.preprocessing.images import image_tensor
+    from medaug.io import write_text
+
+    options = config_sections(args.config, ("generator", "trainer"))
+    generator_options = dict(options.get("generator") or {})
+    generator_options.setdefault("input_shape", (1, *args.size))
+    generator_options["model"] = args.model
+    config = GeneratorConfig.from_dict(generator_options)
+    trainer = TrainerConfig.from_dict({"seed": args.seed, **(options.get("trainer") or {})})
+    table = read_image_table(args.source, args.labels)
+    train_rows, validation_rows = class_split(table, args.label, args.split, seed=trainer.seed)
+    spatial = config.input_shape[1:]
+    train, validation = image_tensor(train_rows, spatial), image_tensor(validation_rows, spatial)
+    settings = {"generator": config.to_dict(), "trainer": trainer.to_dict()}
+    if is_main_process() and not (args.out / "checkpoint.pt").exists():  # a new training: record its settings
+        write_text(args.out / "train_config.yaml", yaml.safe_dump(settings, sort_keys=False))
+    torch.manual_seed(trainer.seed)
+    # checkpoint.pt records these settings (max_epochs included): resuming with others raises ConfigError
+    result = train_generator(build_model(config), train, validation, args.out, trainer, settings=settings)
+    if not is_main_process():
+        return
+    record_training_data(args.out / "best", args.label, train_rows, validation_rows, spatial, source=str(args.source))
+    print(f"{args.model} for {args.label}: {len(train)} training / {len(validation)} validation images, "
+          f"best validation loss {result['best_val_loss']:.2f} at epoch {result['best_epoch']} "
+          f"of {result['epochs']}; model in {args.out / 'best'}")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train-generator", help="train one generator (VAE, RHVAE, ...) on one diagnosis",
+                                 description="Train a generative model on the images of one diagnosis, with early "
+                                             "stopping on a subject-level validation set; resumes an interrupted run.")
+    parser.add_argument("source", type=Path, help="cohort TSV with a path column, or a CAPS folder (with --labels)")
+    parser.add_argument("--label", required=True, help="diagnosis to model, for example AD")
+    parser.add_argument("--model", default="rhvae", choices=MODELS)
+    parser.add_argument("--out", type=Path, required=True, help="model folder (best/, training_log.csv)")
+    parser.add_argument("--config", type=Path, default=None, metavar="YAML",
+                        help="generator: and trainer: sections (GeneratorConfig / TrainerConfig fields)")
+    parser.add_argument("--labels", type=Path, default=None, help="labels TSV when SOURCE is a CAPS folder")
+    parser.add_argument("--split", type=Path, default=None, metavar="DIR",
+                        help="split folder from `medaug split` (its train / validation subjects)")
+    parser.add_argument("--size", type=size_triple, default=(84, 104, 89), metavar="X,Y,Z",
+                        help="image size when the config has no input_shape (default 84,104,89)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_train_generator)
