@@ -195,6 +195,14 @@ def _key(where: str | None, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
+def check_at_least(config: Config, **minimums: float) -> None:
+    """Each named field of ``config`` (a number, or every number of a tuple) is ≥ its minimum."""
+    for name, low in minimums.items():
+        value = getattr(config, name)
+        if value is not None and min(value if isinstance(value, tuple) else (value,), default=low) < low:
+            raise ConfigError(f"{_key(config.section, name)} must be ≥ {low}, got {plain(value)!r}")
+
+
 def check_device(value: str, key: str) -> None:
     """A torch device name: ``cpu``, ``cuda`` or ``cuda:i``."""
     head, _, index = value.partition(":")

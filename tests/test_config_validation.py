@@ -139,7 +139,7 @@ def test_longitudinal_fit_refuses_bad_settings_before_reading_images(tmp_path, c
 
 @pytest.mark.parametrize("argv, message", [
     (["--sampler", "prior", "--steps", "3"], "the prior sampler takes no steps option"),
-    (["--sampler", "gmm", "--n-components", "0"], "n_components ≥ 1"),
+    (["--sampler", "gmm", "--n-components", "0"], "n_components must be ≥ 1"),
     (["--sampler", "gmm", "--n-components", "2.5"], "gmm sampler options.n_components: expected a whole number"),
     (["--sampler", "rhvae-hmc", "--step-sise", "0.1"], "unrecognized arguments: --step-sise"),
     (["--sampler", "rhvae-hmc", "--steps", "many"], "rhvae-hmc sampler options.steps: expected a whole number"),

@@ -130,7 +130,7 @@ def test_longitudinal_commands_explain_bad_models_counts_labels_and_settings(tin
     with pytest.raises(SystemExit) as exit_info:
         main(["longitudinal", "generate", str(model), "-n", "1", "--out", str(tmp_path / "s"), "--start", "gmm",
               "--components", "0"])
-    assert exit_info.value.code == 2 and "n_components ≥ 1" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "n_components must be ≥ 1" in capsys.readouterr().err
     cn_only = tmp_path / "cn.tsv"
     pd.read_csv(cohort, sep="\t").query("diagnosis == 'CN'").to_csv(cn_only, sep="\t", index=False)
     assert main(["longitudinal", "impute", str(model), str(cn_only), "--out", str(tmp_path / "i")]) == 2

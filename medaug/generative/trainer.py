@@ -4,7 +4,6 @@ non-finite losses."""
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,6 @@ from medaug.errors import ConfigError, TrainingDivergedError
 from medaug.generative.models import GenerativeModel
 from medaug.generative.persistence import load_generator, save_generator
 from medaug.training import Hooks, LoopConfig, TrainingLoop
-
-logger = logging.getLogger(__name__)
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "best_val_loss", "seconds"]
 

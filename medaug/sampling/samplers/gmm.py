@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from medaug.configuration import Config
+from medaug.configuration import Config, check_at_least
 from medaug.errors import ConfigError
 from medaug.generative.models import GenerativeModel
 from medaug.sampling.sampler import Sampler, posterior_means
@@ -22,8 +22,7 @@ class GMMOptions(Config):
     n_components: int = 10
 
     def validate(self) -> None:
-        if self.n_components < 1:
-            raise ConfigError(f"the gmm sampler needs n_components ≥ 1, got {self.n_components}")
+        check_at_least(self, n_components=1)
 
 
 @SAMPLERS.register

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 
 from medaug.compute import INFERENCE_BATCH
-from medaug.configuration import Config
+from medaug.configuration import Config, check_at_least
 from medaug.errors import ConfigError
 from medaug.sampling.sampler import Sampler
 from medaug.sampling.samplers import SAMPLERS
@@ -22,8 +22,7 @@ class JitterOptions(Config):
     noise_std: float = 0.05
 
     def validate(self) -> None:
-        if self.noise_std < 0:
-            raise ConfigError(f"the jitter sampler needs noise_std ≥ 0, got {self.noise_std}")
+        check_at_least(self, noise_std=0)
 
 
 @SAMPLERS.register

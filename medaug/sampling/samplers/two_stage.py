@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from medaug.configuration import Config, check_seed
+from medaug.configuration import Config, check_at_least, check_seed
 from medaug.errors import ConfigError
 from medaug.sampling.sampler import Sampler, posterior_means
 from medaug.sampling.samplers import SAMPLERS
@@ -21,8 +21,7 @@ class TwoStageOptions(Config):
     seed: int = 0
 
     def validate(self) -> None:
-        if self.epochs < 1 or (self.latent_dim is not None and self.latent_dim < 1):
-            raise ConfigError("epochs and latent_dim must be ≥ 1")
+        check_at_least(self, epochs=1, latent_dim=1)
         check_seed(self.seed, f"{self.section}.seed")
 
 

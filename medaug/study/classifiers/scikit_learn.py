@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from medaug.configuration import Config
+from medaug.configuration import Config, check_at_least
 from medaug.compute import INFERENCE_BATCH
 from medaug.data.volumes import Volumes
 from medaug.errors import ConfigError
@@ -57,7 +57,7 @@ class SVMOptions(Config):
 
     def validate(self) -> None:
         if self.C <= 0:
-            raise ConfigError(f"{self.section}: C must be > 0, got {self.C}")
+            raise ConfigError(f"{self.section}.C must be > 0, got {self.C}")
 
 
 @CLASSIFIERS.register
@@ -80,8 +80,7 @@ class ForestOptions(Config):
     n_estimators: int = 300
 
     def validate(self) -> None:
-        if self.n_estimators < 1:
-            raise ConfigError(f"{self.section}: n_estimators must be ≥ 1, got {self.n_estimators}")
+        check_at_least(self, n_estimators=1)
 
 
 @CLASSIFIERS.register
@@ -103,8 +102,7 @@ class NeighboursOptions(Config):
     n_neighbors: int = 5
 
     def validate(self) -> None:
-        if self.n_neighbors < 1:
-            raise ConfigError(f"{self.section}: n_neighbors must be ≥ 1, got {self.n_neighbors}")
+        check_at_least(self, n_neighbors=1)
 
 
 @CLASSIFIERS.register
@@ -127,8 +125,7 @@ class PerceptronOptions(Config):
     max_iter: int = 500
 
     def validate(self) -> None:
-        if not self.hidden or min(self.hidden) < 1 or self.max_iter < 1:
-            raise ConfigError(f"{self.section}: hidden layer sizes and max_iter must be ≥ 1")
+        check_at_least(self, hidden=1, max_iter=1)
 
 
 @CLASSIFIERS.register
