@@ -129,8 +129,6 @@ def plain(value: Any) -> Any:
     """JSON / YAML-ready form: configurations and mappings as dicts, tuples as lists."""
     if isinstance(value, Config):
         return value.to_dict()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -72,7 +72,7 @@ class Registry(Generic[T]):
 
     def summary(self, name: str) -> str:
         """First line of the component's docstring (for CLI help)."""
-        return (self.get(name).__doc__ or "").strip().splitlines()[0] if self.get(name).__doc__ else ""
+        return ((self.get(name).__doc__ or "").strip().splitlines() or [""])[0]
 
     def help(self) -> str:
         """One line per component: name, options and summary."""

@@ -16,10 +16,7 @@ from medaug import __version__
 from medaug.cli import cohort, example_cohort, generate, longitudinal, preprocess, run, split, train_generator
 from medaug.errors import ConfigError, MedaugError
 
-logger = logging.getLogger("medaug")
-
 SUBCOMMANDS = (example_cohort, cohort, split, preprocess, train_generator, generate, run, longitudinal)
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -30,7 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
     for command in SUBCOMMANDS:
         command.add_parser(commands)
     return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
