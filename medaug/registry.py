@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 class Registry(Generic[T]):
     """Names → components of one ``kind``; ``package`` is the dotted name of the package whose
-    modules define them (imported on first lookup)."""
+    modules define them, or of the one module that does (imported on first lookup)."""
 
     def __init__(self, kind: str, package: str | None = None) -> None:
         self.kind, self.package = kind, package
@@ -45,7 +45,7 @@ class Registry(Generic[T]):
         if not self._discovered:
             self._discovered = True
             package = importlib.import_module(self.package)
-            for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            for module in [] if not hasattr(package, "__path__") else sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
                 if not module.name.startswith("_"):
                     importlib.import_module(f"{self.package}.{module.name}")
 

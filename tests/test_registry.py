@@ -9,6 +9,7 @@ import yaml
 
 from medaug.cli import build_parser
 from medaug.configuration import Config
+from medaug.generative.config import MODELS
 from medaug.errors import ConfigError
 from medaug.registry import Registry
 from medaug.sampling.sampler import Sampler
@@ -78,6 +79,7 @@ def test_registries_list_their_components_and_refuse_unknown_names():
     assert {"real", "synthetic", "real+synthetic", "classic"} == set(CONDITIONS.names())
     assert {"cnn", "cnn-optimized", "sklearn-svm", "sklearn-knn", "sklearn-random_forest",
             "sklearn-mlp"} == set(CLASSIFIERS.names())
+    assert {"vae", "rhvae", "vamp", "rae_l2", "rae_gp"} == set(MODELS.names())
     assert "steps" in SAMPLERS.help() and "n_neighbors" in CLASSIFIERS.help()
     with pytest.raises(ConfigError, match="here: unknown sampler 'hmc'; choose among geometric, gmm, jitter"):
         SAMPLERS.get("hmc", "here")

@@ -52,7 +52,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                              "stopping on a subject-level validation set; resumes an interrupted run.")
     parser.add_argument("source", type=Path, help="cohort TSV with a path column, or a CAPS folder (with --labels)")
     parser.add_argument("--label", required=True, help="diagnosis to model, for example AD")
-    parser.add_argument("--model", default="rhvae", choices=MODELS)
+    parser.add_argument("--model", default="rhvae", choices=MODELS.names())
     parser.add_argument("--out", type=Path, required=True, help="model folder (best/, training_log.csv)")
     parser.add_argument("--config", type=Path, default=None, metavar="YAML",
                         help="generator: and trainer: sections (GeneratorConfig / TrainerConfig fields)")

@@ -7,8 +7,9 @@ from typing import ClassVar
 
 from medaug.configuration import Config
 from medaug.errors import ConfigError
+from medaug.registry import Registry
 
-MODELS = ("vae", "rhvae", "vamp", "rae_l2", "rae_gp")
+MODELS = Registry("model", "medaug.generative.models")  # the classes of medaug.generative.models
 NETWORKS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -45,8 +46,7 @@ class GeneratorConfig(Config):
     rae_decoder_weight: float = 1e-4
 
     def validate(self) -> None:
-        if self.model not in MODELS:
-            raise ConfigError(f"unknown model {self.model!r}; choose among {', '.join(MODELS)}")
+        MODELS.get(self.model, f"{self.section}.model")
         if self.network not in NETWORKS:
             raise ConfigError(f"unknown network {self.network!r}; choose among {', '.join(NETWORKS)}")
         if self.likelihood not in LIKELIHOODS:

@@ -7,21 +7,29 @@ and can estimate log p(x) by importance sampling (:mod:`medaug.generative.likeli
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from medaug.generative.config import GeneratorConfig
+from medaug.generative.config import MODELS, GeneratorConfig
 from medaug.generative.densities import (
     kl_standard_normal, log_bernoulli, log_diagonal_normal, log_gaussian, log_standard_normal)
 from medaug.generative.leapfrog import tempered_flow
 from medaug.generative.metric import Metric, log_normal_metric, lower_factors, sample_velocity
 from medaug.nets.conv import ConvDecoder, ConvEncoder, ConvMetric
 from medaug.nets.mlp import MLPDecoder, MLPEncoder, MLPMetric
+from medaug.registry import NoOptions
 
 
 class GenerativeModel(nn.Module):
-    """Encoder q_φ(z|x) = N(μ, diag σ²), decoder p_θ(x|z) (Bernoulli or fixed-σ Gaussian on sigmoid outputs)."""
+    """Encoder q_φ(z|x) = N(μ, diag σ²), decoder p_θ(x|z) (Bernoulli or fixed-σ Gaussian on sigmoid outputs).
+
+    Models register their ``name`` in :data:`~medaug.generative.config.MODELS`; their settings are
+    the shared ``generator`` section (:class:`GeneratorConfig`), so they take no options of their own."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type] = NoOptions
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
@@ -60,8 +68,11 @@ class GenerativeModel(nn.Module):
         of batches); nothing to do here."""
 
 
+@MODELS.register
 class VAE(GenerativeModel):
     """Vanilla VAE; the ELBO uses the closed-form KL to N(0, I)."""
+
+    name = "vae"
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         mean, log_var = self.encoder(x)
@@ -69,8 +80,11 @@ class VAE(GenerativeModel):
         return (kl_standard_normal(mean, log_var) - self.log_px_given_z(x, self.decoder(z))).mean()
 
 
+@MODELS.register
 class VAMP(GenerativeModel):
     """VAE with the VAMP prior p(z) = 1/K Σₖ q_φ(z|uₖ) over K learned pseudo-inputs uₖ."""
+
+    name = "vamp"
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__(config)
@@ -89,11 +103,30 @@ class RAE(GenerativeModel):
     estimated without bias by ‖Jᵀe‖² with e ~ N(0, I) (``rae_gp``).
     """
 
+    def _objective(self, x, z, logits, penalty) -> torch.Tensor:
+        objective = -self.log_px_given_z(x, logits) + self.config.rae_latent_weight * 0.5 * z.pow(2).sum(-1)
+        return (objective + self.config.rae_decoder_weight * penalty).mean()
+
+
+@MODELS.register
+class RAEL2(RAE):
+    """RAE with the decoder-weight penalty R(θ) = ‖θ_decoder‖²."""
+
+    name = "rae_l2"
+
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        if self.config.model == "rae_l2":
-            z, _ = self.encoder(x)
-            penalty = sum(p.pow(2).sum() for p in self.decoder.parameters())
-            return self._objective(x, z, self.decoder(z), penalty)
+        z, _ = self.encoder(x)
+        penalty = sum(p.pow(2).sum() for p in self.decoder.parameters())
+        return self._objective(x, z, self.decoder(z), penalty)
+
+
+@MODELS.register
+class RAEGP(RAE):
+    """RAE with the gradient penalty R = ‖J_D(z)‖²_F, estimated by ‖Jᵀe‖², e ~ N(0, I)."""
+
+    name = "rae_gp"
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():  # the penalty needs ∂D/∂z even when evaluating
             z, _ = self.encoder(x)
@@ -104,11 +137,8 @@ class RAE(GenerativeModel):
                                                       create_graph=create_graph)
         return self._objective(x, z, logits, jacobian_t_probe.pow(2).sum(-1))
 
-    def _objective(self, x, z, logits, penalty) -> torch.Tensor:
-        objective = -self.log_px_given_z(x, logits) + self.config.rae_latent_weight * 0.5 * z.pow(2).sum(-1)
-        return (objective + self.config.rae_decoder_weight * penalty).mean()
 
-
+@MODELS.register
 class RHVAE(GenerativeModel):
     """Riemannian Hamiltonian VAE (thesis §1.3, Alg. 1, Eq. 1.5-1.7).
 
@@ -116,6 +146,8 @@ class RHVAE(GenerativeModel):
     L_ψ(xᵢ)); :meth:`update_metric` stores the whole training set's centroids and factors in
     buffers (saved in the state dict, moved by ``.to()``), used in evaluation and for sampling.
     """
+
+    name = "rhvae"
 
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__(config)
@@ -192,9 +224,6 @@ class RHVAE(GenerativeModel):
         return log_p - log_q
 
 
-MODEL_CLASSES = {"vae": VAE, "rhvae": RHVAE, "vamp": VAMP, "rae_l2": RAE, "rae_gp": RAE}
-
-
 def build_model(config: GeneratorConfig) -> GenerativeModel:
-    """The model named by ``config.model``."""
-    return MODEL_CLASSES[config.model](config)
+    """The model registered as ``config.model``."""
+    return MODELS.get(config.model, "generator.model")(config)
