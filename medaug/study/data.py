@@ -3,7 +3,9 @@ stack per split (``images/<split>.npy`` beside its listing), read batch by batch
 
 Test subjects contribute their baseline image only (one prediction per subject); with
 ``data.sessions: all`` training and validation subjects contribute every session. Images that
-fail preprocessing or its QC are left out and listed in the log and ``excluded.tsv``.
+fail preprocessing or its QC are left out, listed in the log and ``excluded.tsv``, before the
+split is drawn, so that the split's counts hold for the images the study uses. Each image set
+carries a fingerprint of its listing (paths, sizes, mtimes) for the steps downstream.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
 from medaug.preprocessing.images import image_stream
 from medaug.io import write_tsv
 from medaug.preprocessing.runner import preprocess_cohort
+from medaug.run_folder import file_signature, fingerprint
 from medaug.study.config import StudyConfig
 
 logger = logging.getLogger(__name__)
@@ -33,11 +36,13 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ImageSet:
     """Rows (participant_id, session_id, diagnosis, path), images (N, 1, *size) streamed from a
-    memory-mapped stack (or any indexable source), label codes (N,)."""
+    memory-mapped stack (or any indexable source), label codes (N,), and the fingerprint of the
+    image files it was read from."""
 
     rows: pd.DataFrame
     images: VolumeFile | Volumes | torch.Tensor
     labels: torch.Tensor
+    fingerprint: str = ""
 
 
 @dataclass
@@ -59,14 +64,25 @@ def _cohort(config: StudyConfig, bids: str) -> pd.DataFrame:
 
 
 def _split(config: StudyConfig, cohort: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+    """The recorded split when its settings and subjects match the cohort; drawn and saved otherwise."""
     split_dir = run_dir / "split"
-    if (split_dir / "split.json").exists():
-        subjects, recorded = load_split(split_dir)
-        if recorded != config.split:
-            raise OutputExistsError(f"{split_dir} holds a split with other settings; use a new output folder")
+    if not (split_dir / "split.json").exists():
+        subjects = split_subjects(cohort, config.split)
+        save_split(subjects, config.split, split_dir)
         return subjects
-    subjects = split_subjects(cohort, config.split)
-    save_split(subjects, config.split, split_dir)
+    subjects, recorded = load_split(split_dir)
+    if recorded != config.split:
+        raise OutputExistsError(f"{split_dir} holds a split with other settings; use a new output folder")
+    now = cohort.groupby("participant_id")["diagnosis"].first()
+    then = subjects.set_index("participant_id")["diagnosis"]
+    common = now.index.intersection(then.index)
+    changes = {"added": now.index.difference(then.index), "removed": then.index.difference(now.index),
+               "with another diagnosis": common[now[common] != then[common]]}
+    changed = [f"{len(ids)} subject(s) {what} ({', '.join(ids[:3])}{' …' if len(ids) > 3 else ''})"
+               for what, ids in changes.items() if len(ids)]
+    if changed:
+        raise OutputExistsError(f"the usable cohort changed since {split_dir} was drawn: {'; '.join(changed)}; "
+                                "use a new output folder (a new split changes every result) or restore the data")
     return subjects
 
 
@@ -77,6 +93,7 @@ def _preprocessed(config: StudyConfig, rows: pd.DataFrame, bids: str, caps: Path
     t1_linear = config.preprocessing.t1_linear()
     qc = preprocess_cohort(rows, caps, t1_linear, sources=[bids], jobs=config.preprocessing.jobs)
     bad = qc[qc["status"] != "ok"]
+    (caps / "excluded.tsv").unlink(missing_ok=True)
     if len(bad):
         write_tsv(caps / "excluded.tsv", bad)
         logger.warning("%d image(s) left out of the study after t1-linear QC (see %s)", len(bad), caps / "excluded.tsv")
@@ -88,43 +105,45 @@ def _preprocessed(config: StudyConfig, rows: pd.DataFrame, bids: str, caps: Path
 
 
 def _image_set(config: StudyConfig, rows: pd.DataFrame, stack: Path) -> ImageSet:
-    """The split's images in ``stack`` (float32 .npy, rewritten when its listing changes)."""
+    """The split's images in ``stack`` (float32 .npy, rewritten when its listing, which holds each
+    file's size and mtime, changes: a replaced image is read again)."""
     rows = rows.sort_values(["participant_id", "session_id"]).reset_index(drop=True)
     codes = {label: i for i, label in enumerate(config.data.labels)}
     listing = stack.with_suffix(".tsv")
-    columns = ["participant_id", "session_id", "path"]
-    current = rows[columns].astype(str)
+    signatures = [file_signature(path) for path in rows["path"]]
+    current = rows[["participant_id", "session_id", "diagnosis", "path"]].assign(
+        size=[size for size, _ in signatures], mtime_ns=[mtime for _, mtime in signatures]).astype(str)
     if not (stack.exists() and listing.exists()
             and pd.read_csv(listing, sep="\t", dtype=str, keep_default_na=False).equals(current)):
+        listing.unlink(missing_ok=True)  # the stack is rewritten: the listing comes back only once it is whole
         size = config.preprocessing.size
         write_volume_file(stack, (image[None] for image in image_stream(rows, size)), (len(rows), 1, *size))
         write_tsv(listing, current)
-    return ImageSet(rows, VolumeFile(stack), torch.tensor([codes[d] for d in rows["diagnosis"]], dtype=torch.long))
+    return ImageSet(rows, VolumeFile(stack), torch.tensor([codes[d] for d in rows["diagnosis"]], dtype=torch.long),
+                    fingerprint(current.to_dict("records")))
 
 
 def prepare_data(config: StudyConfig, run_dir: Path) -> StudyData:
-    """Cohort table, split, preprocessing (cached in ``run_dir/caps``) and the image tensors."""
+    """Cohort table, preprocessing (cached in ``run_dir/caps``), split of the usable images, image stacks."""
     cohort = _cohort(config, config.data.bids)
     write_tsv(run_dir / "cohort.tsv", cohort)
-    subjects = _split(config, cohort, run_dir)
+    needed = cohort if config.data.sessions == "all" else baseline_sessions(cohort)
+    usable = _preprocessed(config, needed, config.data.bids, run_dir / "caps")
+    subjects = _split(config, usable, run_dir)
     groups = {name: set(group["participant_id"]) for name, group in subjects.groupby("split")}
     if config.train_subset == "train_n":
         groups["train"] = set(subjects.loc[subjects["train_n"], "participant_id"])
     assert_disjoint(**{name: sorted(ids) for name, ids in groups.items()})
-    baseline = baseline_sessions(cohort)
-    development = cohort if config.data.sessions == "all" else baseline
-    selected = {name: (baseline if name == "test" else development) for name in ("train", "validation", "test")}
-    selected = {name: rows[rows["participant_id"].isin(groups.get(name, set()))] for name, rows in selected.items()}
-    needed = pd.concat(selected.values())
-    processed = _preprocessed(config, needed, config.data.bids, run_dir / "caps")
+    baseline = baseline_sessions(usable)
     sets = {}
-    for name, rows in selected.items():
-        kept = processed.merge(rows[["participant_id", "session_id"]], on=["participant_id", "session_id"])
+    for name in ("train", "validation", "test"):
+        rows = baseline if name == "test" else usable
+        rows = rows[rows["participant_id"].isin(groups.get(name, set()))]
         for label in config.data.labels:
-            if not (kept["diagnosis"] == label).any():
+            if not (rows["diagnosis"] == label).any():
                 raise InputDataError(f"the {name} split has no usable {label} image; add subjects or lower "
                                      "split.test_per_label")
-        sets[name] = _image_set(config, kept, run_dir / "images" / f"{name}.npy")
+        sets[name] = _image_set(config, rows, run_dir / "images" / f"{name}.npy")
     assert_disjoint(train=sets["train"].rows, validation=sets["validation"].rows, test=sets["test"].rows)
     independent = {}
     for cohort_spec in config.data.independent_tests:

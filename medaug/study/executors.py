@@ -116,12 +116,19 @@ def _run_ray(pending: list[StudyTask], context: StudyContext, run_dir: Path, exe
             ray.shutdown()
 
 
+def _done(task: StudyTask, context: StudyContext, run_dir: Path) -> bool:
+    """Whether the task's folder holds its metrics for the current inputs (an outdated folder is deleted)."""
+    folder = run_dir / task.folder
+    return task.record(context, run_dir).renew([folder], f"study task {task.folder}") and (folder / METRICS_FILE).exists()
+
+
 def run_pending(tasks: list[StudyTask], context: StudyContext, run_dir: Path,
                 executor: ExecutorSection) -> list[dict]:
-    """Run the tasks whose folder lacks ``metrics.tsv``; return the failures (classifier, condition,
-    run, error), also written to ``failed_tasks.tsv`` (removed when none failed)."""
+    """Run the tasks whose folder lacks ``metrics.tsv`` or whose inputs changed (their old folder is
+    deleted first); return the failures (classifier, condition, run, error), also written to
+    ``failed_tasks.tsv`` (removed when none failed)."""
     run_dir = Path(run_dir).resolve()  # Ray workers may run elsewhere than this process
-    pending = [task for task in tasks if not (run_dir / task.folder / METRICS_FILE).exists()]
+    pending = [task for task in tasks if not _done(task, context, run_dir)]
     logger.info("%d of %d study tasks to run (%s executor)", len(pending), len(tasks), executor.kind)
     failures = []
     if pending:

@@ -4,9 +4,12 @@ Run folder: ``config.yaml`` (the resolved config), ``cohort.tsv``, ``split/``, `
 (preprocessing cache), ``generators/<label>/``, ``synthetic/<sampler>/`` (BIDS derivative),
 ``search/`` (optimized CNN), ``runs/…`` (one folder per task), then ``metrics.tsv``,
 ``summary.tsv``, ``summary.md``, ``differences.tsv``, ``gan.tsv``, ``memorization.tsv``, ``quality.tsv`` and
-``figures/``. Re-running skips every finished step. A folder only accepts a config whose
-result-defining settings match (:data:`EXTENSIBLE` keys may change: more runs, classifiers,
-conditions or samplers add tasks; the report covers the tasks of the current config).
+``figures/``. Re-running skips every finished step whose inputs are unchanged (step records,
+:mod:`medaug.run_folder`): changed sampler options, classifier settings or input images redo
+that step and what depends on it. A folder only accepts a config whose result-defining settings
+match (:data:`EXTENSIBLE` keys may change: more runs, classifiers, conditions or samplers add
+tasks; the report covers the tasks of the current config). The folder is locked while a run
+writes it, and a folder holding files that no study run wrote is refused.
 Tasks run through ``executor`` (:mod:`medaug.study.executors`: sequential, or fanned out on Ray with
 identical results); failed tasks are listed in ``failed_tasks.tsv`` and rerunning resumes.
 """
@@ -24,6 +27,7 @@ import yaml
 
 from medaug.errors import ConfigError, OutputExistsError, StudyTaskError
 from medaug.io import write_json, write_text, write_tsv
+from medaug.run_folder import LOCK_FILE, FolderLock, StepRecord
 from medaug.study.classifiers import CLASSIFIERS
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData, prepare_data
@@ -38,8 +42,8 @@ EXTENSIBLE = ("name", "runs", "classifiers", "conditions", "classic_copies", "sa
               "memorization_quantile", "executor", "allow_uninformative_generators")
 
 
-def _check_folder(config: StudyConfig, run_dir: Path) -> None:
-    """Refuse an output inside an input dataset, or a folder holding another study."""
+def _check_location(config: StudyConfig, run_dir: Path) -> None:
+    """Refuse an output inside an input dataset (before anything is written)."""
     for source in [config.data.bids, *(t.bids for t in config.data.independent_tests)]:
         if run_dir.resolve().is_relative_to(Path(source).resolve()):
             raise ConfigError(f"output {run_dir} is inside the input dataset {source}; write it elsewhere")
@@ -47,10 +51,24 @@ def _check_folder(config: StudyConfig, run_dir: Path) -> None:
         if Path(cohort.bids).resolve() == Path(config.data.bids).resolve():
             raise ConfigError(f"independent test cohort {cohort.name!r} is the study's own dataset {cohort.bids}; "
                               "an independent cohort must hold other subjects")
+
+
+def _claim_folder(config: StudyConfig, run_dir: Path) -> None:
+    """Refuse a folder holding files no study run wrote, or another study; record the config."""
     recorded = run_dir / "config.yaml"
     current = config.to_dict()
+    foreign = sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK_FILE)
+    if foreign and not recorded.exists():
+        raise OutputExistsError(f"{run_dir} holds files that no study run wrote ({', '.join(foreign[:3])}"
+                                f"{' …' if len(foreign) > 3 else ''}); give an empty or new output folder")
     if recorded.exists():
-        previous = yaml.safe_load(recorded.read_text())
+        try:
+            previous = yaml.safe_load(recorded.read_text())
+        except yaml.YAMLError:
+            previous = None
+        if not isinstance(previous, dict) or "data" not in previous:
+            raise OutputExistsError(f"{recorded} is not a study configuration that `medaug run` wrote; "
+                                    "give an empty or new output folder")
         changed = sorted(k for k in set(previous) | set(current)
                          if k not in EXTENSIBLE and previous.get(k) != current.get(k))
         if changed:
@@ -60,10 +78,12 @@ def _check_folder(config: StudyConfig, run_dir: Path) -> None:
 
 
 def _optimized_architecture(config: StudyConfig, data: StudyData, run_dir: Path) -> CNNArchitecture:
-    best = run_dir / "search" / "best.json"
-    if best.exists():
+    """The CNN architecture search on the train split, redone when its settings or images change."""
+    best, search = run_dir / "search" / "best.json", config.search
+    record = StepRecord(run_dir / "search.inputs.json", {"search": search.to_dict(), "images": data.train.fingerprint,
+                                                         "training": config.classifier_settings().to_dict()})
+    if record.renew([run_dir / "search"], "the CNN architecture search") and best.exists():
         return CNNArchitecture.from_dict(json.loads(best.read_text()))
-    search = config.search
     architecture, trials = random_search(data.train.images, data.train.labels,
                                          data.train.rows["participant_id"].to_numpy(), trials=search.trials,
                                          folds=search.folds, epochs=search.epochs, seed=search.seed,
@@ -80,13 +100,19 @@ def run_study(config: StudyConfig) -> dict:
                           "(gpus_per_task: 1 gives each task a GPU); DDP is for training one generator "
                           "(torchrun -m medaug train-generator)")
     run_dir = Path(config.output)
-    _check_folder(config, run_dir)
+    _check_location(config, run_dir)
+    with FolderLock(run_dir, "medaug run"):
+        return _run_study(config, run_dir)
+
+
+def _run_study(config: StudyConfig, run_dir: Path) -> dict:
+    _claim_folder(config, run_dir)
     data = prepare_data(config, run_dir)
     context = StudyContext(config, data)
     memorization, quality = pd.DataFrame(), pd.DataFrame()
     if config.needs_synthetic:
         generators = fit_generators(config, data, run_dir)
-        context.pools = synthetic_pools(config, data, generators, run_dir)
+        context.pools, context.pool_fingerprints = synthetic_pools(config, data, generators, run_dir)
         memorization = memorization_table(context.pools, data.train.images, data.train.labels, data.test.images,
                                           data.test.labels, config.data.labels, config.memorization_quantile,
                                           config.device)

@@ -3,12 +3,19 @@
 ``generators/<label>/`` holds each model (resumable training, ``best/``); ``synthetic/<sampler>/``
 is a BIDS derivative of ``desc-synthetic`` images with provenance sidecars, plus a float16 stack
 of each pool that studies stream from; a resumed study uses exactly the images a fresh one wrote.
+
+Each generator and pool has a :class:`~medaug.run_folder.StepRecord` (``generators/<label>.inputs.json``,
+``synthetic_<label>_seed<seed>.inputs.json``): changed settings, sampler options or training images
+redo it. A pool's listing TSV, written last, is its commit record: files of a pool without a
+listing (an interrupted write) are deleted and the pool is drawn again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,42 +26,56 @@ from medaug.compute import resolve_device
 from medaug.data.cohort import load_image
 from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
 from medaug.data.splits import assert_disjoint
-from medaug.errors import OutputExistsError
 from medaug.generative.models import build_model
 from medaug.generative.persistence import load_generator
 from medaug.generative.trainer import TrainerConfig, train_generator
 from medaug.generative.training_data import record_training_data
 from medaug.io import write_json
 from medaug.provenance import GeneratorProvenance
+from medaug.run_folder import StepRecord, fingerprint, remove_outputs
 from medaug.sampling.posterior_check import MIN_DECODED_SPREAD
 from medaug.sampling.quality import QUALITY_IMAGES, quality_warnings, reconstruct, sample_quality
-from medaug.sampling.samplers import build_sampler
-from medaug.sampling.synthetic import pool_file, synthetic_listing, write_synthetic
+from medaug.sampling.samplers import SAMPLERS, build_sampler
+from medaug.sampling.synthetic import label_token, pool_file, synthetic_listing, write_synthetic
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData
 
 logger = logging.getLogger(__name__)
 
 
-def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[str, Path]:
-    """One generator per diagnosis (seed ``config.seed + class index``); returns the ``best/`` folders."""
-    folders = {}
+@dataclass(frozen=True)
+class FittedGenerator:
+    """A trained generator's ``best/`` folder and the fingerprint of what defined it."""
+
+    best: Path
+    fingerprint: str
+
+
+def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[str, FittedGenerator]:
+    """One generator per diagnosis (seed ``config.seed + class index``), retrained when its settings
+    or training / validation images change."""
+    fitted = {}
     for index, label in enumerate(config.data.labels):
         out = run_dir / "generators" / label
         best = out / "best"
         train_rows = data.train.rows[data.train.rows["diagnosis"] == label]
         validation_rows = data.validation.rows[data.validation.rows["diagnosis"] == label]
         assert_disjoint(generator_train=train_rows, test=data.test.rows)
+        trainer = TrainerConfig(**{**config.trainer.to_dict(), "seed": config.trainer.seed + index,
+                                   "device": config.device, "mixed_precision": config.mixed_precision})
+        record = StepRecord(out.with_name(f"{label}.inputs.json"), {
+            "label": label, "code": index, "generator": config.generator_config().to_dict(),
+            "trainer": {k: v for k, v in trainer.to_dict().items() if k != "device"},
+            "train_images": data.train.fingerprint, "validation_images": data.validation.fingerprint})
+        record.renew([out], f"the {label} generator ({out})")
         if not GeneratorProvenance.is_finished(best):
-            trainer = TrainerConfig(**{**config.trainer.to_dict(), "seed": config.trainer.seed + index,
-                                       "device": config.device, "mixed_precision": config.mixed_precision})
             torch.manual_seed(trainer.seed)
             model = build_model(config.generator_config())
             logger.info("training the %s generator on %d images", label, len(train_rows))
             train_generator(model, _class_images(data.train, index), _class_images(data.validation, index), out, trainer)
             record_training_data(best, label, train_rows, validation_rows, config.preprocessing.size)
-        folders[label] = best
-    return folders
+        fitted[label] = FittedGenerator(best, record.fingerprint)
+    return fitted
 
 
 def _class_images(image_set, code: int) -> torch.Tensor:
@@ -62,12 +83,9 @@ def _class_images(image_set, code: int) -> torch.Tensor:
 
 
 def _pool(out: Path, label: str, seed: int, count: int) -> Volumes:
-    """The first ``count`` images of a written pool, streamed from its float16 stack (built from the
+    """The ``count`` images of a written pool, streamed from its float16 stack (built from the
     NIfTIs for folders written before stacks existed)."""
     table = pd.read_csv(synthetic_listing(out, label, seed), sep="\t")
-    if len(table) < count:
-        raise OutputExistsError(f"{synthetic_listing(out, label, seed)} lists {len(table)} synthetic images but the "
-                                f"config asks for {count}; use a new output folder for a larger synthetic_per_class")
     stack = pool_file(out, label, seed)
     if not stack.exists():
         shape = load_image(table["path"].iloc[0])[0].shape
@@ -76,9 +94,19 @@ def _pool(out: Path, label: str, seed: int, count: int) -> Volumes:
     return Volumes.of(VolumeFile(stack)).take(np.arange(count))
 
 
-def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, Path],
-                    run_dir: Path) -> dict[str, dict[int, Volumes]]:
-    """``max(synthetic_per_class)`` images per class and sampler, keyed by sampler then class code.
+def pool_outputs(out: Path, label: str) -> list[Path]:
+    """Every file a pool of class ``label`` may have left in its sampler folder (any seed), except
+    the step records: the images' subject folders, listing, stack, quality and chain records."""
+    token = label_token(label)
+    subjects = re.compile(rf"^sub-synth{re.escape(token)}\d{{4}}$")
+    files = [p for p in out.glob(f"synthetic_{token}_seed*") if not p.name.endswith(".inputs.json")]
+    return files + [p for p in out.glob("sub-synth*") if subjects.match(p.name)]
+
+
+def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, FittedGenerator],
+                    run_dir: Path) -> tuple[dict[str, dict[int, Volumes]], dict[str, str]]:
+    """``max(synthetic_per_class)`` images per class and sampler, keyed by sampler then class code,
+    and each sampler's fingerprint (of its pools' records).
 
     Chains and decoding run on ``config.device``; images are written as they are decoded.
     Sampler seeds are ``config.seed + 100·sampler index + class index``.
@@ -86,30 +114,40 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
     count = max(config.synthetic_per_class)
     device = resolve_device(config.device)
     pools: dict[str, dict[int, Volumes]] = {}
+    fingerprints: dict[str, str] = {}
     for s_index, spec in enumerate(config.samplers):
         out = run_dir / "synthetic" / spec.name
-        pools[spec.name] = {}
+        pools[spec.name], records = {}, []
         for index, label in enumerate(config.data.labels):
             seed = config.seed + 100 * s_index + index
-            report = quality_file(out, label, seed)
+            listing, report = synthetic_listing(out, label, seed), quality_file(out, label, seed)
+            record = StepRecord(listing.with_suffix(".inputs.json"), {
+                "sampler": spec.name, "options": SAMPLERS.options(spec.name, spec.options).to_dict(), "seed": seed, "count": count,
+                "generator": generators[label].fingerprint, "train_images": data.train.fingerprint,
+                "allow_uninformative": config.allow_uninformative_generators})
+            records.append(record.fingerprint)
             model = None
-            if not synthetic_listing(out, label, seed).exists():
-                model = load_generator(generators[label], map_location=device)
+            if not (record.renew(pool_outputs(out, label), f"the {spec.name} pool of {label} ({out})")
+                    and listing.exists()):
+                remove_outputs(pool_outputs(out, label))  # an interrupted write: its files are not listed
+                model = load_generator(generators[label].best, map_location=device)
                 sampler = build_sampler(spec.name, **spec.options).fit(
                     model, _class_images(data.train, index).to(device),
                     allow_uninformative=config.allow_uninformative_generators)
                 latents, diagnostics = sampler.draw(count, seed=seed)
-                write_synthetic(latents.cpu(), sampler.decode(latents), out, label=label, model_dir=generators[label],
-                                sampler=sampler, seed=seed, pool=True, diagnostics=diagnostics)
+                write_synthetic(latents.cpu(), sampler.decode(latents), out, label=label,
+                                model_dir=generators[label].best, sampler=sampler, seed=seed, pool=True,
+                                diagnostics=diagnostics)
                 write_json(report.with_suffix(".chains.json"), {"chains": diagnostics, "posterior": sampler.posterior})
                 rate = diagnostics.get("acceptance_rate")
                 logger.info("%s: %d synthetic %s images%s", spec.name, count, label,
                             f" (acceptance {rate:.2f})" if rate is not None else "")
             pools[spec.name][index] = _pool(out, label, seed, count)
             if not report.exists():
-                model = model or load_generator(generators[label], map_location=device)
+                model = model or load_generator(generators[label].best, map_location=device)
                 write_json(report, _quality(model, pools[spec.name][index], data, index, config))
-    return pools
+        fingerprints[spec.name] = fingerprint(records)
+    return pools, fingerprints
 
 
 def quality_file(out: Path, label: str, seed: int) -> Path:

@@ -4,11 +4,14 @@ sampler's synthetic pool, the GAN-test of thesis Table 1.2), write the task's fo
 
 Task folder ``runs/<classifier>/<condition>/run-<r>/``: ``predictions.tsv`` (ClinicaDL-like
 columns), ``training_log.tsv`` (CNNs) and ``metrics.tsv``, written last, which marks it done.
+Beside it, ``run-<r>.inputs.json`` records what defines the result (:func:`task_inputs`): a task
+whose classifier settings, images or synthetic pool changed is run again.
 Run ``r`` uses seed ``config.seed + r`` for the network, the data order and classic augmentation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,8 @@ from medaug.data.splits import assert_disjoint
 from medaug.data.volumes import Volumes
 from medaug.io import write_tsv
 from medaug.sampling.synthetic import label_token
-from medaug.study.classifiers import build_classifier
+from medaug.run_folder import StepRecord
+from medaug.study.classifiers import CLASSIFIERS, build_classifier
 from medaug.study.conditions import CONDITIONS, Condition
 from medaug.study.config import StudyConfig
 from medaug.study.data import ImageSet, StudyData
@@ -43,6 +47,11 @@ class StudyTask:
     def folder(self) -> Path:
         return Path("runs") / self.classifier / self.condition.name / f"run-{self.run:02d}"
 
+    def record(self, context: StudyContext, run_dir: Path) -> StepRecord:
+        """The task's :class:`~medaug.run_folder.StepRecord`, beside its folder."""
+        folder = run_dir / self.folder
+        return StepRecord(folder.with_name(f"{folder.name}.inputs.json"), task_inputs(self, context))
+
 
 @dataclass
 class StudyContext:
@@ -51,7 +60,25 @@ class StudyContext:
     config: StudyConfig
     data: StudyData
     pools: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    pool_fingerprints: dict[str, str] = field(default_factory=dict)
     optimized: CNNArchitecture | None = None
+
+
+def task_inputs(task: StudyTask, context: StudyContext) -> dict:
+    """What defines a task's result: classifier with options and training settings, condition,
+    seed, image-set fingerprints, the pools it trains or is scored on, the searched architecture."""
+    config, data = context.config, context.data
+    kind = CONDITIONS.get(task.condition.kind)
+    pools = sorted(context.pools) if kind.gan_test else [task.condition.sampler] if kind.uses_synthetic else []
+    return {"classifier": task.classifier,
+            "options": CLASSIFIERS.options(task.classifier, config.classifier_options.get(task.classifier)).to_dict(),
+            "training": config.classifier_settings().to_dict(), "condition": dataclasses.asdict(task.condition),
+            "labels": list(config.data.labels), "positive": config.data.positive, "seed": config.seed + task.run,
+            "images": {name: image_set.fingerprint for name, image_set in
+                       {"train": data.train, "validation": data.validation, "test": data.test,
+                        **data.independent}.items()},
+            "pools": {name: context.pool_fingerprints.get(name) for name in pools},
+            "architecture": context.optimized.to_dict() if CLASSIFIERS.get(task.classifier).needs_search else None}
 
 
 def study_conditions(config: StudyConfig) -> list[Condition]:

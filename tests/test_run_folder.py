@@ -1,0 +1,180 @@
+"""Run folders: lock, step records, interrupted pools, changed inputs, foreign files (issue: reliability)."""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from medaug.data.derivatives import DerivativeDataset
+from medaug.errors import OutputExistsError
+from medaug.run_folder import LOCK_FILE, FolderLock, StepRecord, file_signature
+from medaug.study.pipeline import run_study
+
+HOLD_LOCK = ("import sys, time; from medaug.run_folder import FolderLock\n"
+             "with FolderLock(sys.argv[1], 'test holder'):\n    print('held', flush=True); time.sleep(60)\n")
+
+
+def _quick(study_config, bids, out, **changes):
+    """One classifier, two runs, the prior and GMM samplers: a study of a few seconds."""
+    settings = {"classifiers": ["sklearn-knn"], "conditions": ["real", "synthetic"],
+                "samplers": [{"name": "prior"}, {"name": "gmm", "options": {"n_components": 1}}], "runs": 1,
+                "synthetic_per_class": [6]}
+    return study_config(bids, out, **{**settings, **changes})
+
+
+def test_lock_refuses_a_live_holder_and_takes_over_a_killed_one(tmp_path, caplog):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputExistsError, match=rf"in use by test holder \(pid {holder.pid} on "):
+            with FolderLock(tmp_path, "second"):
+                pass
+        holder.send_signal(signal.SIGKILL)  # no cleanup runs: the lock file stays
+        holder.wait(10)
+    finally:
+        holder.kill()
+    assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == holder.pid
+    with caplog.at_level(logging.WARNING), FolderLock(tmp_path, "third"):
+        assert json.loads((tmp_path / LOCK_FILE).read_text())["command"] == "third"
+        with FolderLock(tmp_path, "nested step"):  # re-entrant in one process
+            pass
+        assert (tmp_path / LOCK_FILE).exists()
+    assert not (tmp_path / LOCK_FILE).exists()
+    assert f"taking over the lock of test holder (pid {holder.pid})" in caplog.text
+
+
+def test_step_record_names_changed_inputs_and_removes_outdated_outputs(tmp_path):
+    output = tmp_path / "pool"
+    output.mkdir()
+    (output / "a.nii.gz").write_text("x")
+    record = StepRecord(tmp_path / "pool.inputs.json", {"options": {"n": 1}, "seed": 3})
+    assert record.changes() is None
+    assert not record.renew([output], "pool")  # no record: whatever is there is unfinished
+    assert not output.exists() and record.is_current()
+    output.mkdir()
+    changed = StepRecord(tmp_path / "pool.inputs.json", {"options": {"n": 3}, "seed": 3})
+    assert changed.changes() == ["options"] and changed.fingerprint != record.fingerprint
+    assert not changed.renew([output], "pool") and not output.exists()
+    assert StepRecord(tmp_path / "pool.inputs.json", {"options": (1,), "seed": 3}).renew([], "x") is False
+    assert StepRecord(tmp_path / "pool.inputs.json", {"options": [1], "seed": 3}).is_current()  # tuples = lists
+
+
+def _pool_state(run_dir):
+    pools = {}
+    for listing in sorted(run_dir.glob("synthetic/*/synthetic_*_seed*.tsv")):
+        table = pd.read_csv(listing, sep="\t")
+        images = np.stack([np.asarray(nib.load(path).dataobj) for path in table["path"]])
+        files = sorted(p.name for p in listing.parent.glob("sub-*"))
+        pools[str(listing.relative_to(run_dir))] = (images, files, np.load(listing.with_suffix(".npy")))
+    return pools
+
+
+@pytest.mark.slow
+def test_interrupted_pool_is_redone_identically_and_changed_options_redo_only_their_tasks(
+        study_cohort, study_config, tmp_path, monkeypatch, caplog):
+    fresh = run_study(_quick(study_config, study_cohort, tmp_path / "fresh"))
+    # an interrupt (Ctrl-C or a kill) after 3 images of the first pool: files without a listing
+    written = []
+    original = DerivativeDataset.write_image
+
+    def interrupted(self, path, *args, **kwargs):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(path)
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(DerivativeDataset, "write_image", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(_quick(study_config, study_cohort, tmp_path / "cut"))
+    monkeypatch.undo()
+    cut = tmp_path / "cut"
+    assert len(list(cut.glob("synthetic/prior/sub-synthCN*"))) == 3 and not list(cut.glob("synthetic/prior/*.tsv"))
+    assert not (cut / LOCK_FILE).exists()
+    resumed = run_study(_quick(study_config, study_cohort, cut))
+    pd.testing.assert_frame_equal(resumed["metrics"], fresh["metrics"])
+    expected, got = _pool_state(tmp_path / "fresh"), _pool_state(cut)
+    assert expected.keys() == got.keys() and len(got) == 4
+    for key, (images, files, stack) in expected.items():
+        assert got[key][1] == files and len(files) == 12  # 6 CN + 6 AD per sampler: no leftovers
+        assert np.array_equal(got[key][0], images) and np.array_equal(got[key][2], stack)
+
+    # gmm n_components 1 → 3: the gmm pools and tasks are redone, and the real-only task, which is also
+    # scored on every pool (GAN-test); the prior pool and tasks are kept
+    real = cut / "runs/sklearn-knn/real/run-00/metrics.tsv"
+    prior = cut / "runs/sklearn-knn/synthetic-prior-n6/run-00/metrics.tsv"
+    gmm = cut / "runs/sklearn-knn/synthetic-gmm-n6/run-00/metrics.tsv"
+    stamps = {path: path.stat().st_mtime_ns for path in (real, prior, gmm)}
+    prior_listing = cut / "synthetic/prior/synthetic_CN_seed0.tsv"
+    prior_stamp = prior_listing.stat().st_mtime_ns
+    with caplog.at_level(logging.WARNING):
+        run_study(_quick(study_config, study_cohort, cut, samplers=[
+            {"name": "prior"}, {"name": "gmm", "options": {"n_components": 3}}]))
+    assert "the gmm pool of CN" in caplog.text and "options changed" in caplog.text
+    record = json.loads((cut / "synthetic/gmm/synthetic_CN_seed100.inputs.json").read_text())
+    assert record["inputs"]["options"]["n_components"] == 3
+    sidecar = json.loads(next((cut / "synthetic/gmm").rglob("sub-synthCN0001_desc-synthetic_T1w.json")).read_text())
+    assert sidecar["Sampler"]["n_components"] == 3
+    assert prior_listing.stat().st_mtime_ns == prior_stamp
+    assert prior.stat().st_mtime_ns == stamps[prior]
+    assert gmm.stat().st_mtime_ns != stamps[gmm] and real.stat().st_mtime_ns != stamps[real]
+
+
+@pytest.mark.slow
+def test_replaced_input_image_redoes_the_stacks_generators_and_tasks(study_cohort, study_config, tmp_path):
+    bids = tmp_path / "bids"
+    subprocess.run(["cp", "-r", str(study_cohort), str(bids)], check=True)
+    config = _quick(study_config, bids, tmp_path / "out", conditions=["real"], samplers=[{"name": "prior"}])
+    run_study(config)
+    run_dir = tmp_path / "out"
+    metrics = run_dir / "runs/sklearn-knn/real/run-00/metrics.tsv"
+    stamp = metrics.stat().st_mtime_ns
+    listing = pd.read_csv(run_dir / "images/train.tsv", sep="\t")
+    path = listing["path"].iloc[0]
+    image = nib.load(path)
+    before = file_signature(path)
+    time.sleep(0.01)
+    nib.save(nib.Nifti1Image(np.asarray(image.dataobj)[::-1].copy(), image.affine), path)  # another image, same name
+    assert file_signature(path) != before
+    run_study(config)
+    assert metrics.stat().st_mtime_ns != stamp  # the task was redone on the new image
+    stack = np.load(run_dir / "images/train.npy", mmap_mode="r")
+    assert pd.read_csv(run_dir / "images/train.tsv", sep="\t")["mtime_ns"].iloc[0] == file_signature(path)[1]
+    assert np.isfinite(stack).all()
+
+
+def test_run_refuses_folders_it_did_not_write(study_cohort, study_config, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "cohort.tsv").write_text("participant_id\nsub-keep\n")
+    with pytest.raises(OutputExistsError, match="holds files that no study run wrote"):
+        run_study(_quick(study_config, study_cohort, out))
+    assert (out / "cohort.tsv").read_text() == "participant_id\nsub-keep\n"
+    assert sorted(p.name for p in out.iterdir()) == ["cohort.tsv"]
+    # the folder holding the dataset (output: the dataset's parent) is refused too
+    parent = study_cohort.parent
+    before = sorted(p.name for p in parent.iterdir())
+    with pytest.raises(OutputExistsError, match="holds files that no study run wrote"):
+        run_study(_quick(study_config, study_cohort, parent))
+    assert sorted(p.name for p in parent.iterdir()) == before
+
+
+def test_a_second_concurrent_run_is_refused_before_any_work(study_cohort, study_config, tmp_path):
+    out = tmp_path / "busy"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputExistsError, match="is in use by test holder"):
+            run_study(_quick(study_config, study_cohort, out))
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert os.path.exists(out / LOCK_FILE)  # a killed holder's lock stays until the next run takes it over
