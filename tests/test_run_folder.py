@@ -178,3 +178,36 @@ def test_a_second_concurrent_run_is_refused_before_any_work(study_cohort, study_
         holder.kill()
         holder.wait(10)
     assert os.path.exists(out / LOCK_FILE)  # a killed holder's lock stays until the next run takes it over
+
+
+@pytest.mark.slow
+def test_run_killed_while_writing_a_pool_resumes(study_cohort, study_config, tmp_path):
+    """SIGKILL of `medaug run` as the first synthetic image appears; the rerun takes over the lock,
+    clears the unlisted images and completes the pools."""
+    import yaml
+
+    out = tmp_path / "killed"
+    config = _quick(study_config, study_cohort, out, synthetic_per_class=[400])
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    process = subprocess.Popen([sys.executable, "-m", "medaug", "run", str(path)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    first = out / "synthetic/prior/sub-synthCN0001"
+    try:
+        deadline = time.monotonic() + 300
+        while not first.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        process.kill()
+    assert first.exists() and (out / LOCK_FILE).exists()
+    assert not (out / "synthetic/prior/synthetic_CN_seed0.tsv").exists()  # killed mid-pool
+    run_study(config)
+    assert not (out / LOCK_FILE).exists()
+    for listing in out.glob("synthetic/*/synthetic_*_seed*.tsv"):
+        table = pd.read_csv(listing, sep="\t")
+        assert len(table) == 400 and all(os.path.exists(p) for p in table["path"])
+    for sampler in ("prior", "gmm"):
+        assert len(list((out / "synthetic" / sampler).glob("sub-synth*"))) == 800
+    assert (out / "runs/sklearn-knn/synthetic-prior-n400/run-00/metrics.tsv").exists()

@@ -1,10 +1,14 @@
 """Write synthetic images as a BIDS derivative: ``sub-synth<label>NNNN_desc-synthetic_T1w.nii.gz``
-with a provenance sidecar (generator, sampler, seed, class, training-set fingerprint)."""
+with a provenance sidecar (generator, sampler, seed, class, training-set fingerprint).
+
+The listing TSV of a class and seed is written last and is the commit record: an image that no
+listing in the folder names is the leftover of an interrupted write and is replaced."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,9 +57,13 @@ def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_d
               "Sampler": sampler.config(), "SamplerDiagnostics": diagnostics or {}, "Seed": seed}
     participants = [f"synth{clean}{start_index + i:04d}" for i in range(len(latents))]
     paths = [dataset.path(participant, None, desc="synthetic") for participant in participants]
+    listed = _listed_images(Path(out_dir))
     for path in paths:
-        if path.exists():
-            raise OutputExistsError(f"{path} exists; write to another folder or use --start-index")
+        if str(path) in listed:
+            raise OutputExistsError(f"{path} exists (listed in a synthetic_*.tsv of {out_dir}); write to another "
+                                    "folder or use --start-index")
+        if path.exists():  # unlisted: left by an interrupted write
+            shutil.rmtree(path.parents[1])
 
     def write_all(batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         offset = 0
@@ -83,6 +91,12 @@ def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_d
     write_tsv(synthetic_listing(out_dir, label, seed), table)
     write_text(Path(out_dir) / ".bidsignore", "synthetic_*.tsv\nsynthetic_*.npy\nsynthetic_*.json\n")  # not BIDS files
     return table
+
+
+def _listed_images(out_dir: Path) -> set[str]:
+    """The image paths named by the listings of ``out_dir`` (finished writes)."""
+    return {path for listing in out_dir.glob("synthetic_*_seed*.tsv")
+            for path in pd.read_csv(listing, sep="\t", usecols=["path"])["path"]}
 
 
 def _image_shape(model_dir: Path) -> tuple[int, ...]:
