@@ -1,15 +1,20 @@
 """Cohort tables from BIDS datasets: one row per T1w image with diagnosis and demographics.
 
-Indexing uses pybids' ``BIDSLayout`` (optionally with a persistent index database). Clinica's
-converters write ``participants.tsv`` with ``diagnosis_bl`` / ``age_bl`` and per-subject
-``sub-*_sessions.tsv`` with ``diagnosis`` / ``age``; other common spellings are mapped too, and a
-session-level value wins over the participant-level one.
+Indexing uses pybids' ``BIDSLayout`` (optionally with a persistent index database); entities are
+parsed from paths relative to the dataset root, so folders above it (``/data/func/bids``) do not
+leak into them. Subject and session folders must have alphanumeric labels. Clinica's converters
+write ``participants.tsv`` with ``diagnosis_bl`` / ``age_bl`` and per-subject ``sub-*_sessions.tsv``
+with ``diagnosis`` / ``age``; other common spellings are mapped too, and a session-level value wins
+over the participant-level one. Diagnoses are stripped of surrounding whitespace and spellings that
+differ only in letter case are unified. Images of a dataset without ``ses-`` folders get session_id
+``n/a``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -22,6 +27,7 @@ from medaug.errors import InputDataError
 logger = logging.getLogger(__name__)
 
 COHORT_COLUMNS = ["participant_id", "session_id", "diagnosis", "age", "sex", "site", "path"]
+NO_SESSION = "n/a"  # session_id of the images of a dataset without ses- folders
 
 # Accepted spellings, in order of preference (lower-cased before matching).
 COLUMN_ALIASES = {
@@ -31,13 +37,40 @@ COLUMN_ALIASES = {
     "site": ("site", "site_id", "center", "centre"),
 }
 _SEX_CODES = {"m": "M", "male": "M", "1": "M", "f": "F", "female": "F", "2": "F"}
+_LABEL = re.compile(r"[A-Za-z0-9]+")
+_MISSING = ("", "n/a", "NA")
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a", "NA", ""], keep_default_na=False)
+        return pd.read_csv(path, sep="\t", dtype=str, na_values=list(_MISSING), keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise InputDataError(f"cannot read {path} as a tab-separated table: {error}") from error
+
+
+def _stripped(values: pd.Series) -> pd.Series:
+    """Text values without surrounding whitespace; blank or ``n/a`` cells become missing."""
+    stripped = values.map(lambda value: value.strip() if isinstance(value, str) else value)
+    return stripped.mask(stripped.isin(_MISSING))
+
+
+def normalise_diagnoses(diagnosis: pd.Series) -> pd.Series:
+    """Diagnoses stripped of surrounding whitespace, spellings differing only in letter case unified.
+
+    The most frequent spelling wins (ties: the upper-case one); a warning names the spellings merged.
+    """
+    diagnosis = _stripped(diagnosis)
+    counts = diagnosis.value_counts()
+    spelling = {}
+    for _, group in counts.groupby(lambda name: name.lower(), sort=True):
+        if len(group) < 2:
+            continue
+        ranked = sorted(group.items(), key=lambda item: (-item[1], item[0] != item[0].upper(), item[0]))
+        chosen = ranked[0][0]
+        logger.warning("diagnosis spellings %s differ only in letter case; using %r for all",
+                       ", ".join(f"{name!r} ({count})" for name, count in ranked), chosen)
+        spelling.update({name: chosen for name, _ in ranked})
+    return diagnosis.replace(spelling)
 
 
 def standard_columns(table: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -49,6 +82,8 @@ def standard_columns(table: pd.DataFrame, path: Path) -> pd.DataFrame:
         if found is not None:
             renamed[name] = table[found]
     out = pd.DataFrame(renamed, index=table.index)
+    if "diagnosis" in out:
+        out["diagnosis"] = _stripped(out["diagnosis"])
     if "age" in out:
         age = pd.to_numeric(out["age"], errors="coerce")
         bad = out["age"].notna() & age.isna()
@@ -94,7 +129,23 @@ def read_sessions(subject_dir: Path) -> pd.DataFrame:
     table = _read_tsv(path)
     if "session_id" not in table:
         raise InputDataError(f"{path} has no session_id column (columns: {', '.join(table.columns)})")
+    duplicated = table["session_id"][table["session_id"].duplicated()]
+    if not duplicated.empty:
+        raise InputDataError(f"{path}: session {duplicated.iloc[0]} is listed more than once; "
+                             "keep one row per session")
     return standard_columns(table, path).set_index(table["session_id"].rename("session_id"))
+
+
+def _check_folder_labels(bids_dir: Path) -> None:
+    """Refuse ``sub-*`` / ``ses-*`` folders whose label is not alphanumeric (pybids would cut it)."""
+    for subject in sorted(p for p in bids_dir.glob("sub-*") if p.is_dir()):
+        for folder in [subject, *sorted(p for p in subject.glob("ses-*") if p.is_dir())]:
+            prefix, label = folder.name.split("-", 1)
+            if not _LABEL.fullmatch(label):
+                example = re.sub(r"[^A-Za-z0-9]", "", label) or "01"
+                raise InputDataError(f"folder {folder} has the label {label!r}: BIDS labels are letters and digits "
+                                     f"only; rename it (and the files inside) to an alphanumeric label such as "
+                                     f"{prefix}-{example}")
 
 
 def _t1w_files(bids_dir: Path, database_dir: str | os.PathLike | None, acquisition: str | None,
@@ -102,18 +153,36 @@ def _t1w_files(bids_dir: Path, database_dir: str | os.PathLike | None, acquisiti
     from bids import BIDSLayout
 
     layout = BIDSLayout(bids_dir, validate=validate, database_path=database_dir)
-    query = {"suffix": "T1w", "extension": [".nii.gz", ".nii"], "datatype": "anat"}
-    if acquisition is not None:
-        query["acquisition"] = acquisition
     rows = []
-    for bids_file in layout.get(**query):
-        entities = bids_file.get_entities()
+    for bids_file in layout.get(suffix="T1w", extension=[".nii.gz", ".nii"]):
+        relative = Path(os.path.relpath(bids_file.path, layout.root))
+        # pybids parses absolute paths: a parent folder such as /data/func/ would set the datatype
+        entities = layout.parse_file_entities("/" + relative.as_posix())
+        if relative.parent.name != "anat" or "subject" not in entities:
+            continue
+        if acquisition is not None and entities.get("acquisition") != acquisition:
+            continue
         rows.append({"participant_id": f"sub-{entities['subject']}",
-                     "session_id": f"ses-{entities['session']}" if "session" in entities else "n/a",
+                     "session_id": f"ses-{entities['session']}" if "session" in entities else NO_SESSION,
                      "path": bids_file.path,
                      **{f"bids_{k}": v for k, v in entities.items()
                         if k not in ("subject", "session", "suffix", "extension", "datatype")}})
     return pd.DataFrame(rows)
+
+
+def _warn_unlisted(cohort: pd.DataFrame, participants: pd.DataFrame, path: Path) -> None:
+    """Warn about imaged subjects missing from participants.tsv (and those left without a diagnosis)."""
+    unlisted = cohort[~cohort["participant_id"].isin(participants.index)]
+    if unlisted.empty:
+        return
+    subjects = unlisted["participant_id"].unique()
+    undiagnosed = unlisted.loc[unlisted["diagnosis"].isna(), "participant_id"].unique()
+    message = (f"{len(subjects)} imaged subject(s) are not in {path} (first: {', '.join(subjects[:5])}): "
+               "their participant-level demographics are n/a")
+    if len(undiagnosed):
+        message += (f"; {len(undiagnosed)} of them ({', '.join(undiagnosed[:5])}) have no diagnosis in their "
+                    "sub-*_sessions.tsv either, so their diagnosis is n/a")
+    logger.warning("%s; add them to %s", message, path.name)
 
 
 def load_cohort(bids_dir: str | os.PathLike, *, acquisition: str | None = None,
@@ -128,6 +197,7 @@ def load_cohort(bids_dir: str | os.PathLike, *, acquisition: str | None = None,
     if not (bids_dir / "dataset_description.json").is_file():
         raise InputDataError(f"{bids_dir} is not a BIDS dataset (no dataset_description.json); "
                              "point to the dataset root or convert the data to BIDS (for example with Clinica)")
+    _check_folder_labels(bids_dir)
     files = _t1w_files(bids_dir, database_dir, acquisition, validate)
     if files.empty:
         raise InputDataError(f"no T1w image found in {bids_dir} (expected sub-*/[ses-*/]anat/*_T1w.nii[.gz]"
@@ -160,6 +230,9 @@ def load_cohort(bids_dir: str | os.PathLike, *, acquisition: str | None = None,
     extra = [c for c in cohort.columns if c not in COHORT_COLUMNS]
     cohort = cohort[COHORT_COLUMNS + extra].sort_values(["participant_id", "session_id"]).reset_index(drop=True)
     cohort["age"] = pd.to_numeric(cohort["age"])
+    cohort["diagnosis"] = normalise_diagnoses(cohort["diagnosis"])
+    if (bids_dir / "participants.tsv").exists():
+        _warn_unlisted(cohort, participants, bids_dir / "participants.tsv")
     return cohort
 
 

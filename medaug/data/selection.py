@@ -1,10 +1,14 @@
-"""Study selection (thesis §1.5.2): baseline session per subject, stable-diagnosis subjects."""
+"""Study selection (thesis §1.5.2): baseline session per subject, stable-diagnosis subjects, and
+diagnoses matched to a study's configured label spellings."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import pandas as pd
+
+from medaug.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -35,3 +39,20 @@ def stable_diagnosis(cohort: pd.DataFrame) -> pd.DataFrame:
         logger.info("stable-diagnosis filter drops %d participants (diagnosis changes or is missing): %s",
                     len(dropped), ", ".join(dropped[:10]) + (" …" if len(dropped) > 10 else ""))
     return cohort[stable].reset_index(drop=True)
+
+
+def match_labels(diagnosis: pd.Series, labels: Iterable[str]) -> pd.Series:
+    """Diagnoses that match a configured label up to letter case, spelled as that label (``cn`` → ``CN``).
+
+    Other values are kept as they are; a warning names every spelling changed.
+    """
+    labels = list(labels)
+    spelling = {label.lower(): label for label in labels}
+    if len(spelling) < len(set(labels)):
+        raise ConfigError(f"labels {labels} contain spellings that differ only in letter case; keep one of each")
+    matched = diagnosis.map(lambda value: spelling.get(value.lower(), value) if isinstance(value, str) else value)
+    changed = diagnosis[matched.ne(diagnosis) & diagnosis.notna()]
+    for value, count in changed.value_counts().sort_index().items():
+        logger.warning("diagnosis %r (%d image(s)) read as the configured label %r", value, count,
+                       spelling[value.lower()])
+    return matched

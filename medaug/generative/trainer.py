@@ -4,6 +4,8 @@ non-finite losses."""
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from medaug.configuration import Config, check_device, check_seed
 from medaug.errors import ConfigError, TrainingDivergedError
 from medaug.generative.models import GenerativeModel
 from medaug.generative.persistence import load_generator, save_generator
+from medaug.run_folder import FolderLock
 from medaug.training import Hooks, LoopConfig, TrainingLoop
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "best_val_loss", "seconds"]
@@ -124,7 +127,9 @@ def train_generator(model: GenerativeModel, train: torch.Tensor, validation: tor
                       checkpoint_minutes=config.checkpoint_minutes, progress="epochs",
                       advice=f"the best model so far stays in {out_dir / 'best'}; lower the learning rate "
                              "or the RHVAE step size")
-    result = TrainingLoop(model, optimizer, hooks, loop, generators=[generator], checkpoint=out_dir / "checkpoint.pt",
-                          settings=settings, log=out_dir / "training_log.csv", group=group).run()
+    with FolderLock(out_dir, "medaug train-generator") if group.is_main else contextlib.nullcontext():
+        result = TrainingLoop(model, optimizer, hooks, loop, generators=[generator],
+                              checkpoint=out_dir / "checkpoint.pt", settings=settings,
+                              log=out_dir / "training_log.csv", group=group).run()
     return {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val_loss": result.best_score,
             "model": load_generator(out_dir / "best", map_location=device)}

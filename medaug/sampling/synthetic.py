@@ -21,6 +21,7 @@ from medaug.data.volumes import write_volume_file
 from medaug.errors import OutputExistsError
 from medaug.io import write_text, write_tsv
 from medaug.provenance import GeneratorProvenance
+from medaug.run_folder import FolderLock
 from medaug.sampling.samplers import Sampler
 
 
@@ -57,13 +58,6 @@ def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_d
               "Sampler": sampler.config(), "SamplerDiagnostics": diagnostics or {}, "Seed": seed}
     participants = [f"synth{clean}{start_index + i:04d}" for i in range(len(latents))]
     paths = [dataset.path(participant, None, desc="synthetic") for participant in participants]
-    listed = _listed_images(Path(out_dir))
-    for path in paths:
-        if str(path) in listed:
-            raise OutputExistsError(f"{path} exists (listed in a synthetic_*.tsv of {out_dir}); write to another "
-                                    "folder or use --start-index")
-        if path.exists():  # unlisted: left by an interrupted write
-            shutil.rmtree(path.parents[1])
 
     def write_all(batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         offset = 0
@@ -80,23 +74,31 @@ def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_d
         if offset != len(latents):
             raise ValueError(f"{offset} images decoded for {len(latents)} latent codes")
 
-    if pool:
-        write_volume_file(pool_file(out_dir, label, seed), write_all(images), (len(latents), *_image_shape(model_dir)),
-                          dtype="float16")
-    else:
-        for _ in write_all(images):
-            pass
-    table = pd.DataFrame({"participant_id": [f"sub-{p}" for p in participants],
-                          "diagnosis": label, "synthetic": True, "path": [str(p) for p in paths]})
-    write_tsv(synthetic_listing(out_dir, label, seed), table)
-    write_text(Path(out_dir) / ".bidsignore", "synthetic_*.tsv\nsynthetic_*.npy\nsynthetic_*.json\n")  # not BIDS files
+    with FolderLock(out_dir, "medaug generate"):  # before the check: unlisted files may be another writer's
+        _clear_unlisted(paths, Path(out_dir))
+        if pool:
+            write_volume_file(pool_file(out_dir, label, seed), write_all(images),
+                              (len(latents), *_image_shape(model_dir)), dtype="float16")
+        else:
+            for _ in write_all(images):
+                pass
+        table = pd.DataFrame({"participant_id": [f"sub-{p}" for p in participants],
+                              "diagnosis": label, "synthetic": True, "path": [str(p) for p in paths]})
+        write_tsv(synthetic_listing(out_dir, label, seed), table)
+        write_text(Path(out_dir) / ".bidsignore", "synthetic_*.tsv\nsynthetic_*.npy\nsynthetic_*.json\n")
     return table
 
 
-def _listed_images(out_dir: Path) -> set[str]:
-    """The image paths named by the listings of ``out_dir`` (finished writes)."""
-    return {path for listing in out_dir.glob("synthetic_*_seed*.tsv")
-            for path in pd.read_csv(listing, sep="\t", usecols=["path"])["path"]}
+def _clear_unlisted(paths: list[Path], out_dir: Path) -> None:
+    """Refuse to overwrite a listed (finished) image; delete the subject folder of an unlisted one."""
+    listed = {path for listing in out_dir.glob("synthetic_*_seed*.tsv")
+              for path in pd.read_csv(listing, sep="\t", usecols=["path"])["path"]}
+    for path in paths:
+        if str(path) in listed:
+            raise OutputExistsError(f"{path} exists (listed in a synthetic_*.tsv of {out_dir}); write to another "
+                                    "folder or use --start-index")
+        if path.exists():  # left by an interrupted write
+            shutil.rmtree(path.parents[1])
 
 
 def _image_shape(model_dir: Path) -> tuple[int, ...]:
