@@ -239,7 +239,8 @@ def load_cohort(bids_dir: str | os.PathLike, *, acquisition: str | None = None,
 def load_image(path: str | os.PathLike) -> tuple[torch.Tensor, np.ndarray]:
     """A 3D image as a float32 tensor reoriented to RAS+, with its (RAS) affine.
 
-    Clear errors for a missing, empty or corrupt file, a 4D image and non-finite voxels.
+    Clear errors for a missing, empty or corrupt file, a 4D image, non-finite voxels and a
+    constant (for example all-zero) image.
     """
     path = Path(path)
     if not path.exists():
@@ -260,6 +261,9 @@ def load_image(path: str | os.PathLike) -> tuple[torch.Tensor, np.ndarray]:
                              "(split 4D series or pick one volume)")
     if not np.isfinite(data).all():
         raise InputDataError(f"{path} contains NaN or infinite voxels; fix the conversion or replace them")
+    if data.size and data.min() == data.max():
+        raise InputDataError(f"{path} is a constant image (all voxels {data.flat[0]:g}): an empty or failed "
+                             "conversion; re-export it or remove it from the dataset")
     return torch.from_numpy(np.ascontiguousarray(data)), image.affine
 
 

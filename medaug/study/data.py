@@ -20,7 +20,7 @@ import torch
 
 from medaug.data.clinica import read_caps_t1_linear
 from medaug.data.cohort import load_cohort
-from medaug.data.selection import baseline_sessions, stable_diagnosis
+from medaug.data.selection import baseline_sessions, match_labels, stable_diagnosis
 from medaug.data.splits import assert_disjoint, load_split, save_split, split_subjects
 from medaug.errors import InputDataError, OutputExistsError
 from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
@@ -55,6 +55,7 @@ class StudyData:
 
 def _cohort(config: StudyConfig, bids: str) -> pd.DataFrame:
     cohort = load_cohort(bids)
+    cohort = cohort.assign(diagnosis=match_labels(cohort["diagnosis"], config.data.labels))
     if config.data.stable_diagnosis:
         cohort = stable_diagnosis(cohort)
     cohort = cohort[cohort["diagnosis"].isin(config.data.labels)]
