@@ -68,7 +68,7 @@ def test_batch_registers_good_images_and_records_bad_ones(tiny_cohort, template_
     assert set(qc.loc[good["participant_id"], "status"]) == {"ok"}
     assert qc.loc["sub-BADempty", "status"] == "failed" and "0-byte" in qc.loc["sub-BADempty", "reason"]
     assert qc.loc["sub-BADfour_d", "status"] == "failed" and "3D T1w image is expected" in qc.loc["sub-BADfour_d", "reason"]
-    assert qc.loc["sub-BADblank", "status"] == "failed" and "head mask is empty" in qc.loc["sub-BADblank", "reason"]
+    assert qc.loc["sub-BADblank", "status"] == "failed" and "constant image (all voxels 7)" in qc.loc["sub-BADblank", "reason"]
     assert qc.loc["sub-BADnoise", "status"] in ("flagged", "failed") and qc.loc["sub-BADnoise", "reason"]
     assert (caps / "t1_linear_qc.tsv").exists()
 

@@ -18,13 +18,25 @@ def _preprocess(args: argparse.Namespace) -> None:
         raise ConfigError(f"--jobs must be ≥ 1, got {args.jobs}")
     config = T1LinearConfig(template=str(args.template) if args.template else None,
                             template_space=args.template_space, n4=not args.no_n4, min_ncc=args.min_ncc,
-                            size=args.size)
+                            size=args.size, **{name: getattr(args, name) for name in LIMITS
+                                               if getattr(args, name) is not None})
     cohort = load_cohort(args.bids_dir, acquisition=args.acq, database_dir=args.index_cache)
     if args.participant:
         cohort = cohort[cohort["participant_id"].isin(args.participant)]
     qc = preprocess_cohort(cohort, args.out_dir, config, sources=[args.bids_dir], jobs=args.jobs)
     print(qc["status"].value_counts().rename_axis("status").reset_index().to_string(index=False))
     print(f"CAPS tree in {args.out_dir}; QC table {args.out_dir / QC_FILE}")
+
+
+LIMITS = ("max_seconds_per_image", "max_memory_gb", "spacing_range_mm", "max_field_of_view_mm")
+
+
+def _spacing_range(value: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected MIN,MAX in mm, for example 0.05,10") from None
+    return low, high
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -44,6 +56,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="space- label of --template when its name has no tpl- entity")
     parser.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
     parser.add_argument("--min-ncc", type=float, default=0.5, help="QC threshold on NCC with the template")
+    limits = parser.add_argument_group("per-image limits (an image outside them is recorded as failed; "
+                                       "defaults: T1LinearConfig's)")
+    limits.add_argument("--max-seconds-per-image", type=float, metavar="S",
+                        help="kill an image's worker after S seconds (default 600)")
+    limits.add_argument("--max-memory-gb", type=float, metavar="GB",
+                        help="refuse images whose working memory, estimated from the header, exceeds GB (default 8)")
+    limits.add_argument("--spacing-range-mm", type=_spacing_range, metavar="MIN,MAX",
+                        help="plausible voxel spacing (default 0.05,10)")
+    limits.add_argument("--max-field-of-view-mm", type=float, metavar="MM",
+                        help="largest field of view per axis (default 600)")
     parser.add_argument("--participant", nargs="+", default=None, metavar="SUB", help="only these participants")
     parser.add_argument("--acq", default=None, help="keep only T1w images with this acq- label")
     parser.add_argument("--index-cache", type=Path, default=None, metavar="DIR")

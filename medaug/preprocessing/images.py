@@ -1,7 +1,8 @@
 """Image files as model inputs: the one place that reads a T1w file into a tensor of a given size in [0, 1].
 
 A file is loaded with the checks of :class:`~medaug.data.dataset.LoadT1wd` (RAS+, float32; a
-missing, empty, corrupt, 4D or non-finite file raises an error naming it), then brought to the
+missing, empty, corrupt, 4D, non-finite or constant (all-zero) file raises an error naming it),
+then brought to the
 model's size by the last two ``t1-linear`` steps, :func:`~medaug.preprocessing.pipeline.output_transforms`
 (trilinear resize, min-max rescaling to [0, 1]). Generator training, ``medaug generate``, study
 image stacks and the longitudinal models all read their images here, so they see the same voxels.

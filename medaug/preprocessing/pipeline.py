@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from monai.transforms import Compose, Resized, ScaleIntensityd
 
-from medaug.configuration import Config
+from medaug.configuration import Config, check_at_least
 from medaug.errors import ConfigError
 from medaug.preprocessing.registration import RegistrationConfig
 from medaug.preprocessing.template import CLINICA_CROP_GRID, RegistrationTemplate, load_registration_template
@@ -30,6 +30,11 @@ class T1LinearConfig(Config):
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     min_ncc: float = 0.5
     size: tuple[int, int, int] | None = None   # e.g. (84, 104, 89) for the thesis' downsampled images
+    # limits of `medaug preprocess` on one image (an image outside them fails; not registration parameters)
+    max_seconds_per_image: float = 600.0
+    max_memory_gb: float = 8.0                 # estimated from the NIfTI header before any voxel is read
+    spacing_range_mm: tuple[float, float] = (0.05, 10.0)   # plausible voxel spacing of a T1w
+    max_field_of_view_mm: float = 600.0        # per axis (voxels × spacing)
 
     def validate(self) -> None:
         if self.size is not None:
@@ -39,6 +44,19 @@ class T1LinearConfig(Config):
             raise ConfigError("n4_shrink_factor must be ≥ 1 and n4_spline_distance_mm > 0")
         if not -1.0 <= self.min_ncc <= 1.0:
             raise ConfigError(f"min_ncc must be in [-1, 1], got {self.min_ncc}")
+        check_at_least(self, max_seconds_per_image=1e-3, max_memory_gb=1e-6, spacing_range_mm=1e-6,
+                       max_field_of_view_mm=1.0)
+        if self.spacing_range_mm[0] >= self.spacing_range_mm[1]:
+            raise ConfigError(f"{self.section}.spacing_range_mm must be (min, max) with min < max, "
+                              f"got {list(self.spacing_range_mm)}")
+
+    def registration_parameters(self) -> dict:
+        """The options that decide an image's registration and crop (all but size and the per-image limits)."""
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_REGISTRATION}
+
+
+# options that change only the resized copy or which images are accepted, never a registration
+NOT_REGISTRATION = ("size", "max_seconds_per_image", "max_memory_gb", "spacing_range_mm", "max_field_of_view_mm")
 
 
 def t1_linear(config: T1LinearConfig | None = None, template: RegistrationTemplate | None = None, *,
