@@ -45,3 +45,39 @@ def test_an_all_zero_image_is_refused_by_name(study_cohort, study_config, tmp_pa
     nib.save(nib.Nifti1Image(np.zeros(image.shape, np.float32), image.affine), image_path)
     with pytest.raises(InputDataError, match=rf"{image_path.name}.*constant image \(all voxels 0\)"):
         prepare_data(study_config(bids, tmp_path / "run"), tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_session_less_dataset_is_preprocessed_and_used_end_to_end(small_template, study_config, tmp_path):
+    """No ses- level: Clinica names without a session entity, and the study finds every image."""
+    from medaug.preprocessing.registration import RegistrationConfig
+
+    bids = tmp_path / "bids"
+    bids.mkdir()
+    (bids / "dataset_description.json").write_text('{"Name": "no sessions", "BIDSVersion": "1.10.0"}')
+    labels = ["CN", "CN", "CN", "AD", "AD", "AD"]
+    pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(6)], "diagnosis": labels,
+                  "age": [70.0 + i for i in range(6)], "sex": ["F", "M"] * 3}).to_csv(
+        bids / "participants.tsv", sep="\t", index=False)
+    rng = np.random.default_rng(0)
+    voxels = np.asarray(small_template.voxels, np.float32)
+    for i in range(6):
+        (bids / f"sub-{i:02d}/anat").mkdir(parents=True)
+        noisy = voxels * (1 + 0.05 * rng.standard_normal(voxels.shape)).astype(np.float32)
+        nib.save(nib.Nifti1Image(noisy, small_template.affine), bids / f"sub-{i:02d}/anat/sub-{i:02d}_T1w.nii.gz")
+    template = tmp_path / "tpl-MNI152NLin2009aAsym_res-3_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(small_template.voxels, small_template.affine), template)
+    fast = RegistrationConfig(rigid_shrink=(4, 2), rigid_sigmas_mm=(6.0, 3.0), affine_shrink=(2, 1),
+                              affine_sigmas_mm=(3.0, 0.0), iterations=100, sampling_fraction=0.3).to_dict()
+    config = study_config(bids, tmp_path / "run", preprocessing={
+        "enabled": True, "size": [12, 14, 12], "jobs": 1,
+        "pipeline": {"template": str(template), "n4_shrink_factor": 2, "registration": fast, "min_ncc": -1.0}})
+    data = prepare_data(config, tmp_path / "run")
+    caps = tmp_path / "run" / "caps" / "subjects"
+    assert not list(caps.rglob("n")) and not list(caps.rglob("*n/a*"))
+    crops = sorted(p.relative_to(caps).as_posix() for p in caps.glob("sub-*/t1_linear/*desc-Crop_res-1x1x1_T1w.nii.gz"))
+    assert crops == [f"sub-{i:02d}/t1_linear/sub-{i:02d}_space-MNI152NLin2009aAsym_desc-Crop_res-1x1x1_T1w.nii.gz"
+                     for i in range(6)]
+    used = pd.concat([data.train.rows, data.validation.rows, data.test.rows])
+    assert len(used) == 6 and set(used["session_id"]) == {"n/a"}
+    assert all("/t1_linear/" in p and "res-12x14x12" in p for p in used["path"])
