@@ -5,6 +5,7 @@ A crash never leaves a half-written output under its final name.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -59,3 +60,13 @@ def write_tsv(path: str | os.PathLike, table: pd.DataFrame) -> Path:
 def write_nifti(path: str | os.PathLike, image: nib.Nifti1Image) -> Path:
     """Atomically save a NIfTI image (nibabel writes deterministic gzip streams)."""
     return atomic_write(path, lambda p: nib.save(image, p))
+
+
+def write_torch(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically ``torch.save`` ``obj``, serialised in memory first: torch reports a full disk as
+    an unexplained RuntimeError, a plain write as the OSError it is."""
+    import torch  # here: the other writers must not pay for importing torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda p: p.write_bytes(buffer.getbuffer()))

@@ -99,11 +99,14 @@ class GeneratorProvenance:
         without the training data. Every failure is an :class:`InputDataError` with the fix."""
         model_dir = Path(model_dir)
         path = model_dir / PROVENANCE_FILE
+        restore = f"restore the file from a copy, or train the generator again into a new folder with `{cls.command}`"
+        if not path.exists() and (model_dir / "model.pt").exists():
+            raise InputDataError(f"{path} not found next to the weights in {model_dir}: without it the training "
+                                 f"data and image geometry are unknown; {restore}")
         if not path.exists():
             raise InputDataError(f"{path} not found: {model_dir} holds no trained generator; give the folder that "
                                  f"`{cls.command}` wrote (or its best/), or run `{cls.command}` first")
-        record = cls.from_dict(read_json_object(path, f"restore the file, or train the generator again into a new "
-                                                      f"folder with `{cls.command}`"))
+        record = cls.from_dict(read_json_object(path, restore))
         missing = [name for name in cls.required if getattr(record, name) is None]
         if finished and missing:
             raise InputDataError(f"{path} records no {', '.join(missing)}: the generator's training did not finish "
@@ -134,14 +137,23 @@ class GeneratorProvenance:
 
     def _check(self, path: Path) -> None:
         """Types of the recorded fields (a hand-edited file fails here, not deep inside sampling)."""
+        fix = f"restore the file from a copy, or train the generator again with `{self.command}`"
+        for name in ("label", "training_set_sha256"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise InputDataError(f"{path}: {name} must be a string, got {value!r:.80}; {fix}")
         for name in ("train_images", "train_participants", "validation_images"):
             value = getattr(self, name)
             if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-                raise InputDataError(f"{path}: {name} must be a list of strings, got {value!r:.80}; "
-                                     f"train the generator again with `{self.command}`")
-        if self.image_affine is not None and np.shape(self.image_affine) != (4, 4):
-            raise InputDataError(f"{path}: image_affine must be a 4×4 matrix, got shape "
-                                 f"{np.shape(self.image_affine)}; train the generator again with `{self.command}`")
+                raise InputDataError(f"{path}: {name} must be a list of strings, got {value!r:.80}; {fix}")
+        if self.image_affine is not None:
+            try:
+                affine = np.asarray(self.image_affine, dtype=np.float64)
+            except (TypeError, ValueError):
+                affine = None  # ragged, or not numbers
+            if affine is None or affine.shape != (4, 4) or not np.isfinite(affine).all():
+                raise InputDataError(f"{path}: image_affine must be a 4×4 matrix of finite numbers, got "
+                                     f"{self.image_affine!r:.80}; {fix}")
 
 
 @dataclass(kw_only=True)

@@ -43,7 +43,7 @@ from tqdm import tqdm
 from medaug.configuration import Config
 from medaug.distributed import Replica
 from medaug.errors import ConfigError, TrainingDivergedError
-from medaug.io import atomic_write, write_text
+from medaug.io import write_text, write_torch
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class TrainingLoop:
             snapshot["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         if self.best is not None:
             snapshot["best"] = self.best
-        atomic_write(self.checkpoint, lambda p: torch.save(snapshot, p))
+        write_torch(self.checkpoint, snapshot)
 
     def _resume(self) -> None:
         saved = torch.load(self.checkpoint, map_location=self.device, weights_only=True)

@@ -145,7 +145,7 @@ def test_longitudinal_fit_refuses_bad_settings_before_reading_images(tmp_path, c
     (["--sampler", "rhvae-hmc", "--steps", "many"], "rhvae-hmc sampler options.steps: expected a whole number"),
     (["--sampler", "rhvae-hmc", "--target-acceptance", "1.5"], "target_acceptance in (0, 1)"),
     (["--sampler", "rhvae-hmc", "--seed", "-1"], "--seed: a seed is a whole number"),
-    (["--sampler", "rhvae-hmc", "--batch-size", "0"], "--batch-size must be ≥ 1"),
+    (["--sampler", "rhvae-hmc", "--batch-size", "0"], "argument --batch-size: must be a whole number ≥ 1"),
 ])
 def test_generate_refuses_bad_sampler_options_before_loading_the_model(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:

@@ -71,3 +71,11 @@ def test_held_out_real_images_raise_no_warning(digits):
     assert 0.85 < quality["diversity"] < 1.2 and quality["max_nn_share"] < 0.5  # hubness: 0.27 here
     assert quality["held_out_max_nn_share"] < 0.5 and 0.85 < quality["held_out_diversity"] < 1.2
     assert quality_warnings(quality) == []
+
+
+def test_precision_recall_of_a_single_sample_is_nan_not_an_error():
+    from medaug.sampling.quality import precision_recall
+
+    training = torch.rand(5, 1, 4, 4)
+    scores = precision_recall(training[:1] + 0.01, training)
+    assert math.isnan(scores["recall"]) and 0 <= scores["precision"] <= 1

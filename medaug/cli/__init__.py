@@ -2,21 +2,53 @@
 per sub-command (each with an ``add_parser``).
 
 Bad arguments print a usage message and exit with code 2; domain errors print one line naming
-the problem and exit with the error's code; nothing prints a traceback unless ``--verbose``.
+the problem and exit with the error's code; file-system errors (permissions, a full disk, a
+read-only file system) print one line naming the path and the fix and exit with code 1; Ctrl-C
+exits with code 130. Nothing prints a traceback unless ``--verbose``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from medaug import __version__
 from medaug.cli import cohort, example_cohort, generate, longitudinal, preprocess, run, split, train_generator
 from medaug.errors import ConfigError, MedaugError
 
 SUBCOMMANDS = (example_cohort, cohort, split, preprocess, train_generator, generate, run, longitudinal)
+OS_ERROR_HINTS = {
+    errno.EACCES: "choose a folder you can write to, or fix the permissions",
+    errno.EPERM: "choose a folder you can write to, or fix the permissions",
+    errno.ENOSPC: "free some space or write to another folder",
+    errno.EDQUOT: "free some space (disk quota exceeded) or write to another folder",
+    errno.EROFS: "write to another folder",
+}
+ATOMIC_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")  # medaug.io.atomic_write's temporary files
+
+
+def shown_path(name) -> str:
+    """The path an error names, the final name for a temporary file of ``atomic_write``."""
+    path = Path(str(name))
+    match = ATOMIC_TEMPORARY.match(path.name)
+    return str(path.with_name(match["name"]) if match else path)
+
+
+def os_error_message(error: OSError, output=None) -> str:
+    """One line for a file-system error: the path(s), the reason and, when known, the fix; a full
+    disk reported without a file name names the command's ``output``."""
+    paths = " → ".join(shown_path(name) for name in (error.filename, error.filename2) if name is not None)
+    reason = error.strerror or str(error)
+    if not paths and output is not None and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += f" (writing {output})"
+    hint = OS_ERROR_HINTS.get(error.errno)
+    return f"{paths + ': ' if paths else ''}{reason}{'; ' + hint if hint else ''}"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -27,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in SUBCOMMANDS:
         command.add_parser(commands)
     return parser
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
@@ -39,13 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparser = parser._subparsers._group_actions[0].choices[args.command]
     try:
         args.handler(args)
-    except ConfigError as error:
+    except (MedaugError, OSError, KeyboardInterrupt) as error:
         if args.verbose:
             raise
-        subparser.error(str(error))  # usage + message, exit code 2
-    except MedaugError as error:
-        if args.verbose:
-            raise
-        print(f"medaug {args.command}: error: {error}", file=sys.stderr)
-        return error.exit_code
+        if isinstance(error, ConfigError):
+            subparser.error(str(error))  # usage + message, exit code 2
+        if isinstance(error, KeyboardInterrupt):
+            print(f"medaug {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+            return 130
+        output = next((getattr(args, key) for key in ("out", "out_dir", "output") if getattr(args, key, None)), None)
+        message = os_error_message(error, output) if isinstance(error, OSError) else str(error)
+        print(f"medaug {args.command}: error: {message}", file=sys.stderr)
+        return getattr(error, "exit_code", 1)
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
 
 from medaug.errors import ConfigError
@@ -23,6 +25,47 @@ def size_triple(value: str) -> tuple[int, int, int]:
     if len(size) != 3 or min(size) < 1:
         raise argparse.ArgumentTypeError("expected three positive integers, for example 84,104,89")
     return size
+
+
+def _number(text: str, kind: type[int | float]) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'a whole number' if kind is int else 'a number'}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A numpy / torch seed: a whole number in [0, 2**32)."""
+    value = _number(text, int)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number in [0, 2^32), got {value}")
+    return value
+
+
+def count(text: str) -> int:
+    """A whole number ≥ 1 (images, draws, a batch size, a first index)."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1, got {value}")
+    return value
+
+
+def bounded(what: str, low: float, high: float = math.inf, *, above: bool = False,
+            unit: str = "") -> Callable[[str], float]:
+    """A type for a finite float ≥ ``low`` (> ``low`` with ``above``) and ≤ ``high``."""
+    limits = f"{'>' if above else '≥'} {low:g}" + (f" and ≤ {high:g}" if math.isfinite(high) else "") + unit
+
+    def parse(text: str) -> float:
+        value = _number(text, float)
+        if not (value > low if above else value >= low) or value > high:
+            raise argparse.ArgumentTypeError(f"{what} must be {limits}, got {text}")
+        return value
+
+    return parse
 
 
 def config_sections(path: Path | None, sections: tuple[str, ...]) -> dict:

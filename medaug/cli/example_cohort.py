@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medaug.cli.common import csv_list
+from medaug.cli.common import bounded, csv_list, seed
+
+MAX_VOXEL_MM = 10.0  # coarser grids have under 20 voxels across the ~200 mm field of view
 
 
 def _example_cohort(args: argparse.Namespace) -> None:
@@ -31,13 +33,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("out_dir", type=Path, help="output BIDS folder (new, or an earlier run to resume)")
     parser.add_argument("--subjects-per-label", type=int, default=8, metavar="N")
     parser.add_argument("--labels", type=csv_list, default=("CN", "AD"), help="diagnoses, among CN, MCI, AD")
-    parser.add_argument("--resolution", type=float, default=1.0, metavar="MM", help="voxel size in mm")
+    parser.add_argument("--resolution", type=bounded("resolution", 0.0, MAX_VOXEL_MM, above=True, unit=" mm"),
+                        default=1.0, metavar="MM", help=f"voxel size in mm, > 0 and ≤ {MAX_VOXEL_MM:g}")
     parser.add_argument("--sessions", type=csv_list, default=("M000",), help="for example M000,M012,M024")
     parser.add_argument("--missing-rate", type=float, default=0.0, metavar="P",
                         help="probability that a follow-up session is missing (never the baseline)")
-    parser.add_argument("--effect", type=float, default=1.0, metavar="SIZE",
+    parser.add_argument("--effect", type=bounded("effect", 0.0), default=1.0, metavar="SIZE",
                         help="scale of the AD effect (0: none, 1: default, >1: easier to classify)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S")
+    parser.add_argument("--seed", type=seed, default=0, metavar="S", help="in [0, 2^32)")
     parser.add_argument("--jobs", type=int, default=1, metavar="J", help="subjects simulated in parallel")
     parser.add_argument("--figure", type=Path, default=None, metavar="PNG",
                         help="also save a PNG of CN and AD subjects, baseline and last visit")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from medaug.cli.common import count, seed
 from medaug.compute import INFERENCE_BATCH
-from medaug.configuration import check_seed
-from medaug.errors import ConfigError
+from medaug.errors import ConfigError, InputDataError
 from medaug.sampling.samplers import SAMPLERS
 
 OPTION_PREFIX = "sampler_option_"
@@ -48,6 +48,20 @@ def _given_options(args: argparse.Namespace) -> dict:
     return given
 
 
+def _model_folder(folder: Path) -> Path:
+    """``folder/best`` of a ``medaug train-generator`` output folder, else ``folder``; a training
+    folder without ``best/`` (a training that has not finished) is refused with the fix."""
+    from medaug.provenance import GeneratorProvenance
+
+    if (folder / "best").is_dir():
+        return folder / "best"
+    if any((folder / name).exists() for name in ("train_config.yaml", "checkpoint.pt", "training_log.csv")):
+        raise InputDataError(f"{folder} has no finished best/ model with its training-data record (its training "
+                             f"did not finish); {GeneratorProvenance.resume_hint()}, then give {folder} or "
+                             f"{folder / 'best'}")
+    return folder
+
+
 def _generate(args: argparse.Namespace) -> None:
     import torch
 
@@ -61,14 +75,10 @@ def _generate(args: argparse.Namespace) -> None:
     from medaug.sampling.sampler import posterior_means
     from medaug.sampling.synthetic import synthetic_listing, write_synthetic
 
-    for key, flag in (("n", "-n"), ("batch_size", "--batch-size"), ("start_index", "--start-index")):
-        if getattr(args, key) < 1:
-            raise ConfigError(f"{flag} must be ≥ 1, got {getattr(args, key)}")
-    check_seed(args.seed, "--seed")
     sampler = build_sampler(args.sampler, **_given_options(args))  # validated before any loading
-    model_dir = args.model_dir / "best" if (args.model_dir / "best").is_dir() else args.model_dir
     if args.out.resolve().is_relative_to(args.model_dir.resolve()):
         raise ConfigError(f"--out {args.out} is inside the model folder {args.model_dir}; write elsewhere")
+    model_dir = _model_folder(args.model_dir)
     model = load_generator(model_dir, map_location=resolve_device(args.device))
     provenance = GeneratorProvenance.read(model_dir)  # refuses an unfinished training, with the fix
     shape = model.config.input_shape[1:]
@@ -118,11 +128,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("model_dir", type=Path, help="folder from `medaug train-generator` (or its best/)")
     parser.add_argument("--sampler", default="rhvae-hmc", choices=SAMPLERS.names(),
                         help="posterior and jitter are copy controls (re-encoded / noisy training images)")
-    parser.add_argument("-n", type=int, required=True, help="number of images")
+    parser.add_argument("-n", type=count, required=True, help="number of images")
     parser.add_argument("--out", type=Path, required=True, help="derivative folder for the synthetic images")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=INFERENCE_BATCH, help="images decoded at a time")
-    parser.add_argument("--start-index", type=int, default=1, help="first synthetic subject number")
+    parser.add_argument("--seed", type=seed, default=0, help="in [0, 2^32)")
+    parser.add_argument("--batch-size", type=count, default=INFERENCE_BATCH, help="images decoded at a time")
+    parser.add_argument("--start-index", type=count, default=1, help="first synthetic subject number")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i] (chains and decoding)")
     options = parser.add_argument_group("sampler options (each sampler's defaults apply when not given)")
     for option, owners in sorted(sampler_options().items()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medaug.cli.common import size_triple, config_sections
+from medaug.cli.common import bounded, config_sections, count, seed, size_triple
 
 
 def _longitudinal_fit(args: argparse.Namespace) -> None:
@@ -62,21 +62,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--labels", type=Path, default=None, help="labels TSV with ages when SOURCE is a CAPS folder")
     fit.add_argument("--split", type=Path, default=None, metavar="DIR", help="split folder from `medaug split`")
     fit.add_argument("--visits", type=int, default=4, help="visits on the grid (default 4)")
-    fit.add_argument("--interval", type=float, default=1.0, help="years between grid visits (default 1)")
+    fit.add_argument("--interval", type=bounded("interval", 0.0, above=True, unit=" years"), default=1.0,
+                     help="years between grid visits, > 0 (default 1)")
     fit.add_argument("--size", type=size_triple, default=(84, 104, 89), metavar="X,Y,Z")
     fit.add_argument("--prior", default="vae", choices=("vae", "vamp"), help="N(0, I) or VAMP prior on z_0")
     fit.add_argument("--posterior", default="gaussian", choices=("gaussian", "iaf"))
     fit.add_argument("--epochs", type=int, default=None)
     fit.add_argument("--config", type=Path, default=None, metavar="YAML",
                      help="generator:, flow: and training: sections (GeneratorConfig / FlowVAEConfig / FlowTraining)")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=seed, default=0, help="in [0, 2^32)")
     fit.set_defaults(handler=_longitudinal_fit)
     generate = actions.add_parser("generate", help="new synthetic subjects as BIDS sessions")
     generate.add_argument("model_dir", type=Path)
     generate.add_argument("-n", type=int, required=True, help="number of subjects")
     generate.add_argument("--out", type=Path, required=True)
-    generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--start-index", type=int, default=1)
+    generate.add_argument("--seed", type=seed, default=0, help="in [0, 2^32)")
+    generate.add_argument("--start-index", type=count, default=1, help="first synthetic subject number")
     generate.add_argument("--start", default="prior", choices=("prior", "gmm"),
                           help="z_0 from the prior, or from a Gaussian mixture of the training first-visit codes")
     generate.add_argument("--components", type=int, default=4, help="mixture components with --start gmm")
@@ -86,6 +87,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     impute.add_argument("source", type=Path, help="cohort TSV with path and age columns, or a CAPS folder")
     impute.add_argument("--labels", type=Path, default=None)
     impute.add_argument("--out", type=Path, required=True)
-    impute.add_argument("--draws", type=int, default=10, help="posterior draws per observed anchor")
-    impute.add_argument("--seed", type=int, default=0)
+    impute.add_argument("--draws", type=count, default=10, help="posterior draws per observed anchor")
+    impute.add_argument("--seed", type=seed, default=0, help="in [0, 2^32)")
     impute.set_defaults(handler=_longitudinal_impute)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medaug.cli.common import size_triple, config_sections
+from medaug.cli.common import config_sections, seed, size_triple
 from medaug.generative.config import MODELS
 
 
@@ -61,5 +61,5 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="split folder from `medaug split` (its train / validation subjects)")
     parser.add_argument("--size", type=size_triple, default=(84, 104, 89), metavar="X,Y,Z",
                         help="image size when the config has no input_shape (default 84,104,89)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0, help="in [0, 2^32)")
     parser.set_defaults(handler=_train_generator)

@@ -9,7 +9,6 @@ the χ² test on sex counts between the compared groups both give p ≥ a thresh
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,9 @@ from medaug.data.selection import baseline_sessions
 from medaug.configuration import Config, check_seed
 from medaug.errors import BalanceError, ConfigError, InputDataError, LeakageError
 from medaug.io import write_json, write_tsv
+from medaug.provenance import read_json_object
+
+COHORT_COLUMNS = ("participant_id", "session_id", "diagnosis", "age", "sex", "site")
 
 
 @dataclass
@@ -51,6 +53,25 @@ class SplitConfig(Config):
         if self.max_tries < 1:
             raise ConfigError(f"max_tries must be ≥ 1, got {self.max_tries}")
         check_seed(self.seed, f"{self.section}.seed")
+
+
+def read_cohort(path: str | os.PathLike) -> pd.DataFrame:
+    """The cohort TSV of ``medaug cohort``; a missing or unreadable file, missing columns or
+    non-numeric ages raise :class:`InputDataError` naming the file and the fix."""
+    path = Path(path)
+    fix = f"give the cohort TSV that `medaug cohort` writes (columns {', '.join(COHORT_COLUMNS)})"
+    if not path.is_file():
+        raise InputDataError(f"cohort table {path} not found; create it with `medaug cohort`")
+    try:
+        cohort = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputDataError(f"{path} is not a tab-separated text table ({error}); {fix}") from None
+    missing = [column for column in COHORT_COLUMNS if column not in cohort]
+    if missing:
+        raise InputDataError(f"{path} lacks column(s) {', '.join(missing)}; {fix}")
+    if not pd.api.types.is_numeric_dtype(cohort["age"]):
+        raise InputDataError(f"{path}: the age column must hold numbers (n/a when unknown); {fix}")
+    return cohort
 
 
 def subject_table(cohort: pd.DataFrame) -> pd.DataFrame:
@@ -193,7 +214,11 @@ def load_split(split_dir: str | os.PathLike) -> tuple[pd.DataFrame, SplitConfig]
     for name in ("split.tsv", "split.json"):
         if not (split_dir / name).exists():
             raise InputDataError(f"{split_dir / name} not found; create the split with `medaug split`")
+    fix = "create the split again with `medaug split`"
     subjects = pd.read_csv(split_dir / "split.tsv", sep="\t", na_values=["n/a"], keep_default_na=False)
-    config = SplitConfig(**json.loads((split_dir / "split.json").read_text())["config"])
+    try:
+        config = SplitConfig.from_dict(read_json_object(split_dir / "split.json", fix).get("config"))
+    except ConfigError as error:
+        raise InputDataError(f"{split_dir / 'split.json'}: {error}; {fix}") from None
     assert_disjoint(**{name: group for name, group in subjects.groupby("split")})
     return subjects, config

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,11 +11,13 @@ import torch
 from torch import nn
 
 from medaug import __version__
-from medaug.errors import InputDataError
+from medaug.errors import ConfigError, InputDataError
 from medaug.generative.config import GeneratorConfig
 from medaug.generative.models import GenerativeModel, build_model
-from medaug.io import atomic_write, write_json
-from medaug.provenance import PROVENANCE_FILE
+from medaug.io import write_json, write_torch
+from medaug.provenance import PROVENANCE_FILE, GeneratorProvenance, read_json_object
+
+RESTORE = "restore the file from a copy, or train the model again into a new folder"
 
 
 def save_generator(model: nn.Module, folder: str | os.PathLike, provenance: dict | None = None,
@@ -25,7 +27,7 @@ def save_generator(model: nn.Module, folder: str | os.PathLike, provenance: dict
     folder = Path(folder)
     write_json(folder / "config.json", model.config.to_dict())
     state = {k: v.detach().cpu() for k, v in (state_dict or model.state_dict()).items()}
-    atomic_write(folder / "model.pt", lambda p: torch.save(state, p))
+    write_torch(folder / "model.pt", state)
     write_json(folder / PROVENANCE_FILE, {"medaug_version": __version__, "torch_version": torch.__version__,
                                           **(provenance or {})})
     return folder
@@ -33,16 +35,39 @@ def save_generator(model: nn.Module, folder: str | os.PathLike, provenance: dict
 
 def load_generator(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> GenerativeModel:
     """Rebuild the model from ``config.json`` and load ``model.pt`` with ``weights_only=True``."""
-    return load_model_folder(folder, lambda config: build_model(GeneratorConfig.from_dict(config)), map_location)
+    return load_model_folder(folder, lambda config: build_model(GeneratorConfig.from_dict(config)), map_location,
+                             fix=f"{RESTORE} with `{GeneratorProvenance.command}`")
 
 
 def load_model_folder(folder: str | os.PathLike, build: Callable[[dict], nn.Module],
-                      map_location: str | torch.device = "cpu") -> nn.Module:
-    """A model saved by :func:`save_generator`: ``build(config dict)`` then the weights (weights_only)."""
+                      map_location: str | torch.device = "cpu", *, fix: str = RESTORE) -> nn.Module:
+    """A model saved by :func:`save_generator`: ``build(config dict)`` then the weights (weights_only).
+
+    A missing, truncated, hand-edited or foreign ``config.json`` / ``model.pt`` raises
+    :class:`InputDataError` naming the file and ending with ``fix``; an unreadable one (permissions)
+    raises its :class:`OSError`."""
     folder = Path(folder)
     for name in ("config.json", "model.pt"):
         if not (folder / name).is_file():
             raise InputDataError(f"{folder} is not a saved model folder: {name} is missing")
-    model = build(json.loads((folder / "config.json").read_text()))
-    model.load_state_dict(torch.load(folder / "model.pt", map_location=map_location, weights_only=True))
+    config_path, weights_path = folder / "config.json", folder / "model.pt"
+    try:
+        model = build(read_json_object(config_path, fix))
+    except ConfigError as error:
+        raise InputDataError(f"{config_path} is not a valid model configuration ({error}); {fix}") from None
+    with weights_path.open("rb") as file:
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise InputDataError(f"{weights_path} was refused by torch.load(weights_only=True): it holds objects "
+                                 f"other than tensors (an unsafe pickle, or not a checkpoint); {fix}") from None
+        except Exception:  # noqa: BLE001 (a damaged file fails in many ways: EOFError, KeyError, RuntimeError, OSError)
+            raise InputDataError(f"{weights_path} is not a readable PyTorch checkpoint (truncated, or another "
+                                 f"kind of file); {fix}") from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as error:
+        reason = " ".join(" ".join(str(error).splitlines()[:2]).split())  # the first mismatch
+        raise InputDataError(f"{weights_path} does not hold the weights that {config_path} describes "
+                             f"({reason}); {fix}") from None
     return model.to(map_location).eval()

@@ -76,11 +76,12 @@ def _knn_radius(points: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def precision_recall(synthetic, training, k: int = 3) -> dict:
-    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN balls."""
+    """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN balls; NaN where a set
+    has a single image (it has no neighbour to draw a ball with)."""
     synthetic, training = _flat(synthetic), _flat(training)
     between = pairwise_distances(synthetic, training)  # (S, R)
-    precision = (between <= _knn_radius(training, k)[None]).any(1).double().mean()
-    recall = (between <= _knn_radius(synthetic, k)[:, None]).any(0).double().mean()
+    precision = (between <= _knn_radius(training, k)[None]).any(1).double().mean() if len(training) > 1 else torch.nan
+    recall = (between <= _knn_radius(synthetic, k)[:, None]).any(0).double().mean() if len(synthetic) > 1 else torch.nan
     return {"precision": float(precision), "recall": float(recall)}
 
 
