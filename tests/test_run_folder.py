@@ -211,3 +211,36 @@ def test_run_killed_while_writing_a_pool_resumes(study_cohort, study_config, tmp
     for sampler in ("prior", "gmm"):
         assert len(list((out / "synthetic" / sampler).glob("sub-synth*"))) == 800
     assert (out / "runs/sklearn-knn/synthetic-prior-n400/run-00/metrics.tsv").exists()
+
+
+def test_full_disk_during_a_pool_is_one_line_and_the_rerun_completes(study_cohort, study_config, tmp_path,
+                                                                    monkeypatch, capsys):
+    import errno
+
+    import yaml
+
+    import medaug.io
+    from medaug.cli import main
+
+    out = tmp_path / "full"
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(_quick(study_config, study_cohort, out).to_dict()))
+    original = medaug.io.atomic_write
+
+    def full_disk(target, write):
+        if "sub-synthAD0002" in str(target):
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return original(target, write)
+
+    monkeypatch.setattr(medaug.io, "atomic_write", full_disk)
+    assert main(["run", str(path)]) == 1
+    stderr = capsys.readouterr().err
+    error = [line for line in stderr.splitlines() if line.startswith("medaug run")]  # beside progress bars, logs
+    assert len(error) == 1 and "Traceback" not in stderr
+    assert error[0].startswith("medaug run: error: ") and "sub-synthAD0002" in error[0]
+    assert "No space left on device; free some space or write to another folder" in error[0]
+    assert not (out / LOCK_FILE).exists() and not (out / "synthetic/prior/synthetic_AD_seed1.tsv").exists()
+    monkeypatch.undo()
+    assert main(["run", str(path)]) == 0
+    listing = pd.read_csv(out / "synthetic/prior/synthetic_AD_seed1.tsv", sep="\t")
+    assert len(listing) == 6 and all(os.path.exists(p) for p in listing["path"])
