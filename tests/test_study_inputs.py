@@ -48,9 +48,12 @@ def test_an_all_zero_image_is_refused_by_name(study_cohort, study_config, tmp_pa
 
 
 @pytest.mark.slow
-def test_session_less_dataset_is_preprocessed_and_used_end_to_end(small_template, study_config, tmp_path):
+def test_session_less_dataset_is_preprocessed_and_used_end_to_end(study_config, tmp_path):
     """No ses- level: Clinica names without a session entity, and the study finds every image."""
     from medaug.preprocessing.registration import RegistrationConfig
+    from medaug.preprocessing.template import load_registration_template, resample_template
+
+    small_template = resample_template(load_registration_template(), 6.0)  # 6 mm: quick registrations
 
     bids = tmp_path / "bids"
     bids.mkdir()
@@ -65,13 +68,13 @@ def test_session_less_dataset_is_preprocessed_and_used_end_to_end(small_template
         (bids / f"sub-{i:02d}/anat").mkdir(parents=True)
         noisy = voxels * (1 + 0.05 * rng.standard_normal(voxels.shape)).astype(np.float32)
         nib.save(nib.Nifti1Image(noisy, small_template.affine), bids / f"sub-{i:02d}/anat/sub-{i:02d}_T1w.nii.gz")
-    template = tmp_path / "tpl-MNI152NLin2009aAsym_res-3_T1w.nii.gz"
+    template = tmp_path / "tpl-MNI152NLin2009aAsym_res-6_T1w.nii.gz"
     nib.save(nib.Nifti1Image(small_template.voxels, small_template.affine), template)
-    fast = RegistrationConfig(rigid_shrink=(4, 2), rigid_sigmas_mm=(6.0, 3.0), affine_shrink=(2, 1),
-                              affine_sigmas_mm=(3.0, 0.0), iterations=100, sampling_fraction=0.3).to_dict()
+    fast = RegistrationConfig(rigid_shrink=(2, 1), rigid_sigmas_mm=(6.0, 3.0), affine_shrink=(1,),
+                              affine_sigmas_mm=(0.0,), iterations=50, sampling_fraction=0.3).to_dict()
     config = study_config(bids, tmp_path / "run", preprocessing={
-        "enabled": True, "size": [12, 14, 12], "jobs": 1,
-        "pipeline": {"template": str(template), "n4_shrink_factor": 2, "registration": fast, "min_ncc": -1.0}})
+        "enabled": True, "size": [12, 14, 12], "jobs": 2,
+        "pipeline": {"template": str(template), "n4_shrink_factor": 1, "registration": fast, "min_ncc": -1.0}})
     data = prepare_data(config, tmp_path / "run")
     caps = tmp_path / "run" / "caps" / "subjects"
     assert not list(caps.rglob("n")) and not list(caps.rglob("*n/a*"))
