@@ -62,6 +62,14 @@ def test_longitudinal_fit_generate_impute_write_labelled_valid_bids(tiny_cohort,
     assert json.loads(image.with_name(image.name.replace(".nii.gz", ".json")).read_text())["Synthetic"] is True
     assert validator_errors(synth) == []
     assert main(["longitudinal", "generate", str(model), "-n", "1", "--out", str(synth)]) == 2  # no overwrite
+    # an interrupted call left sub-synthAD0003 without a listing: the next call replaces it
+    leftover = synth / "sub-synthAD0003" / "ses-M000" / "anat" / "half-written.nii.gz"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"\x1f\x8b")
+    assert main(["longitudinal", "generate", str(model), "-n", "1", "--out", str(synth), "--start-index", "3"]) == 0
+    assert not leftover.exists() and len(list((synth / "sub-synthAD0003").rglob("*_T1w.nii.gz"))) == 3
+    assert sorted(p.name for p in synth.glob("*_listing.tsv")) == ["synthetic_AD_0001-0002_listing.tsv",
+                                                                  "synthetic_AD_0003-0003_listing.tsv"]
     codes = np.asarray(provenance["first_visit_codes"])
     assert codes.shape == (len(provenance["train_participants"]), 4) and np.isfinite(codes).all()
     from_codes = tmp_path / "synth_gmm"

@@ -1,11 +1,16 @@
 """Longitudinal outputs as a BIDS derivative: one session per grid slot with its age in the
 subject's ``sessions.tsv``. Fully synthetic subjects are ``sub-synth<label>NNNN`` with
 ``desc-synthetic`` images; imputed or extrapolated visits of real subjects keep the subject's
-label, use ``desc-imputed`` and are flagged in the sidecar and in ``sessions.tsv``."""
+label, use ``desc-imputed`` and are flagged in the sidecar and in ``sessions.tsv``.
+
+Each call's listing (``synthetic_<label>_<first>-<last>_listing.tsv``, ``imputed_listing.tsv``) is
+written last and is its commit record: a synthetic subject that no listing names is the leftover
+of an interrupted call and is replaced; a listed one is never overwritten."""
 
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -14,6 +19,7 @@ import torch
 from medaug.data.derivatives import DerivativeDataset
 from medaug.errors import OutputExistsError
 from medaug.io import write_text, write_tsv
+from medaug.run_folder import FolderLock
 from medaug.longitudinal.sequences import VisitGrid, session_label
 from medaug.sampling.synthetic import label_token
 
@@ -37,12 +43,24 @@ def write_synthetic_subjects(images: torch.Tensor, baseline_ages: np.ndarray, ou
                              start_index: int = 1) -> pd.DataFrame:
     """Write sequences (N, T, 1, ...) of new subjects; visit l is at baseline age + l × interval."""
     dataset = _dataset(out_dir)
+    with FolderLock(dataset.root, "medaug longitudinal generate"):
+        return _write_subjects(dataset, images, baseline_ages, label, interval_years, affine, provenance, start_index)
+
+
+def _write_subjects(dataset: DerivativeDataset, images: torch.Tensor, baseline_ages: np.ndarray, label: str,
+                    interval_years: float, affine: np.ndarray, provenance: dict, start_index: int) -> pd.DataFrame:
+    token = label_token(label)
+    participants = [f"sub-synth{token}{start_index + offset:04d}" for offset in range(len(images))]
+    listed = {p for listing in dataset.root.glob("synthetic_*_listing.tsv")
+              for p in pd.read_csv(listing, sep="\t", usecols=["participant_id"])["participant_id"]}
+    for participant in participants:
+        if participant in listed:
+            raise OutputExistsError(f"{dataset.root / participant} exists (listed in a synthetic_*_listing.tsv); "
+                                    "write to another folder or use --start-index")
+        if (dataset.root / participant).exists():  # left by an interrupted call
+            shutil.rmtree(dataset.root / participant)
     rows = []
-    for offset, sequence in enumerate(images):
-        participant = f"sub-synth{label_token(label)}{start_index + offset:04d}"
-        if (dataset.root / participant).exists():
-            raise OutputExistsError(f"{dataset.root / participant} exists; write to another folder or use "
-                                    "--start-index")
+    for offset, (participant, sequence) in enumerate(zip(participants, images)):
         sessions = []
         for slot, image in enumerate(sequence):
             session = f"ses-{session_label(slot, interval_years)}"
@@ -55,7 +73,8 @@ def write_synthetic_subjects(images: torch.Tensor, baseline_ages: np.ndarray, ou
                          "synthetic": True, "path": str(path)})
         _write_sessions(dataset, participant, pd.DataFrame(sessions))
     table = pd.DataFrame(rows)
-    write_tsv(dataset.root / f"synthetic_{label_token(label)}_listing.tsv", table)
+    write_tsv(dataset.root / f"synthetic_{token}_{start_index:04d}-{start_index + len(images) - 1:04d}_listing.tsv",
+              table)
     return table
 
 
