@@ -31,10 +31,14 @@ LOCK_FILE = ".medaug.lock"
 _HELD: dict[Path, int] = {}  # locks this process holds → nesting depth (a step may lock a folder it is inside)
 
 
+def canonical_json(inputs: object) -> str:
+    """``inputs`` as canonical JSON text (sorted keys; paths as strings, tuples as lists)."""
+    return json.dumps(inputs, sort_keys=True, default=str)
+
+
 def fingerprint(inputs: object) -> str:
-    """SHA-256 (hex) of ``inputs`` as canonical JSON (sorted keys; paths and tuples as JSON values)."""
-    text = json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 (hex) of :func:`canonical_json`."""
+    return hashlib.sha256(canonical_json(inputs).encode()).hexdigest()
 
 
 def file_signature(path: str | os.PathLike) -> list[int]:

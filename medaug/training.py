@@ -25,7 +25,6 @@ What is specific to a model comes through :class:`Hooks`. Under ``torchrun``
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -44,6 +43,7 @@ from medaug.configuration import Config
 from medaug.distributed import Replica
 from medaug.errors import ConfigError, TrainingDivergedError
 from medaug.io import write_text, write_torch
+from medaug.run_folder import canonical_json, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -123,16 +123,6 @@ class TrainingResult:
     best_epoch: int
     best_score: float
     log: list[dict] = field(default_factory=list)
-
-
-def settings_text(settings: Mapping) -> str:
-    """The canonical JSON text of a settings mapping (sorted keys)."""
-    return json.dumps(settings, sort_keys=True, default=str)
-
-
-def fingerprint(settings: Mapping) -> str:
-    """SHA-256 of the canonical JSON of a settings mapping: what a checkpoint must match to be resumed."""
-    return hashlib.sha256(settings_text(settings).encode()).hexdigest()
 
 
 def _flatten(settings: Any, prefix: str = "") -> dict[str, Any]:
@@ -275,7 +265,7 @@ class TrainingLoop:
             _write_log(self.log_path, self.rows, self.config.columns)
         if self.checkpoint is None:
             return
-        snapshot = {"fingerprint": fingerprint(self.settings), "settings": settings_text(self.settings),
+        snapshot = {"fingerprint": fingerprint(self.settings), "settings": canonical_json(self.settings),
                     "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                     "loop": asdict(self.state), "log": self.rows, "torch_rng": torch.get_rng_state(),
                     "generators": [g.get_state() for g in self.generators]}
@@ -294,7 +284,7 @@ class TrainingLoop:
             if "settings" not in saved:
                 raise ConfigError(f"{folder} holds a checkpoint ({self.checkpoint.name}) from an earlier medaug "
                                   "without its settings; delete it to start over or use a new folder")
-            differences = _differences(json.loads(saved["settings"]), json.loads(settings_text(self.settings)))
+            differences = _differences(json.loads(saved["settings"]), json.loads(canonical_json(self.settings)))
             raise ConfigError(f"{folder} holds a training with other settings ({differences}) in "
                               f"{self.checkpoint.name}; resume it with the same settings, or use a new folder "
                               "(or delete the checkpoint to start over)")

@@ -221,3 +221,34 @@ def test_numeric_flags_are_refused_by_argparse(tmp_path, monkeypatch, capsys, ar
     assert exit_info.value.code == 2 and "usage:" in err and "Traceback" not in err, err
     assert message in err.strip().splitlines()[-1], err
     assert not (tmp_path / "OUT").exists()
+
+
+def test_train_generator_refuses_to_resume_on_replaced_images(tmp_path, capsys):
+    """The checkpoint records the training images' sizes and mtimes: a replaced image is named, not reused."""
+    import nibabel as nib
+    import numpy as np
+    import pandas as pd
+
+    from medaug.cli import main
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(6):
+        path = tmp_path / f"img{i}.nii.gz"
+        nib.save(nib.Nifti1Image(rng.random((8, 8, 8), dtype=np.float32), np.eye(4)), path)
+        rows.append({"participant_id": f"sub-{i:02d}", "session_id": "ses-M000", "diagnosis": "AD",
+                     "age": 70.0, "sex": "F", "site": "S1", "path": str(path)})
+    table = tmp_path / "cohort.tsv"
+    pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("generator: {latent_dim: 2, hidden: [16]}\ntrainer: {max_epochs: 2, batch_size: 4}\n")
+    command = ["train-generator", str(table), "--label", "AD", "--model", "vae", "--out", str(tmp_path / "model"),
+               "--size", "8,8,8", "--config", str(settings)]
+    assert main(command) == 0
+    assert main(command) == 0  # same images: resumes (nothing left to do)
+    nib.save(nib.Nifti1Image(rng.random((8, 8, 8), dtype=np.float32), np.eye(4)), rows[0]["path"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(command)
+    assert exit_info.value.code == 2
+    assert "other settings (images:" in capsys.readouterr().err

@@ -21,6 +21,7 @@ def _train_generator(args: argparse.Namespace) -> None:
         class_split, read_image_table, record_training_data)
     from medaug.preprocessing.images import image_tensor
     from medaug.io import write_text
+    from medaug.run_folder import files_signature
 
     options = config_sections(args.config, ("generator", "trainer"))
     generator_options = dict(options.get("generator") or {})
@@ -32,7 +33,9 @@ def _train_generator(args: argparse.Namespace) -> None:
     train_rows, validation_rows = class_split(table, args.label, args.split, seed=trainer.seed)
     spatial = config.input_shape[1:]
     train, validation = image_tensor(train_rows, spatial), image_tensor(validation_rows, spatial)
-    settings = {"generator": config.to_dict(), "trainer": trainer.to_dict()}
+    # the images too (paths, sizes, mtimes): resuming on replaced or other images is refused
+    settings = {"generator": config.to_dict(), "trainer": trainer.to_dict(),
+                "images": files_signature([*train_rows["path"], *validation_rows["path"]])}
     if is_main_process() and not (args.out / "checkpoint.pt").exists():  # a new training: record its settings
         write_text(args.out / "train_config.yaml", yaml.safe_dump(settings, sort_keys=False))
     torch.manual_seed(trainer.seed)

@@ -262,13 +262,14 @@ class FlowTraining(Config):
 
 def train_flow_vae(model: LongitudinalFlowVAE, train: tuple[torch.Tensor, torch.Tensor],
                    validation: tuple[torch.Tensor, torch.Tensor], settings: FlowTraining, *,
-                   checkpoint: str | os.PathLike | None = None) -> tuple[LongitudinalFlowVAE, list[dict]]:
+                   checkpoint: str | os.PathLike | None = None,
+                   images: str | None = None) -> tuple[LongitudinalFlowVAE, list[dict]]:
     """Train on (values (N, T, ...), mask (N, T)); keep the epoch with the lowest validation loss
     (Alg. 6 loss, fixed validation noise). With ``checkpoint`` the state is saved atomically after
     every epoch and an interrupted run resumes from it (:mod:`medaug.training`; a checkpoint of
     another model or other training settings, ``epochs`` and ``device`` aside, raises
-    :class:`ConfigError`). ``warmup_epochs = epochs`` trains a plain per-visit VAE (the baseline
-    of Table 6.1)."""
+    :class:`ConfigError`, and so does one of other ``images``, a fingerprint of the image files).
+    ``warmup_epochs = epochs`` trains a plain per-visit VAE (the baseline of Table 6.1)."""
     for name, (_, observed) in (("training", train), ("validation", validation)):
         if not observed.any():
             raise InputDataError(f"the {name} set has no observed visit; it needs at least one subject")
@@ -308,7 +309,7 @@ def train_flow_vae(model: LongitudinalFlowVAE, train: tuple[torch.Tensor, torch.
                   selectable=lambda epoch: not warmup(epoch) or settings.warmup_epochs >= settings.epochs)
     result = TrainingLoop(model, optimizer, hooks, LoopConfig(max_epochs=settings.epochs, progress="longitudinal VAE"),
                           scheduler=scheduler, generators=[generator, noise], checkpoint=checkpoint,
-                          settings=_resume_settings(model, settings)).run()
+                          settings={**_resume_settings(model, settings), "images": images}).run()
     return model.eval(), [{**row, "warmup": warmup(row["epoch"])} for row in result.log]
 
 

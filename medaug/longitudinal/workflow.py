@@ -20,7 +20,7 @@ from medaug.longitudinal.flow_vae import FlowTraining, FlowVAEConfig, Longitudin
 from medaug.longitudinal.sequences import visit_grid
 from medaug.preprocessing.images import image_tensor, resized_affine
 from medaug.provenance import LongitudinalProvenance
-from medaug.run_folder import FolderLock
+from medaug.run_folder import FolderLock, files_signature
 from medaug.sampling.samplers import build_sampler, posterior_means
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ def fit_longitudinal(table: pd.DataFrame, label: str, out_dir: str | os.PathLike
     model = LongitudinalFlowVAE(config)
     with FolderLock(out_dir, "medaug longitudinal fit"):
         model, log = train_flow_vae(model, (grids[0].values, grids[0].mask), (grids[1].values, grids[1].mask),
-                                    settings, checkpoint=out_dir / "checkpoint.pt")
+                                    settings, checkpoint=out_dir / "checkpoint.pt",
+                                    images=files_signature([*train_rows["path"], *validation_rows["path"]]))
     write_tsv(out_dir / "training_log.tsv", pd.DataFrame(log))
     first_codes = posterior_means(model.frame, grids[0].values[:, 0]).cpu()  # what `generate --start gmm` fits
     provenance = LongitudinalProvenance(
