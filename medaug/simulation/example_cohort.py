@@ -100,6 +100,7 @@ MTL_LOSS_STRENGTH = 0.5  # fraction of medial-temporal GM turned to CSF per unit
 MAX_EXPANSION = 0.6
 MAX_GM_LOSS = 0.9
 
+RESOLUTION_RANGE_MM = (0.5, 10.0)  # voxel sizes of a usable simulated grid over the ~200 mm field of view
 _SESSION_RE = re.compile(r"^M(\d{2,3})$")
 
 
@@ -128,8 +129,10 @@ class ExampleCohortConfig(Config):
                               f"choose among {', '.join(LABEL_PROFILES)}")
         if len(set(self.labels)) != len(self.labels):
             raise ConfigError(f"labels must be distinct, got {','.join(self.labels)}")
-        if not self.resolution_mm > 0:
-            raise ConfigError(f"resolution must be > 0 mm, got {self.resolution_mm}")
+        low, high = RESOLUTION_RANGE_MM
+        if not low <= self.resolution_mm <= high:
+            raise ConfigError(f"resolution must be in [{low:g}, {high:g}] mm, got {self.resolution_mm:g}: finer grids "
+                              "do not fit in memory, coarser ones have under 20 voxels across the head")
         if not self.sessions:
             raise ConfigError("at least one session is needed, for example M000")
         bad = [s for s in self.sessions if not _SESSION_RE.match(s)]
