@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import nibabel as nib
 import pandas as pd
 
+ATOMIC_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")  # the temporary names atomic_write uses
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from medaug.errors import OutputExistsError
-from medaug.io import write_json
+from medaug.io import ATOMIC_TEMPORARY, write_json
 
 logger = logging.getLogger(__name__)
 LOCK_FILE = ".medaug.lock"
@@ -77,16 +77,20 @@ class FolderLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv}
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale()
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump(record, handle)
-            _HELD[self.path] = 1
-            return self
+        staged = self.folder / f".medaug.lock.{os.getpid()}"
+        staged.write_text(json.dumps(record))
+        try:
+            for _ in range(2):
+                try:
+                    os.link(staged, self.path)  # atomic: the lock exists with its whole content, or not at all
+                except FileExistsError:
+                    self._take_over_if_stale()
+                    continue
+                _HELD[self.path] = 1
+                remove_temporaries(self.folder)
+                return self
+        finally:
+            staged.unlink(missing_ok=True)
         raise OutputExistsError(f"cannot lock {self.folder}: {self.path} keeps reappearing; another process "
                                 "is starting in the same folder")
 
@@ -148,6 +152,15 @@ class StepRecord:
         remove_outputs(outputs)
         write_json(self.path, {"fingerprint": self.fingerprint, "inputs": self.inputs})
         return False
+
+
+def remove_temporaries(folder: Path) -> None:
+    """Delete what :func:`medaug.io.atomic_write` left under ``folder`` when a writer was killed
+    (called by the lock holder: no other writer can be using them)."""
+    for path in folder.rglob(".*"):
+        if ATOMIC_TEMPORARY.match(path.name) and path.is_file():
+            logger.info("removing %s, left by an interrupted write", path)
+            path.unlink(missing_ok=True)
 
 
 def remove_outputs(outputs: Iterable[Path]) -> None:

@@ -252,3 +252,44 @@ def test_train_generator_refuses_to_resume_on_replaced_images(tmp_path, capsys):
         main(command)
     assert exit_info.value.code == 2
     assert "other settings (images:" in capsys.readouterr().err
+
+
+def test_train_generator_takes_the_model_from_the_config_and_refuses_a_contradiction(tmp_path, capsys):
+    import nibabel as nib
+    import numpy as np
+    import pandas as pd
+    import yaml
+
+    from medaug.cli import main
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(6):
+        path = tmp_path / f"img{i}.nii.gz"
+        nib.save(nib.Nifti1Image(rng.random((8, 8, 8), dtype=np.float32), np.eye(4)), path)
+        rows.append({"participant_id": f"sub-{i:02d}", "session_id": "ses-M000", "diagnosis": "AD", "path": str(path)})
+    pd.DataFrame(rows).to_csv(tmp_path / "cohort.tsv", sep="\t", index=False)
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("generator: {model: vae, latent_dim: 2, hidden: [16]}\ntrainer: {max_epochs: 1, batch_size: 4}\n")
+    base = ["train-generator", str(tmp_path / "cohort.tsv"), "--label", "AD", "--size", "8,8,8", "--config", str(settings)]
+    assert main([*base, "--out", str(tmp_path / "m")]) == 0
+    assert yaml.safe_load((tmp_path / "m/train_config.yaml").read_text())["generator"]["model"] == "vae"
+    assert capsys.readouterr().out.startswith("vae for AD")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--out", str(tmp_path / "m2"), "--model", "rhvae"])
+    assert exit_info.value.code == 2
+    assert "--model rhvae contradicts generator.model: vae" in capsys.readouterr().err
+    assert not (tmp_path / "m2").exists()
+
+
+def test_a_study_sampler_that_needs_another_generator_model_is_refused_before_any_work():
+    from medaug.errors import ConfigError
+    from medaug.study.config import StudyConfig
+
+    base = {"name": "x", "output": "out", "data": {"bids": "b", "labels": ["CN", "AD"], "positive": "AD"},
+            "generator": {"model": "vae"}}
+    for sampler, needed in (("rhvae-hmc", "rhvae"), ("random-walk", "rhvae"), ("vamp", "vamp")):
+        with pytest.raises(ConfigError, match=rf"samplers\[1\]: the {sampler} sampler needs a generator.model in "
+                                              rf"{needed}, got vae"):
+            StudyConfig.from_dict({**base, "samplers": [{"name": "prior"}, {"name": sampler}]})
+    StudyConfig.from_dict({**base, "samplers": [{"name": "gmm"}]})

@@ -192,3 +192,18 @@ def test_a_replaced_source_image_is_preprocessed_again(template_file, small_temp
     assert redone["seconds"].iloc[0] > 0
     now = json.loads(output.with_name(output.name.replace(".nii.gz", ".json")).read_text())["SourceSignature"]
     assert now != recorded and now == [os.stat(row["path"]).st_size, os.stat(row["path"]).st_mtime_ns]
+
+
+def test_preprocess_exits_non_zero_when_every_image_failed(tmp_path, capsys):
+    from medaug.cli import main
+
+    bids = tmp_path / "bids"
+    (bids / "sub-01/anat").mkdir(parents=True)
+    (bids / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.10.0"}')
+    voxels = np.random.default_rng(0).random((8, 8, 8), dtype=np.float32)
+    nib.save(nib.Nifti1Image(voxels, np.diag([50.0, 50.0, 50.0, 1.0])), bids / "sub-01/anat/sub-01_T1w.nii.gz")
+    assert main(["preprocess", str(bids), str(tmp_path / "caps")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("medaug preprocess: error: every image failed t1-linear (1 of 1")
+    assert "sub-01: voxel spacing 50 x 50 x 50 mm is implausible" in error
+    assert pd.read_csv(tmp_path / "caps" / runner.QC_FILE, sep="\t")["status"].tolist() == ["failed"]

@@ -17,6 +17,7 @@ from medaug.data.derivatives import DerivativeDataset
 from medaug.errors import OutputExistsError
 from medaug.run_folder import LOCK_FILE, FolderLock, StepRecord, file_signature
 from medaug.study.pipeline import run_study
+from medaug.study.synthesis import pool_seed
 
 HOLD_LOCK = ("import sys, time; from medaug.run_folder import FolderLock\n"
              "with FolderLock(sys.argv[1], 'test holder'):\n    print('held', flush=True); time.sleep(60)\n")
@@ -112,13 +113,13 @@ def test_interrupted_pool_is_redone_identically_and_changed_options_redo_only_th
     prior = cut / "runs/sklearn-knn/synthetic-prior-n6/run-00/metrics.tsv"
     gmm = cut / "runs/sklearn-knn/synthetic-gmm-n6/run-00/metrics.tsv"
     stamps = {path: path.stat().st_mtime_ns for path in (real, prior, gmm)}
-    prior_listing = cut / "synthetic/prior/synthetic_CN_seed0.tsv"
+    prior_listing = cut / f"synthetic/prior/synthetic_CN_seed{pool_seed(0, 'prior', 0)}.tsv"
     prior_stamp = prior_listing.stat().st_mtime_ns
     with caplog.at_level(logging.WARNING):
         run_study(_quick(study_config, study_cohort, cut, samplers=[
             {"name": "prior"}, {"name": "gmm", "options": {"n_components": 3}}]))
     assert "the gmm pool of CN" in caplog.text and "options changed" in caplog.text
-    record = json.loads((cut / "synthetic/gmm/synthetic_CN_seed100.inputs.json").read_text())
+    record = json.loads((cut / f"synthetic/gmm/synthetic_CN_seed{pool_seed(0, 'gmm', 0)}.inputs.json").read_text())
     assert record["inputs"]["options"]["n_components"] == 3
     sidecar = json.loads(next((cut / "synthetic/gmm").rglob("sub-synthCN0001_desc-synthetic_T1w.json")).read_text())
     assert sidecar["Sampler"]["n_components"] == 3
@@ -202,7 +203,7 @@ def test_run_killed_while_writing_a_pool_resumes(study_cohort, study_config, tmp
     finally:
         process.kill()
     assert first.exists() and (out / LOCK_FILE).exists()
-    assert not (out / "synthetic/prior/synthetic_CN_seed0.tsv").exists()  # killed mid-pool
+    assert not (out / f"synthetic/prior/synthetic_CN_seed{pool_seed(0, 'prior', 0)}.tsv").exists()  # killed mid-pool
     run_study(config)
     assert not (out / LOCK_FILE).exists()
     for listing in out.glob("synthetic/*/synthetic_*_seed*.tsv"):
@@ -239,8 +240,65 @@ def test_full_disk_during_a_pool_is_one_line_and_the_rerun_completes(study_cohor
     assert len(error) == 1 and "Traceback" not in stderr
     assert error[0].startswith("medaug run: error: ") and "sub-synthAD0002" in error[0]
     assert "No space left on device; free some space or write to another folder" in error[0]
-    assert not (out / LOCK_FILE).exists() and not (out / "synthetic/prior/synthetic_AD_seed1.tsv").exists()
+    assert not (out / LOCK_FILE).exists()
+    assert not (out / f"synthetic/prior/synthetic_AD_seed{pool_seed(0, 'prior', 1)}.tsv").exists()
     monkeypatch.undo()
     assert main(["run", str(path)]) == 0
-    listing = pd.read_csv(out / "synthetic/prior/synthetic_AD_seed1.tsv", sep="\t")
+    listing = pd.read_csv(out / f"synthetic/prior/synthetic_AD_seed{pool_seed(0, 'prior', 1)}.tsv", sep="\t")
     assert len(listing) == 6 and all(os.path.exists(p) for p in listing["path"])
+
+
+@pytest.mark.slow
+def test_samplers_added_folders_moved_and_classifier_options_changed(study_cohort, study_config, tmp_path):
+    """Adding a sampler leaves the other pools as they were (seeds from sampler names); a moved
+    folder resumes; changed classifier options redo the tasks instead of refusing the folder."""
+    first = tmp_path / "first"
+    run_study(_quick(study_config, study_cohort, first))
+    gmm_listing = first / f"synthetic/gmm/synthetic_CN_seed{pool_seed(0, 'gmm', 0)}.tsv"
+    gmm_task = first / "runs/sklearn-knn/synthetic-gmm-n6/run-00/metrics.tsv"
+    stamps = {path: path.stat().st_mtime_ns for path in (gmm_listing, gmm_task)}
+    with_jitter = [{"name": "prior"}, {"name": "jitter"}, {"name": "gmm", "options": {"n_components": 1}}]
+    run_study(_quick(study_config, study_cohort, first, samplers=with_jitter))
+    assert all(path.stat().st_mtime_ns == stamp for path, stamp in stamps.items())
+    assert (first / "runs/sklearn-knn/synthetic-jitter-n6/run-00/metrics.tsv").exists()
+
+    moved = tmp_path / "moved"
+    first.rename(moved)
+    task = moved / "runs/sklearn-knn/synthetic-gmm-n6/run-00/metrics.tsv"
+    stamp = task.stat().st_mtime_ns
+    resumed = run_study(_quick(study_config, study_cohort, moved, samplers=with_jitter))
+    assert task.stat().st_mtime_ns == stamp and resumed["tasks"] == 4
+
+    changed = run_study(_quick(study_config, study_cohort, moved, samplers=with_jitter,
+                               classifier_options={"sklearn-knn": {"n_neighbors": 1}}))
+    assert task.stat().st_mtime_ns != stamp and changed["tasks"] == 4
+    record = json.loads((task.parent.parent / "run-00.inputs.json").read_text())
+    assert record["inputs"]["options"]["n_neighbors"] == 1
+
+
+def test_a_copied_config_does_not_make_a_folder_of_other_files_a_study(study_cohort, study_config, tmp_path):
+    import yaml
+
+    out = tmp_path / "mystudy"
+    out.mkdir()
+    (out / "config.yaml").write_text(yaml.safe_dump(_quick(study_config, study_cohort, out).to_dict()))
+    for name in ("cohort.tsv", "metrics.tsv"):
+        (out / name).write_text("mine\n")
+    with pytest.raises(OutputExistsError, match="holds files that no study run wrote"):
+        run_study(_quick(study_config, study_cohort, out))
+    assert all((out / name).read_text() == "mine\n" for name in ("cohort.tsv", "metrics.tsv"))
+
+
+def test_the_lock_holder_removes_temporaries_of_a_killed_writer(tmp_path):
+    from medaug.io import write_text
+
+    inner = tmp_path / "synthetic" / "sub-synthAD0003" / "anat"
+    inner.mkdir(parents=True)
+    leftover = inner / ".sub-synthAD0003_desc-synthetic_T1w.nii.gz.k2j_x9q0.tmp.nii.gz"
+    leftover.write_bytes(b"half")
+    kept = inner / ".hidden-but-not-ours"
+    kept.write_text("x")
+    with FolderLock(tmp_path, "test"):
+        assert not leftover.exists() and kept.exists()
+        write_text(tmp_path / "a.tsv", "x\n")
+    assert (tmp_path / "a.tsv").read_text() == "x\n"

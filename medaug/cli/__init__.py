@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,11 +28,12 @@ OS_ERROR_HINTS = {
     errno.EDQUOT: "free some space (disk quota exceeded) or write to another folder",
     errno.EROFS: "write to another folder",
 }
-ATOMIC_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")  # medaug.io.atomic_write's temporary files
 
 
 def shown_path(name) -> str:
     """The path an error names, the final name for a temporary file of ``atomic_write``."""
+    from medaug.io import ATOMIC_TEMPORARY  # here: `medaug --help` need not import pandas
+
     path = Path(str(name))
     match = ATOMIC_TEMPORARY.match(path.name)
     return str(path.with_name(match["name"]) if match else path)

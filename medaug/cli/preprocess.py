@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from medaug.cli.common import size_triple
-from medaug.errors import ConfigError
+from medaug.errors import ConfigError, InputDataError
 
 
 def _preprocess(args: argparse.Namespace) -> None:
@@ -26,6 +26,9 @@ def _preprocess(args: argparse.Namespace) -> None:
     qc = preprocess_cohort(cohort, args.out_dir, config, sources=[args.bids_dir], jobs=args.jobs)
     print(qc["status"].value_counts().rename_axis("status").reset_index().to_string(index=False))
     print(f"CAPS tree in {args.out_dir}; QC table {args.out_dir / QC_FILE}")
+    if len(qc) and (qc["status"] == "failed").all():
+        raise InputDataError(f"every image failed t1-linear ({len(qc)} of {len(qc)}; reasons in "
+                             f"{args.out_dir / QC_FILE}), first {qc['participant_id'].iloc[0]}: {qc['reason'].iloc[0]}")
 
 
 LIMITS = ("max_seconds_per_image", "max_memory_gb", "spacing_range_mm", "max_field_of_view_mm")

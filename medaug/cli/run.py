@@ -14,6 +14,7 @@ def _run(args: argparse.Namespace) -> None:
     from medaug.study.pipeline import run_study
 
     config = load_study_config(args.config)
+    args.output = config.output  # the folder an OS error without a file name is reported against
     if args.runs is not None:
         config = dataclasses.replace(config, runs=args.runs)  # validated like the file
     result = run_study(config)

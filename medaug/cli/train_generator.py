@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from medaug.cli.common import config_sections, seed, size_triple
+from medaug.errors import ConfigError
 from medaug.generative.config import MODELS
 
 
@@ -26,7 +27,11 @@ def _train_generator(args: argparse.Namespace) -> None:
     options = config_sections(args.config, ("generator", "trainer"))
     generator_options = dict(options.get("generator") or {})
     generator_options.setdefault("input_shape", (1, *args.size))
-    generator_options["model"] = args.model
+    if args.model is not None:
+        if generator_options.get("model", args.model) != args.model:
+            raise ConfigError(f"--model {args.model} contradicts generator.model: {generator_options['model']} in "
+                              f"{args.config}; give one of them")
+        generator_options["model"] = args.model
     config = GeneratorConfig.from_dict(generator_options)
     trainer = TrainerConfig.from_dict({"seed": args.seed, **(options.get("trainer") or {})})
     table = read_image_table(args.source, args.labels)
@@ -44,7 +49,7 @@ def _train_generator(args: argparse.Namespace) -> None:
     if not is_main_process():
         return
     record_training_data(args.out / "best", args.label, train_rows, validation_rows, spatial, source=str(args.source))
-    print(f"{args.model} for {args.label}: {len(train)} training / {len(validation)} validation images, "
+    print(f"{config.model} for {args.label}: {len(train)} training / {len(validation)} validation images, "
           f"best validation loss {result['best_val_loss']:.2f} at epoch {result['best_epoch']} "
           f"of {result['epochs']}; model in {args.out / 'best'}")
 
@@ -55,7 +60,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                              "stopping on a subject-level validation set; resumes an interrupted run.")
     parser.add_argument("source", type=Path, help="cohort TSV with a path column, or a CAPS folder (with --labels)")
     parser.add_argument("--label", required=True, help="diagnosis to model, for example AD")
-    parser.add_argument("--model", default="rhvae", choices=MODELS.names())
+    parser.add_argument("--model", default=None, choices=MODELS.names(),
+                        help="generator model (default: generator.model of --config, else rhvae)")
     parser.add_argument("--out", type=Path, required=True, help="model folder (best/, training_log.csv)")
     parser.add_argument("--config", type=Path, default=None, metavar="YAML",
                         help="generator: and trainer: sections (GeneratorConfig / TrainerConfig fields)")

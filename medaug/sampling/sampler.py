@@ -42,6 +42,7 @@ class Sampler:
     name: ClassVar[str] = "base"
     Options: ClassVar[type[Config]] = NoOptions
     checks_posterior: ClassVar[bool] = True  # refuse a collapsed generator (:mod:`medaug.sampling.posterior_check`)
+    models: ClassVar[tuple[str, ...] | None] = None  # the generator models it samples from (None: any)
 
     def __init__(self, options: Config | None = None) -> None:
         self.options = options if options is not None else self.Options()

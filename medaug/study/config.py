@@ -189,7 +189,12 @@ class StudyConfig(Config):
         check_seed(self.seed, "seed")
         check_device(self.device, "device")
         self._check_executor_device()
-        self.generator_config()  # validates the generator section now
+        model = self.generator_config().model  # validates the generator section now
+        for index, spec in enumerate(self.samplers):
+            models = SAMPLERS.get(spec.name).models
+            if models is not None and self.needs_synthetic and model not in models:
+                raise ConfigError(f"samplers[{index}]: the {spec.name} sampler needs a generator.model in "
+                                  f"{', '.join(models)}, got {model}; change generator.model or the sampler")
 
     def _check_executor_device(self) -> None:
         executor = self.executor

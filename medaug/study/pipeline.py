@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from medaug import __version__
 from medaug.errors import ConfigError, OutputExistsError, StudyTaskError
 from medaug.io import write_json, write_text, write_tsv
 from medaug.run_folder import LOCK_FILE, FolderLock, StepRecord
@@ -38,8 +39,12 @@ from medaug.study.synthesis import fit_generators, quality_table, synthetic_pool
 from medaug.study.tasks import METRICS_FILE, StudyContext, study_tasks
 
 logger = logging.getLogger(__name__)
-EXTENSIBLE = ("name", "runs", "classifiers", "conditions", "classic_copies", "samplers", "synthetic_per_class",
-              "memorization_quantile", "executor", "allow_uninformative_generators")
+STUDY_MARKER = ".medaug-study.json"  # written by the first run into a folder: the folder is the study's
+# may change in an existing folder: they add tasks, or the step records redo what depends on them
+# (classifier settings, the architecture search); `output` is where the folder is now (a moved folder resumes)
+EXTENSIBLE = ("name", "output", "runs", "classifiers", "classifier_options", "classifier_training", "search",
+              "conditions", "classic_copies", "samplers", "synthetic_per_class", "memorization_quantile", "executor",
+              "allow_uninformative_generators")
 
 
 def _check_location(config: StudyConfig, run_dir: Path) -> None:
@@ -57,8 +62,12 @@ def _claim_folder(config: StudyConfig, run_dir: Path) -> None:
     """Refuse a folder holding files no study run wrote, or another study; record the config."""
     recorded = run_dir / "config.yaml"
     current = config.to_dict()
+    marker = run_dir / STUDY_MARKER
+    # a folder is a study's own when a run marked it (or, written before markers, holds its split too):
+    # a config.yaml copied into a folder of other files does not make them the study's
+    own = marker.exists() or (recorded.exists() and (run_dir / "split" / "split.json").exists())
     foreign = sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK_FILE)
-    if foreign and not recorded.exists():
+    if foreign and not own:
         raise OutputExistsError(f"{run_dir} holds files that no study run wrote ({', '.join(foreign[:3])}"
                                 f"{' …' if len(foreign) > 3 else ''}); give an empty or new output folder")
     if recorded.exists():
@@ -75,6 +84,8 @@ def _claim_folder(config: StudyConfig, run_dir: Path) -> None:
             raise OutputExistsError(f"{run_dir} holds a study with other {', '.join(changed)} settings ({recorded}); "
                                     f"use a new output folder (only {', '.join(EXTENSIBLE)} may change)")
     write_text(recorded, yaml.safe_dump(current, sort_keys=False))
+    if not marker.exists():
+        write_json(marker, {"created_by": "medaug run", "medaug_version": __version__})
 
 
 def _optimized_architecture(config: StudyConfig, data: StudyData, run_dir: Path) -> CNNArchitecture:

@@ -12,6 +12,7 @@ listing (an interrupted write) are deleted and the pool is drawn again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -109,17 +110,17 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
     and each sampler's fingerprint (of its pools' records).
 
     Chains and decoding run on ``config.device``; images are written as they are decoded.
-    Sampler seeds are ``config.seed + 100·sampler index + class index``.
+    Sampler seeds come from :func:`pool_seed`.
     """
     count = max(config.synthetic_per_class)
     device = resolve_device(config.device)
     pools: dict[str, dict[int, Volumes]] = {}
     fingerprints: dict[str, str] = {}
-    for s_index, spec in enumerate(config.samplers):
+    for spec in config.samplers:
         out = run_dir / "synthetic" / spec.name
         pools[spec.name], records = {}, []
         for index, label in enumerate(config.data.labels):
-            seed = config.seed + 100 * s_index + index
+            seed = pool_seed(config.seed, spec.name, index)
             listing, report = synthetic_listing(out, label, seed), quality_file(out, label, seed)
             record = StepRecord(listing.with_suffix(".inputs.json"), {
                 "sampler": spec.name, "options": SAMPLERS.options(spec.name, spec.options).to_dict(), "seed": seed, "count": count,
@@ -150,6 +151,13 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
     return pools, fingerprints
 
 
+def pool_seed(seed: int, sampler: str, code: int) -> int:
+    """The seed of a sampler's pool of class ``code``: from the sampler's name, not its place in the
+    list, so adding or reordering samplers leaves the other pools (and their results) as they were."""
+    offset = int.from_bytes(hashlib.sha256(sampler.encode()).digest()[:2], "big")
+    return (seed + 100 * offset + code) % 2**32
+
+
 def quality_file(out: Path, label: str, seed: int) -> Path:
     """The sample-quality record of one pool, beside its listing."""
     return synthetic_listing(out, label, seed).with_suffix(".quality.json")
@@ -171,9 +179,9 @@ def _quality(model, pool: Volumes, data: StudyData, code: int, config: StudyConf
 def quality_table(config: StudyConfig, run_dir: Path) -> pd.DataFrame:
     """Per sampler and class: sample quality, chain diagnostics and warnings of the written pools."""
     rows = []
-    for s_index, spec in enumerate(config.samplers):
+    for spec in config.samplers:
         for index, label in enumerate(config.data.labels):
-            report = quality_file(run_dir / "synthetic" / spec.name, label, config.seed + 100 * s_index + index)
+            report = quality_file(run_dir / "synthetic" / spec.name, label, pool_seed(config.seed, spec.name, index))
             if not report.exists():
                 continue
             quality = json.loads(report.read_text())

@@ -76,6 +76,7 @@ class RHVAEHMCSampler(Sampler):
 
     name = "rhvae-hmc"
     Options = RHVAEHMCOptions
+    models = ("rhvae",)
 
     def _fit(self, train_data):
         if not isinstance(self.model, RHVAE):

@@ -15,6 +15,7 @@ class VAMPSampler(Sampler):
     """z ~ 1/K Σₖ q_φ(z|uₖ): a pseudo-input drawn uniformly, then its posterior."""
 
     name = "vamp"
+    models = ("vamp",)
 
     def _fit(self, train_data):
         if not isinstance(self.model, VAMP):
