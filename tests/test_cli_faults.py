@@ -170,6 +170,15 @@ def test_generate_from_a_healthy_copy_still_works(trained, tmp_path, capsys):
     assert len(list((tmp_path / "syn").glob("sub-*/anat/*_T1w.nii.gz"))) == 2
 
 
+def test_generate_with_a_sampler_for_another_model_names_the_folder_and_the_fix(trained, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # the default sampler, rhvae-hmc, on a VAE
+        main(["generate", str(trained), "-n", "2", "--out", str(tmp_path / "syn")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "--sampler rhvae-hmc needs a rhvae generator" in error and "holds a vae" in error and "Traceback" not in error
+    assert not (tmp_path / "syn").exists()
+
+
 @pytest.mark.parametrize("content, message", [
     ("participant_id\tdiagnosis\nsub-01\tAD\n", "lacks column(s) session_id, age, sex, site"),
     (b"\x1f\x8b\x08\x00" + bytes(range(256)) * 8, "is not a tab-separated text table"),

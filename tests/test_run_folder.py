@@ -132,13 +132,16 @@ def test_interrupted_pool_is_redone_identically_and_changed_options_redo_only_th
 def test_replaced_input_image_redoes_the_stacks_generators_and_tasks(study_cohort, study_config, tmp_path):
     bids = tmp_path / "bids"
     subprocess.run(["cp", "-r", str(study_cohort), str(bids)], check=True)
-    config = _quick(study_config, bids, tmp_path / "out", conditions=["real"], samplers=[{"name": "prior"}])
+    config = _quick(study_config, bids, tmp_path / "out", samplers=[{"name": "prior"}])
     run_study(config)
     run_dir = tmp_path / "out"
     metrics = run_dir / "runs/sklearn-knn/real/run-00/metrics.tsv"
     stamp = metrics.stat().st_mtime_ns
     listing = pd.read_csv(run_dir / "images/train.tsv", sep="\t")
-    path = listing["path"].iloc[0]
+    path, label = listing["path"].iloc[0], listing["diagnosis"].iloc[0]
+    other = {"CN": "AD", "AD": "CN"}[label]
+    weights = {name: run_dir / "generators" / name / "best" / "model.pt" for name in (label, other)}
+    trained = {name: file.stat().st_mtime_ns for name, file in weights.items()}
     image = nib.load(path)
     before = file_signature(path)
     time.sleep(0.01)
@@ -146,6 +149,8 @@ def test_replaced_input_image_redoes_the_stacks_generators_and_tasks(study_cohor
     assert file_signature(path) != before
     run_study(config)
     assert metrics.stat().st_mtime_ns != stamp  # the task was redone on the new image
+    assert weights[label].stat().st_mtime_ns != trained[label]  # the image's class generator was retrained,
+    assert weights[other].stat().st_mtime_ns == trained[other]  # the other class's was kept
     stack = np.load(run_dir / "images/train.npy", mmap_mode="r")
     assert pd.read_csv(run_dir / "images/train.tsv", sep="\t")["mtime_ns"].iloc[0] == file_signature(path)[1]
     assert np.isfinite(stack).all()

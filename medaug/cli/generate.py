@@ -81,6 +81,9 @@ def _generate(args: argparse.Namespace) -> None:
     model_dir = _model_folder(args.model_dir)
     model = load_generator(model_dir, map_location=resolve_device(args.device))
     provenance = GeneratorProvenance.read(model_dir)  # refuses an unfinished training, with the fix
+    if sampler.models is not None and model.config.model not in sampler.models:
+        raise ConfigError(f"--sampler {args.sampler} needs a {' or '.join(sampler.models)} generator; {model_dir} "
+                          f"holds a {model.config.model}: use another --sampler (for example gmm or prior)")
     shape = model.config.input_shape[1:]
     train = image_tensor(provenance.train_images, shape)
     held_out = provenance.validation_images

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -36,13 +36,14 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ImageSet:
     """Rows (participant_id, session_id, diagnosis, path), images (N, 1, *size) streamed from a
-    memory-mapped stack (or any indexable source), label codes (N,), and the fingerprint of the
-    image files it was read from."""
+    memory-mapped stack (or any indexable source), label codes (N,), and the fingerprints of the
+    image files it was read from: all of them, and per diagnosis (what a class's generator saw)."""
 
     rows: pd.DataFrame
     images: VolumeFile | Volumes | torch.Tensor
     labels: torch.Tensor
     fingerprint: str = ""
+    class_fingerprints: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,7 +122,9 @@ def _image_set(config: StudyConfig, rows: pd.DataFrame, stack: Path) -> ImageSet
         write_volume_file(stack, (image[None] for image in image_stream(rows, size)), (len(rows), 1, *size))
         write_tsv(listing, current)
     return ImageSet(rows, VolumeFile(stack), torch.tensor([codes[d] for d in rows["diagnosis"]], dtype=torch.long),
-                    fingerprint(current.to_dict("records")))
+                    fingerprint(current.to_dict("records")),
+                    {label: fingerprint(current[current["diagnosis"] == label].to_dict("records"))
+                     for label in config.data.labels})
 
 
 def prepare_data(config: StudyConfig, run_dir: Path) -> StudyData:

@@ -67,7 +67,8 @@ def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[
         record = StepRecord(out.with_name(f"{label}.inputs.json"), {
             "label": label, "code": index, "generator": config.generator_config().to_dict(),
             "trainer": {k: v for k, v in trainer.to_dict().items() if k != "device"},
-            "train_images": data.train.fingerprint, "validation_images": data.validation.fingerprint})
+            "train_images": data.train.class_fingerprints[label],
+            "validation_images": data.validation.class_fingerprints[label]})
         record.renew([out], f"the {label} generator ({out})")
         if not GeneratorProvenance.is_finished(best):
             torch.manual_seed(trainer.seed)
@@ -124,7 +125,7 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
             listing, report = synthetic_listing(out, label, seed), quality_file(out, label, seed)
             record = StepRecord(listing.with_suffix(".inputs.json"), {
                 "sampler": spec.name, "options": SAMPLERS.options(spec.name, spec.options).to_dict(), "seed": seed, "count": count,
-                "generator": generators[label].fingerprint, "train_images": data.train.fingerprint,
+                "generator": generators[label].fingerprint, "train_images": data.train.class_fingerprints[label],
                 "allow_uninformative": config.allow_uninformative_generators})
             records.append(record.fingerprint)
             model = None
@@ -144,9 +145,11 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
                 logger.info("%s: %d synthetic %s images%s", spec.name, count, label,
                             f" (acceptance {rate:.2f})" if rate is not None else "")
             pools[spec.name][index] = _pool(out, label, seed, count)
-            if not report.exists():
+            held_out = data.test.class_fingerprints[label]  # the quality's reference: redone when it changes
+            if not (report.exists() and json.loads(report.read_text()).get("held_out_images") == held_out):
                 model = model or load_generator(generators[label].best, map_location=device)
-                write_json(report, _quality(model, pools[spec.name][index], data, index, config))
+                write_json(report, {**_quality(model, pools[spec.name][index], data, index, config),
+                                    "held_out_images": held_out})
         fingerprints[spec.name] = fingerprint(records)
     return pools, fingerprints
 
@@ -185,6 +188,7 @@ def quality_table(config: StudyConfig, run_dir: Path) -> pd.DataFrame:
             if not report.exists():
                 continue
             quality = json.loads(report.read_text())
+            quality.pop("held_out_images", None)
             chains_file = report.with_suffix(".chains.json")
             chains = json.loads(chains_file.read_text()) if chains_file.exists() else {"chains": {}, "posterior": {}}
             warnings = quality.pop("warnings") + chains["chains"].get("warnings", [])
