@@ -232,30 +232,29 @@ def test_numeric_flags_are_refused_by_argparse(tmp_path, monkeypatch, capsys, ar
     assert not (tmp_path / "OUT").exists()
 
 
+def _ad_cohort(folder, rng) -> tuple:
+    """Six random 8×8×8 AD images and their cohort TSV (for train-generator)."""
+    paths = []
+    for i in range(6):
+        paths.append(str(folder / f"img{i}.nii.gz"))
+        nib.save(nib.Nifti1Image(rng.random((8, 8, 8), dtype=np.float32), np.eye(4)), paths[-1])
+    table = folder / "cohort.tsv"
+    pd.DataFrame({"participant_id": [f"sub-{i:02d}" for i in range(6)], "session_id": "ses-M000",
+                  "diagnosis": "AD", "path": paths}).to_csv(table, sep="\t", index=False)
+    return table, paths
+
+
 def test_train_generator_refuses_to_resume_on_replaced_images(tmp_path, capsys):
     """The checkpoint records the training images' sizes and mtimes: a replaced image is named, not reused."""
-    import nibabel as nib
-    import numpy as np
-    import pandas as pd
-
-    from medaug.cli import main
-
     rng = np.random.default_rng(0)
-    rows = []
-    for i in range(6):
-        path = tmp_path / f"img{i}.nii.gz"
-        nib.save(nib.Nifti1Image(rng.random((8, 8, 8), dtype=np.float32), np.eye(4)), path)
-        rows.append({"participant_id": f"sub-{i:02d}", "session_id": "ses-M000", "diagnosis": "AD",
-                     "age": 70.0, "sex": "F", "site": "S1", "path": str(path)})
-    table = tmp_path / "cohort.tsv"
-    pd.DataFrame(rows).to_csv(table, sep="\t", index=False)
+    table, paths = _ad_cohort(tmp_path, rng)
     settings = tmp_path / "settings.yaml"
     settings.write_text("generator: {latent_dim: 2, hidden: [16]}\ntrainer: {max_epochs: 2, batch_size: 4}\n")
     command = ["train-generator", str(table), "--label", "AD", "--model", "vae", "--out", str(tmp_path / "model"),
                "--size", "8,8,8", "--config", str(settings)]
     assert main(command) == 0
     assert main(command) == 0  # same images: resumes (nothing left to do)
-    nib.save(nib.Nifti1Image(rng.random((8, 8, 8), dtype=np.float32), np.eye(4)), rows[0]["path"])
+    nib.save(nib.Nifti1Image(rng.random((8, 8, 8), dtype=np.float32), np.eye(4)), paths[0])
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         main(command)
@@ -264,23 +263,12 @@ def test_train_generator_refuses_to_resume_on_replaced_images(tmp_path, capsys):
 
 
 def test_train_generator_takes_the_model_from_the_config_and_refuses_a_contradiction(tmp_path, capsys):
-    import nibabel as nib
-    import numpy as np
-    import pandas as pd
     import yaml
 
-    from medaug.cli import main
-
-    rng = np.random.default_rng(1)
-    rows = []
-    for i in range(6):
-        path = tmp_path / f"img{i}.nii.gz"
-        nib.save(nib.Nifti1Image(rng.random((8, 8, 8), dtype=np.float32), np.eye(4)), path)
-        rows.append({"participant_id": f"sub-{i:02d}", "session_id": "ses-M000", "diagnosis": "AD", "path": str(path)})
-    pd.DataFrame(rows).to_csv(tmp_path / "cohort.tsv", sep="\t", index=False)
+    table, _ = _ad_cohort(tmp_path, np.random.default_rng(1))
     settings = tmp_path / "settings.yaml"
     settings.write_text("generator: {model: vae, latent_dim: 2, hidden: [16]}\ntrainer: {max_epochs: 1, batch_size: 4}\n")
-    base = ["train-generator", str(tmp_path / "cohort.tsv"), "--label", "AD", "--size", "8,8,8", "--config", str(settings)]
+    base = ["train-generator", str(table), "--label", "AD", "--size", "8,8,8", "--config", str(settings)]
     assert main([*base, "--out", str(tmp_path / "m")]) == 0
     assert yaml.safe_load((tmp_path / "m/train_config.yaml").read_text())["generator"]["model"] == "vae"
     assert capsys.readouterr().out.startswith("vae for AD")
