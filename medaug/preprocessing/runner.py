@@ -134,7 +134,9 @@ def _finished(row: dict, caps_dir: Path, space: str, size: tuple[int, int, int] 
         logger.warning("%s has no QC record: redoing %s", sidecar, row["path"])
         return None
     if recorded.get("SourceSignature") != file_signature(row["path"]):
-        logger.warning("%s changed (size or modification time) since it was preprocessed: redoing it", row["path"])
+        why = ("changed (size or modification time) since it was preprocessed" if "SourceSignature" in recorded
+               else "was preprocessed before medaug recorded sources")
+        logger.warning("%s %s: redoing it", row["path"], why)
         return None
     if size and not caps_t1_linear_path(caps_dir, row["participant_id"], row["session_id"], space,
                                         resolution="x".join(map(str, size))).exists():
