@@ -108,3 +108,14 @@ def test_index_cache_is_reused_and_a_stale_cache_is_reported(tmp_path):
     with pytest.raises(InputDataError, match="index cache .* is stale: .*sub-02_ses-M00_T1w.nii.gz no longer exists"):
         load_cohort(root, database_dir=tmp_path / "index")
     assert load_cohort(root)["participant_id"].tolist() == ["sub-01"]
+
+
+def test_summary_counts_subjects_per_sex_not_images():
+    import pandas as pd
+
+    from medaug.data.cohort import summarize_table
+
+    cohort = pd.DataFrame({"participant_id": ["sub-1", "sub-1", "sub-1", "sub-2"], "diagnosis": "AD",
+                           "sex": ["F", "F", "F", "M"], "age": [70.0, 71.0, 72.0, 80.0]})
+    row = summarize_table(cohort).iloc[0]
+    assert (row["subjects"], row["images"], row["F"], row["M"]) == (2, 4, 1, 1)

@@ -110,3 +110,10 @@ def test_report_names_the_configured_memorization_quantile():
     empty = pd.DataFrame()
     text = summary_markdown("s", pd.DataFrame(columns=["test_set"]), empty, empty, table, [])
     assert "than the 10% quantile of training nearest-neighbour distances" in text and "5%" not in text
+
+
+def test_one_run_is_reported_as_one_run_not_as_zero_spread():
+    from medaug.study.report import _percent
+
+    assert _percent(0.75, float("nan")) == "75.0 (1 run)"
+    assert _percent(0.75, 0.05) == "75.0 ± 5.0" and _percent(float("nan"), float("nan")) == "n/a"

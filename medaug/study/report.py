@@ -133,7 +133,10 @@ def plot_synthetic_slices(train, train_labels: torch.Tensor, pools: dict[str, di
 
 
 def _percent(mean: float, std: float) -> str:
-    return "n/a" if pd.isna(mean) else f"{100 * mean:.1f} ± {100 * (0 if pd.isna(std) else std):.1f}"
+    """``mean ± std`` in percent; one run has no spread, and says so."""
+    if pd.isna(mean):
+        return "n/a"
+    return f"{100 * mean:.1f} (1 run)" if pd.isna(std) else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def _markdown(table: pd.DataFrame) -> str:
