@@ -163,6 +163,18 @@ def remove_temporaries(folder: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def replace_unlisted(folders: Iterable[Path], listed: set[Path], listings: str) -> None:
+    """Before writing ``folders`` (one per output subject): refuse any that a listing names (a finished
+    write; ``listings`` describes where they are), delete those that none names (left by an
+    interrupted write), so that a rerun writes them anew."""
+    for folder in folders:
+        if folder in listed:
+            raise OutputExistsError(f"{folder} exists (listed in {listings}); write to another folder or use "
+                                    "--start-index")
+        if folder.exists():
+            shutil.rmtree(folder)
+
+
 def remove_outputs(outputs: Iterable[Path]) -> None:
     """Delete files and folders a step wrote (an unfinished or outdated result), missing ones skipped."""
     for output in outputs:

@@ -290,3 +290,16 @@ def test_a_study_sampler_that_needs_another_generator_model_is_refused_before_an
                                               rf"{needed}, got vae"):
             StudyConfig.from_dict({**base, "samplers": [{"name": "prior"}, {"name": sampler}]})
     StudyConfig.from_dict({**base, "samplers": [{"name": "gmm"}]})
+
+
+def test_generate_replaces_unlisted_leftovers_and_refuses_listed_images(trained, tmp_path, capsys):
+    out = tmp_path / "syn"
+    leftover = out / "sub-synthAD0002" / "anat" / ".half.nii.gz"  # an interrupted write: no listing names it
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"\x1f\x8b")
+    command = ["generate", str(trained), "--sampler", "prior", "-n", "2", "--out", str(out), "--allow-uninformative"]
+    assert main(command) == 0
+    assert not leftover.exists() and len(list(out.glob("sub-synthAD000[12]/anat/*_T1w.nii.gz"))) == 2
+    capsys.readouterr()
+    assert main(command) == 2  # the same images again: listed, never overwritten
+    assert "sub-synthAD0001 exists (listed in a synthetic_*.tsv of" in _one_line(capsys, "generate")

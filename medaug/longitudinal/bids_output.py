@@ -10,16 +10,14 @@ of an interrupted call and is replaced; a listed one is never overwritten."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import numpy as np
 import pandas as pd
 import torch
 
 from medaug.data.derivatives import DerivativeDataset
-from medaug.errors import OutputExistsError
 from medaug.io import write_text, write_tsv
-from medaug.run_folder import FolderLock
+from medaug.run_folder import FolderLock, replace_unlisted
 from medaug.longitudinal.sequences import VisitGrid, session_label
 from medaug.sampling.synthetic import label_token
 
@@ -51,14 +49,9 @@ def _write_subjects(dataset: DerivativeDataset, images: torch.Tensor, baseline_a
                     interval_years: float, affine: np.ndarray, provenance: dict, start_index: int) -> pd.DataFrame:
     token = label_token(label)
     participants = [f"sub-synth{token}{start_index + offset:04d}" for offset in range(len(images))]
-    listed = {p for listing in dataset.root.glob("synthetic_*_listing.tsv")
+    listed = {dataset.root / p for listing in dataset.root.glob("synthetic_*_listing.tsv")
               for p in pd.read_csv(listing, sep="\t", usecols=["participant_id"])["participant_id"]}
-    for participant in participants:
-        if participant in listed:
-            raise OutputExistsError(f"{dataset.root / participant} exists (listed in a synthetic_*_listing.tsv); "
-                                    "write to another folder or use --start-index")
-        if (dataset.root / participant).exists():  # left by an interrupted call
-            shutil.rmtree(dataset.root / participant)
+    replace_unlisted([dataset.root / p for p in participants], listed, f"a synthetic_*_listing.tsv of {dataset.root}")
     rows = []
     for offset, (participant, sequence) in enumerate(zip(participants, images)):
         sessions = []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,10 +17,9 @@ import torch
 
 from medaug.data.derivatives import DerivativeDataset
 from medaug.data.volumes import write_volume_file
-from medaug.errors import OutputExistsError
 from medaug.io import write_text, write_tsv
 from medaug.provenance import GeneratorProvenance
-from medaug.run_folder import FolderLock
+from medaug.run_folder import FolderLock, replace_unlisted
 from medaug.sampling.samplers import Sampler
 
 
@@ -75,7 +73,9 @@ def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_d
             raise ValueError(f"{offset} images decoded for {len(latents)} latent codes")
 
     with FolderLock(out_dir, "medaug generate"):  # before the check: unlisted files may be another writer's
-        _clear_unlisted(paths, Path(out_dir))
+        listed = {Path(path).parents[1] for listing in Path(out_dir).glob("synthetic_*_seed*.tsv")
+                  for path in pd.read_csv(listing, sep="\t", usecols=["path"])["path"]}
+        replace_unlisted([path.parents[1] for path in paths], listed, f"a synthetic_*.tsv of {out_dir}")
         if pool:
             write_volume_file(pool_file(out_dir, label, seed), write_all(images),
                               (len(latents), *_image_shape(model_dir)), dtype="float16")
@@ -87,18 +87,6 @@ def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_d
         write_tsv(synthetic_listing(out_dir, label, seed), table)
         write_text(Path(out_dir) / ".bidsignore", "synthetic_*.tsv\nsynthetic_*.npy\nsynthetic_*.json\n")
     return table
-
-
-def _clear_unlisted(paths: list[Path], out_dir: Path) -> None:
-    """Refuse to overwrite a listed (finished) image; delete the subject folder of an unlisted one."""
-    listed = {path for listing in out_dir.glob("synthetic_*_seed*.tsv")
-              for path in pd.read_csv(listing, sep="\t", usecols=["path"])["path"]}
-    for path in paths:
-        if str(path) in listed:
-            raise OutputExistsError(f"{path} exists (listed in a synthetic_*.tsv of {out_dir}); write to another "
-                                    "folder or use --start-index")
-        if path.exists():  # left by an interrupted write
-            shutil.rmtree(path.parents[1])
 
 
 def _image_shape(model_dir: Path) -> tuple[int, ...]:
