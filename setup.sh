@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up medaug, then run one job.
-#   bash setup.sh quickstart   install, then run the demo augmentation study on the bundled example cohort
+#   bash setup.sh quickstart   install, then run the demo augmentation study (medaug demo outputs/demo)
 #   bash setup.sh test         install with the test extras, then run the test suite
 # Environment: an active virtualenv / conda env is used as it is; otherwise ./.venv is created.
 # torch: kept when already importable (for example a CUDA build); otherwise the CPU build
@@ -31,5 +31,5 @@ case "$job" in
   test)
     exec "$py" -m pytest "$@" ;;
   quickstart)
-    exec "$py" -m medaug run pipelines/demo.yaml "$@" ;;
+    exec "$py" -m medaug demo outputs/demo "$@" ;;
 esac

@@ -78,6 +78,8 @@ def convert(value: Any, hint: Any, key: str) -> Any:
             try:
                 return convert(value, option, key)
             except ConfigError:
+                if isinstance(value, Mapping) and isinstance(option, type) and issubclass(option, Config):
+                    raise  # a mapping of that section's options: its own error names the key
                 continue
         raise refuse()
     if origin is Literal:

@@ -54,3 +54,10 @@ class UninformativeGeneratorError(MedaugError):
     collapse): every latent code decodes to nearly one image, so no sampler can make new ones."""
 
     exit_code = 2
+
+
+class WorkerStartupError(MedaugError):
+    """Worker processes cannot start: the main script would start them again in every worker (no
+    ``if __name__ == "__main__":`` guard around the call); raised before any worker starts."""
+
+    exit_code = 2

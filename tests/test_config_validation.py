@@ -28,6 +28,7 @@ class Example(Config):
     scale: float | Literal["auto"] = "auto"
     inner: Nested = field(default_factory=Nested)
     label: str | None = None
+    extra: Nested | None = None
 
 
 @pytest.mark.parametrize("data, message", [
@@ -42,7 +43,9 @@ class Example(Config):
     ({"inner": {"rate": "x"}}, "example.inner.rate: expected a finite number, got 'x'"),
     ({"inner": {"rat": 1}}, "example.inner: unknown option.s. rat; allowed: rate"),
     ({"label": 0}, "example.label: expected a string or null, got 0"),
-    ({"colour": 1}, "example: unknown option.s. colour; allowed: count, sizes, mode, scale, inner, label"),
+    ({"extra": {"rate": "x"}}, "example.extra.rate: expected a finite number, got 'x'"),  # optional section
+    ({"extra": 1}, "example.extra: expected a mapping of inner options or null, got 1"),
+    ({"colour": 1}, "example: unknown option.s. colour; allowed: count, sizes, mode, scale, inner, label, extra"),
 ])
 def test_typed_configs_refuse_wrong_values_by_key(data, message):
     with pytest.raises(ConfigError, match=message):

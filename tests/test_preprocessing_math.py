@@ -10,7 +10,7 @@ from scipy.spatial.transform import Rotation
 from medaug.preprocessing.bias import head_mask, n4_correct
 from medaug.preprocessing.pipeline import T1LinearConfig
 from medaug.preprocessing.registration import (
-    RegistrationConfig, linear_scales, normalized_cross_correlation, register_affine, resample_to_grid)
+    RegistrationConfig, levels, linear_scales, normalized_cross_correlation, register_affine, resample_to_grid)
 from medaug.preprocessing.sitk_image import from_sitk, ras_to_transform, to_sitk, transform_to_ras
 from medaug.preprocessing.template import CLINICA_CROP_AFFINE, CLINICA_CROP_SHAPE, GridSpec
 
@@ -63,14 +63,25 @@ def test_resampling_onto_the_clinica_grid_with_identity_keeps_world_positions():
     np.testing.assert_allclose(out[:, 100, 90], x, atol=1e-3)
 
 
-def test_registration_recovers_a_known_affine(small_template):
+def test_levels_finer_than_the_image_are_skipped_but_the_coarsest_always_runs():
+    assert levels((8, 4, 2), (4.0, 2.0, 1.0), 1.0, 4.0, "image") == ((8, 4), (4.0, 2.0))
+    assert levels((4, 2, 1), (2.0, 1.0, 0.0), 1.0, 4.0, "image") == ((4,), (2.0,))
+    assert levels((2, 1), (1.0, 0.0), 1.0, 6.0, "image") == ((2,), (1.0,))        # coarsest kept
+    assert levels((4, 2, 1), (2.0, 1.0, 0.0), 1.0, 1.0, "image") == ((4, 2, 1), (2.0, 1.0, 0.0))  # 1 mm: all
+    assert levels((4, 2, 1), (2.0, 1.0, 0.0), 1.0, 4.0, "template") == ((4, 2, 1), (2.0, 1.0, 0.0))
+
+
+@pytest.mark.parametrize("config", [FAST, RegistrationConfig(
+    rigid_shrink=(4, 2, 1), rigid_sigmas_mm=(6.0, 3.0, 0.0), affine_shrink=(2, 1), affine_sigmas_mm=(3.0, 0.0),
+    iterations=100, sampling_fraction=0.3, learning_rate=1.0, finest_level="image")], ids=["template", "image"])
+def test_registration_recovers_a_known_affine(small_template, config):
     truth = _known_affine()  # template mm → image mm
     template_image = to_sitk(small_template.voxels, small_template.affine)
     grid_affine = np.array([[-3.0, 0, 0, 110.0], [0, 3.0, 0, -140.0], [0, 0, 3.0, -90.0], [0, 0, 0, 1.0]])
     reference = to_sitk(np.zeros((75, 85, 75), np.float32), grid_affine)
     moving = sitk.Resample(template_image, reference, ras_to_transform(np.linalg.inv(truth)), sitk.sitkLinear, 0.0)
     moving = sitk.Cast(moving, sitk.sitkFloat32) * 800.0 + 20.0  # another scanner's intensity scale
-    result = register_affine(moving, small_template, FAST)
+    result = register_affine(moving, small_template, config)
     brain = np.argwhere(small_template.brain_mask)
     points = small_template.affine @ np.c_[brain, np.ones(len(brain))].T
     error = np.linalg.norm((result.template_to_image - truth) @ points, axis=0).mean()

@@ -1,6 +1,7 @@
 """t1-linear end to end on the tiny simulated cohort (4 mm) against its ground-truth poses, and bad input."""
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -14,7 +15,7 @@ from medaug.data.clinica import read_caps_t1_linear
 from medaug.data.cohort import load_cohort
 from medaug.data.dataset import LoadT1wd
 from medaug.simulation.example_cohort import read_scanner_to_template
-from medaug.errors import OutputExistsError
+from medaug.errors import ConfigError, OutputExistsError
 from medaug.preprocessing.pipeline import output_transforms, T1LinearConfig, t1_linear
 from medaug.preprocessing.registration import RegistrationConfig
 from medaug.preprocessing.runner import preprocess_cohort
@@ -109,6 +110,26 @@ def test_batch_registers_good_images_and_records_bad_ones(tiny_cohort, template_
     np.testing.assert_allclose(nib.load(small["path"].iloc[0]).get_fdata(), expected["image"][0].numpy(), atol=1e-5)
     with pytest.raises(Exception, match="overlaps the input dataset"):
         preprocess_cohort(table, bids / "derivatives" / "caps", _config(template_file), sources=[bids])
+
+
+def test_without_crop_images_only_the_resized_copy_is_kept_and_marks_the_image_finished(
+        tiny_cohort, template_file, tmp_path):
+    bids, _ = tiny_cohort
+    table = load_cohort(bids).head(1)[["participant_id", "session_id", "path"]]
+    caps = tmp_path / "caps"
+    qc = preprocess_cohort(table, caps, _config(template_file, write_crop=False), sources=[bids])
+    assert list(qc["status"]) == ["ok"]
+    assert not list(caps.rglob("*res-1x1x1_T1w.nii.gz"))       # no 1 mm crop image
+    resized = read_caps_t1_linear(caps, resolution="21x26x22")
+    assert len(resized) == 1 and qc["path"].iloc[0] == resized["path"].iloc[0]
+    stamp = Path(resized["path"].iloc[0]).stat().st_mtime_ns
+    again = preprocess_cohort(table, caps, _config(template_file, write_crop=False), sources=[bids])
+    assert again["seconds"].iloc[0] == 0.0 and Path(resized["path"].iloc[0]).stat().st_mtime_ns == stamp
+    # another size cannot be resized from a crop that was not kept: the image is registered again
+    other = preprocess_cohort(table, caps, _config(template_file, write_crop=False, size=(10, 13, 11)), sources=[bids])
+    assert other["seconds"].iloc[0] > 0.0 and len(read_caps_t1_linear(caps, resolution="10x13x11")) == 1
+    with pytest.raises(ConfigError, match="needs a size"):
+        T1LinearConfig(write_crop=False, size=None)
 
 
 def test_same_seed_gives_the_same_transform(tiny_cohort, template_file):

@@ -49,7 +49,7 @@ def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, other_c
     assert quality["coverage"].between(0, 1).all() and quality["diversity"].ge(0).all()
     assert quality.loc[quality["sampler"] == "rhvae-hmc", "acceptance_rate"].between(0, 1).all()
     report = (run_dir / "summary.md").read_text()
-    assert report.index("## Warnings") < report.index("## Test set") and "uninformative generator" in report
+    assert report.index("## Sanity checks") < report.index("## Test set") and "uninformative generator" in report
     predictions = pd.read_csv(run_dir / "runs/cnn/real/run-00/predictions.tsv", sep="\t")
     assert {"participant_id", "session_id", "true_label", "predicted_label", "proba_CN", "proba_AD"} <= set(predictions)
     assert np.allclose(predictions[["proba_CN", "proba_AD"]].sum(axis=1), 1, atol=1e-5)

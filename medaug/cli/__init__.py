@@ -5,6 +5,9 @@ Bad arguments print a usage message and exit with code 2; domain errors print on
 the problem and exit with the error's code; file-system errors (permissions, a full disk, a
 read-only file system) print one line naming the path and the fix and exit with code 1; Ctrl-C
 exits with code 130. Nothing prints a traceback unless ``--verbose``.
+
+A command that writes an output folder names its argument in ``log_folder`` (``set_defaults``);
+its log goes to ``medaug.log`` there (:mod:`medaug.logs`).
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from medaug import __version__
-from medaug.cli import cohort, example_cohort, generate, longitudinal, preprocess, run, split, train_generator
+from medaug.cli import cohort, demo, example_cohort, generate, longitudinal, preprocess, run, split, train_generator
+from medaug.cli.common import command_log
 from medaug.errors import ConfigError, MedaugError
 
-SUBCOMMANDS = (example_cohort, cohort, split, preprocess, train_generator, generate, run, longitudinal)
+SUBCOMMANDS = (example_cohort, cohort, split, preprocess, train_generator, generate, run, demo, longitudinal)
 OS_ERROR_HINTS = {
     errno.EACCES: "choose a folder you can write to, or fix the permissions",
     errno.EPERM: "choose a folder you can write to, or fix the permissions",
@@ -62,16 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    console = logging.StreamHandler()  # at INFO even while medaug.log takes medaug's DEBUG records
+    console.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+                        format="%(levelname)s %(name)s: %(message)s", handlers=[console])
     if args.command is None:
         parser.print_help()
         return 2
     subparser = parser._subparsers._group_actions[0].choices[args.command]
+    args.command_line = shlex.join(["medaug", *argv])
     try:
-        args.handler(args)
+        with command_log(args):
+            args.handler(args)
     except (MedaugError, OSError, KeyboardInterrupt) as error:
         if args.verbose:
             raise

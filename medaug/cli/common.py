@@ -1,9 +1,11 @@
-"""Argument types and settings-file reading shared by the sub-commands."""
+"""Argument types, settings-file reading and the command log shared by the sub-commands."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -86,3 +88,13 @@ def config_sections(path: Path | None, sections: tuple[str, ...]) -> dict:
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; use {', '.join(s + ':' for s in sections)}")
     return options
+
+
+def command_log(args: argparse.Namespace, folder: str | os.PathLike | None = None) -> contextlib.AbstractContextManager:
+    """The ``medaug.log`` of a command: in ``folder`` or else in the argument its parser names in
+    ``log_folder``; none for a command without an output folder."""
+    from medaug.logs import folder_log
+
+    if folder is None and "log_folder" in args:
+        folder = getattr(args, args.log_folder)
+    return folder_log(folder, args.command_line) if folder is not None else contextlib.nullcontext()

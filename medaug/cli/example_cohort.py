@@ -41,4 +41,4 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--jobs", type=int, default=1, metavar="J", help="subjects simulated in parallel")
     parser.add_argument("--figure", type=Path, default=None, metavar="PNG",
                         help="also save a PNG of CN and AD subjects, baseline and last visit")
-    parser.set_defaults(handler=_example_cohort)
+    parser.set_defaults(handler=_example_cohort, log_folder="out_dir")

@@ -148,4 +148,4 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="sample even from a collapsed generator (a warning instead of the refusal)")
     parser.add_argument("--figure", type=Path, default=None, metavar="PNG",
                         help="2D latent spaces: density, training codes, samples and decoded images")
-    parser.set_defaults(handler=_generate)
+    parser.set_defaults(handler=_generate, log_folder="out")

@@ -71,7 +71,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--config", type=Path, default=None, metavar="YAML",
                      help="generator:, flow: and training: sections (GeneratorConfig / FlowVAEConfig / FlowTraining)")
     fit.add_argument("--seed", type=seed, default=0, help="in [0, 2^32)")
-    fit.set_defaults(handler=_longitudinal_fit)
+    fit.set_defaults(handler=_longitudinal_fit, log_folder="out")
     generate = actions.add_parser("generate", help="new synthetic subjects as BIDS sessions")
     generate.add_argument("model_dir", type=Path)
     generate.add_argument("-n", type=int, required=True, help="number of subjects")
@@ -81,7 +81,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--start", default="prior", choices=("prior", "gmm"),
                           help="z_0 from the prior, or from a Gaussian mixture of the training first-visit codes")
     generate.add_argument("--components", type=int, default=4, help="mixture components with --start gmm")
-    generate.set_defaults(handler=_longitudinal_generate)
+    generate.set_defaults(handler=_longitudinal_generate, log_folder="out")
     impute = actions.add_parser("impute", help="impute missing and extrapolate later visits (Alg. 7)")
     impute.add_argument("model_dir", type=Path)
     impute.add_argument("source", type=Path, help="cohort TSV with path and age columns, or a CAPS folder")
@@ -89,4 +89,4 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     impute.add_argument("--out", type=Path, required=True)
     impute.add_argument("--draws", type=count, default=10, help="posterior draws per observed anchor")
     impute.add_argument("--seed", type=seed, default=0, help="in [0, 2^32)")
-    impute.set_defaults(handler=_longitudinal_impute)
+    impute.set_defaults(handler=_longitudinal_impute, log_folder="out")

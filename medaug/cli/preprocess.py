@@ -17,7 +17,8 @@ def _preprocess(args: argparse.Namespace) -> None:
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be ≥ 1, got {args.jobs}")
     config = T1LinearConfig(template=str(args.template) if args.template else None,
-                            template_space=args.template_space, n4=not args.no_n4, min_ncc=args.min_ncc,
+                            template_space=args.template_space, n4=not args.no_n4, write_crop=not args.no_crop,
+                            min_ncc=args.min_ncc,
                             size=args.size, **{name: getattr(args, name) for name in LIMITS
                                                if getattr(args, name) is not None})
     cohort = load_cohort(args.bids_dir, acquisition=args.acq, database_dir=args.index_cache)
@@ -58,6 +59,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--template-space", default=None, metavar="LABEL",
                         help="space- label of --template when its name has no tpl- entity")
     parser.add_argument("--no-n4", action="store_true", help="skip N4 bias-field correction")
+    parser.add_argument("--no-crop", action="store_true",
+                        help="keep only the --size copy, not the 1 mm crop image (22 MB less per image)")
     parser.add_argument("--min-ncc", type=float, default=0.5, help="QC threshold on NCC with the template")
     limits = parser.add_argument_group("per-image limits (an image outside them is recorded as failed; "
                                        "defaults: T1LinearConfig's)")
@@ -72,4 +75,4 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--participant", nargs="+", default=None, metavar="SUB", help="only these participants")
     parser.add_argument("--acq", default=None, help="keep only T1w images with this acq- label")
     parser.add_argument("--index-cache", type=Path, default=None, metavar="DIR")
-    parser.set_defaults(handler=_preprocess)
+    parser.set_defaults(handler=_preprocess, log_folder="out_dir")

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medaug.cli.common import command_log
+
+REPORT_FILES = ("summary.md", "report.html")  # named at the end when the study wrote them
 
 
-def _run(args: argparse.Namespace) -> None:
+def run_config(args: argparse.Namespace) -> None:
+    """Run the study of ``args.config`` (``--runs`` overriding its runs) and print its results;
+    also the last step of ``medaug demo``."""
     import dataclasses
 
     from medaug.study.config import load_study_config
@@ -15,21 +20,24 @@ def _run(args: argparse.Namespace) -> None:
 
     config = load_study_config(args.config)
     args.output = config.output  # the folder an OS error without a file name is reported against
-    if args.runs is not None:
-        config = dataclasses.replace(config, runs=args.runs)  # validated like the file
-    result = run_study(config)
+    with command_log(args, config.output):
+        if args.runs is not None:
+            config = dataclasses.replace(config, runs=args.runs)  # validated like the file
+        result = run_study(config)
     test = result["summary"][result["summary"]["test_set"] == "test"]
     for row in test.itertuples():
         print(f"{row.classifier:>14} {row.condition:<34} balanced accuracy "
               f"{100 * row.balanced_accuracy_mean:5.1f} ± {100 * (row.balanced_accuracy_std or 0):4.1f} "
               f"({row.runs} runs)")
-    print(f"report: {Path(config.output) / 'summary.md'}")
+    for name in REPORT_FILES:
+        if (Path(config.output) / name).exists():
+            print(f"report: {Path(config.output) / name}")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("run", help="run an augmentation study from a YAML config (pipelines/*.yaml)",
                                  description="Cohort, split, preprocessing, per-class generators, synthetic images, "
                                              "classifiers over repeated runs and the report; re-running resumes.")
-    parser.add_argument("config", type=Path, help="study YAML, for example pipelines/demo.yaml")
+    parser.add_argument("config", type=Path, help="study YAML, for example OUT_DIR/demo.yaml of `medaug demo`")
     parser.add_argument("--runs", type=int, default=None, help="override the number of runs (may grow on resume)")
-    parser.set_defaults(handler=_run)
+    parser.set_defaults(handler=run_config)

@@ -28,4 +28,4 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=seed, default=0, help="in [0, 2^32)")
     parser.add_argument("--p-threshold", type=float, default=0.8, help="minimum p of the age and sex tests")
     parser.add_argument("--max-tries", type=int, default=1000)
-    parser.set_defaults(handler=_split)
+    parser.set_defaults(handler=_split, log_folder="output")

@@ -71,4 +71,4 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--size", type=size_triple, default=(84, 104, 89), metavar="X,Y,Z",
                         help="image size when the config has no input_shape (default 84,104,89)")
     parser.add_argument("--seed", type=seed, default=0, help="in [0, 2^32)")
-    parser.set_defaults(handler=_train_generator)
+    parser.set_defaults(handler=_train_generator, log_folder="out")

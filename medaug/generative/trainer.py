@@ -23,8 +23,9 @@ from medaug.run_folder import FolderLock
 from medaug.training import Hooks, LoopConfig, TrainingLoop
 
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "best_val_loss", "seconds"]
+CHECKPOINT_FILE = "checkpoint.pt"  # resume state of an unfinished training (model, optimizer, RNG)
 
-__all__ = ["LOG_COLUMNS", "TrainerConfig", "TrainingDivergedError", "train_generator"]
+__all__ = ["CHECKPOINT_FILE", "LOG_COLUMNS", "TrainerConfig", "TrainingDivergedError", "train_generator"]
 
 
 @dataclass
@@ -129,7 +130,7 @@ def train_generator(model: GenerativeModel, train: torch.Tensor, validation: tor
                              "or the RHVAE step size")
     with FolderLock(out_dir, "medaug train-generator") if group.is_main else contextlib.nullcontext():
         result = TrainingLoop(model, optimizer, hooks, loop, generators=[generator],
-                              checkpoint=out_dir / "checkpoint.pt", settings=settings,
+                              checkpoint=out_dir / CHECKPOINT_FILE, settings=settings,
                               log=out_dir / "training_log.csv", group=group).run()
     return {"epochs": result.epochs, "best_epoch": result.best_epoch, "best_val_loss": result.best_score,
             "model": load_generator(out_dir / "best", map_location=device)}

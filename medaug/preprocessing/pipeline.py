@@ -30,6 +30,7 @@ class T1LinearConfig(Config):
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     min_ncc: float = 0.5
     size: tuple[int, int, int] | None = None   # e.g. (84, 104, 89) for the thesis' downsampled images
+    write_crop: bool = True                    # False: keep only the resized copy (22 MB less per image)
     # limits of `medaug preprocess` on one image (an image outside them fails; not registration parameters)
     max_seconds_per_image: float = 600.0
     max_memory_gb: float = 8.0                 # estimated from the NIfTI header before any voxel is read
@@ -40,6 +41,8 @@ class T1LinearConfig(Config):
         if self.size is not None:
             if min(self.size) < 1:
                 raise ConfigError(f"size must be three positive integers, got {self.size}")
+        if not self.write_crop and self.size is None:
+            raise ConfigError("write_crop: false keeps only the resized copy, so it needs a size")
         if self.n4_shrink_factor < 1 or self.n4_spline_distance_mm <= 0:
             raise ConfigError("n4_shrink_factor must be ≥ 1 and n4_spline_distance_mm > 0")
         if not -1.0 <= self.min_ncc <= 1.0:
@@ -55,8 +58,8 @@ class T1LinearConfig(Config):
         return {k: v for k, v in self.to_dict().items() if k not in NOT_REGISTRATION}
 
 
-# options that change only the resized copy or which images are accepted, never a registration
-NOT_REGISTRATION = ("size", "max_seconds_per_image", "max_memory_gb", "spacing_range_mm", "max_field_of_view_mm")
+# options that change only the outputs kept or which images are accepted, never a registration
+NOT_REGISTRATION = ("size", "write_crop", "max_seconds_per_image", "max_memory_gb", "spacing_range_mm", "max_field_of_view_mm")
 
 
 def t1_linear(config: T1LinearConfig | None = None, template: RegistrationTemplate | None = None, *,

@@ -41,6 +41,7 @@ from medaug.preprocessing.template import load_registration_template
 from medaug.preprocessing.transforms import TRANSFORM_KEY
 from medaug.provenance import read_json_object
 from medaug.run_folder import FolderLock, file_signature
+from medaug.workers import check_main_guarded
 
 logger = logging.getLogger(__name__)
 
@@ -102,29 +103,37 @@ def process_image(row: dict, caps_dir: str, sources: list[str]) -> dict:
                                                            for r in data[TRANSFORM_KEY]) + "\n")
     image = data["image"]
     if config.size:
-        _write_resized(image, config.size, derivative, caps_dir, row, space, provenance)
-    # the 1 mm image and its sidecar come last: their presence marks the image as finished
-    derivative.write_image(out_path, image[0], image.affine.numpy(), provenance, sources=[row["path"]])
+        resized = _write_resized(image, config.size, derivative, caps_dir, row, space, provenance)
+    # the 1 mm image and its sidecar come last: their presence marks the image as finished (without
+    # write_crop the resized copy, written last, does)
+    if config.write_crop:
+        derivative.write_image(out_path, image[0], image.affine.numpy(), provenance, sources=[row["path"]])
     status = "ok" if qc["pass"] else "flagged"
-    return _qc_row(row, status, {"QC": qc}, qc["reason"], time.perf_counter() - start, str(out_path))
+    return _qc_row(row, status, {"QC": qc}, qc["reason"], time.perf_counter() - start,
+                   str(out_path if config.write_crop else resized))
 
 
 def _write_resized(image, size, derivative: DerivativeDataset, caps_dir, row: dict, space: str,
-                   provenance: dict) -> None:
-    """The resized, min-max rescaled copy (``res-<X>x<Y>x<Z>``) of a 1 mm crop image."""
+                   provenance: dict) -> Path:
+    """The resized, min-max rescaled copy (``res-<X>x<Y>x<Z>``) of a 1 mm crop image; returns its path."""
     resized = output_transforms(size)({"image": image})["image"]
     path = caps_t1_linear_path(caps_dir, row["participant_id"], row["session_id"], space,
                                resolution="x".join(map(str, size)))
     derivative.write_image(path, resized[0], resized.affine.numpy(),
                            {**provenance, "Description": f"{provenance['Description']}, "
                             f"trilinear resize to {size}, min-max rescaled to [0, 1]"}, sources=[row["path"]])
+    return path
 
 
-def _finished(row: dict, caps_dir: Path, space: str, size: tuple[int, int, int] | None,
-              sources: list[str]) -> dict | None:
+def _finished(row: dict, caps_dir: Path, space: str, config: T1LinearConfig, sources: list[str]) -> dict | None:
     """The QC row of an already preprocessed image (adding a missing resized copy); None when it
-    is not done or its source file changed since (size, mtime)."""
+    is not done (its 1 mm image, or without ``write_crop`` its resized copy, is missing) or its
+    source file changed since (size, mtime)."""
+    size = config.size
     path = caps_t1_linear_path(caps_dir, row["participant_id"], row["session_id"], space)
+    if not config.write_crop and not path.exists():
+        path = caps_t1_linear_path(caps_dir, row["participant_id"], row["session_id"], space,
+                                   resolution="x".join(map(str, size)))
     sidecar = sidecar_path(path)
     if not (path.exists() and sidecar.exists()):
         return None
@@ -196,6 +205,7 @@ def _write_qc(caps_dir: Path, results: list[dict]) -> pd.DataFrame:
 @contextmanager
 def _worker_pool(config: T1LinearConfig, workers: int) -> Iterator[ProcessPool]:
     """Worker processes with the pipeline installed; on leaving (done, an error, Ctrl-C) every worker is stopped."""
+    check_main_guarded(f"preprocess_cohort ({workers} worker(s))")
     # forkserver: workers never inherit the threads of torch / ITK pools; preloading the pipeline's
     # imports makes each start (and each restart after a killed image) fast
     context = multiprocessing.get_context("forkserver")
@@ -244,7 +254,7 @@ def _preprocess(cohort: pd.DataFrame, caps_dir: Path, config: T1LinearConfig, so
     _check_parameters(caps_dir, config)
 
     rows = cohort[["participant_id", "session_id", "path"]].to_dict("records")
-    finished = [_finished(row, caps_dir, space, config.size, sources) for row in rows]
+    finished = [_finished(row, caps_dir, space, config, sources) for row in rows]
     results = [done for done in finished if done]
     if results:
         logger.info("%d of %d images already preprocessed in %s: skipped", len(results), len(rows), caps_dir)

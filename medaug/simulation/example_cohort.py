@@ -36,6 +36,7 @@ from medaug import __version__
 from medaug.configuration import Config
 from medaug.errors import ConfigError, InputDataError, OutputExistsError
 from medaug.io import write_json, write_nifti, write_text, write_tsv
+from medaug.logs import LOG_FILE
 from medaug.simulation.anatomy import TEMPLATE_SPACE, TemplateAnatomy, install_template_anatomy, load_template_anatomy
 from medaug.simulation.primitives import (
     acquisition_grid,
@@ -48,6 +49,7 @@ from medaug.simulation.primitives import (
     sample_volume,
     smooth_bias_field,
 )
+from medaug.workers import check_main_guarded
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +321,7 @@ def simulate_subject(subject: SubjectDraw, config: ExampleCohortConfig, out_dir:
 def _prepare_output(out_dir: Path, config: ExampleCohortConfig) -> None:
     """Refuse to write into a folder that holds anything but an earlier run of the same config."""
     config_path = out_dir / CONFIG_FILE
-    if out_dir.exists() and any(out_dir.iterdir()):
+    if out_dir.exists() and any(path.name != LOG_FILE for path in out_dir.iterdir()):  # the CLI's log may come first
         if not config_path.exists():
             raise OutputExistsError(f"{out_dir} is not empty and is not a medaug example cohort; "
                                     "choose a new output folder")
@@ -408,6 +410,8 @@ def build_example_cohort(out_dir: str | os.PathLike, config: ExampleCohortConfig
     config = config or ExampleCohortConfig()
     if jobs < 1:
         raise ConfigError(f"jobs must be ≥ 1, got {jobs}")
+    if jobs > 1:
+        check_main_guarded(f"build_example_cohort(jobs={jobs})")
     out_dir = Path(out_dir)
     _prepare_output(out_dir, config)
     subjects = draw_subjects(config)

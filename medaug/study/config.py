@@ -27,6 +27,7 @@ from medaug.generative.config import GeneratorConfig
 from medaug.generative.trainer import TrainerConfig
 from medaug.preprocessing.pipeline import T1LinearConfig
 from medaug.sampling.samplers import SAMPLERS
+from medaug.simulation.example_cohort import ExampleCohortConfig
 from medaug.study.classifier import ClassifierTraining
 from medaug.study.classifiers import CLASSIFIERS
 from medaug.study.conditions import CONDITIONS
@@ -43,6 +44,36 @@ class TestCohort(Config):
 
 
 @dataclass
+class SimulatedCohort(Config):
+    """``data.bids`` is an example cohort simulated with these :class:`ExampleCohortConfig` settings
+    (built there when missing, resumed when unfinished); ``jobs`` subjects are simulated in parallel."""
+
+    section: ClassVar[str] = "data.simulate"
+
+    subjects_per_label: int = 8
+    labels: tuple[str, ...] = ("CN", "AD")
+    resolution_mm: float = 1.0
+    sessions: tuple[str, ...] = ("M000",)
+    missing_rate: float = 0.0
+    effect: float = 1.0
+    seed: int = 0
+    jobs: int = 1
+
+    def validate(self) -> None:
+        if self.jobs < 1:
+            raise ConfigError(f"data.simulate.jobs must be ≥ 1, got {self.jobs}")
+        check_seed(self.seed, "data.simulate.seed")
+        self.cohort_config()  # validates the simulation settings now
+
+    def cohort_config(self) -> ExampleCohortConfig:
+        settings = {key: value for key, value in self.to_dict().items() if key != "jobs"}
+        try:
+            return ExampleCohortConfig.from_dict(settings)
+        except ConfigError as error:
+            raise ConfigError(f"data.simulate: {error}") from None
+
+
+@dataclass
 class DataSection(Config):
     """Where the images come from and which labels are compared."""
 
@@ -54,12 +85,22 @@ class DataSection(Config):
     sessions: Literal["baseline", "all"] = "baseline"  # baseline: one image per subject; all: every session of train subjects
     stable_diagnosis: bool = False
     independent_tests: tuple[TestCohort, ...] = ()
+    simulate: SimulatedCohort | None = None  # data.bids is a simulated cohort, built when missing
 
     def validate(self) -> None:
         if len(set(self.labels)) != 2:
             raise ConfigError(f"data.labels must be two distinct diagnoses, got {list(self.labels)}")
         if self.positive not in self.labels:
             raise ConfigError(f"data.positive {self.positive!r} is not one of data.labels {list(self.labels)}")
+        if self.simulate is not None and not set(self.labels) <= set(self.simulate.labels):
+            raise ConfigError(f"data.labels {list(self.labels)} are not all in data.simulate.labels "
+                              f"{list(self.simulate.labels)}; simulate both diagnoses")
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        if self.simulate is None:  # the config.yaml of studies recorded before data.simulate existed still matches
+            del data["simulate"]
+        return data
 
 
 @dataclass
@@ -138,6 +179,19 @@ class ExecutorSection(Config):
 
 
 @dataclass
+class KeepSection(Config):
+    """Intermediates a study keeps on disk. Dropping them saves space (the demo folder stays under
+    150 MB) at a price: ``crop_images: false`` redoes an image's registration when
+    ``preprocessing.size`` changes; ``generator_checkpoints: false`` deletes a finished training's
+    ``checkpoint.pt`` (its optimizer state, about 3× the model), which only resumes an unfinished one."""
+
+    section: ClassVar[str] = "keep"
+
+    crop_images: bool = True            # the 1 mm desc-Crop CAPS image (about 22 MB each)
+    generator_checkpoints: bool = True
+
+
+@dataclass
 class StudyConfig(Config):
     """A whole augmentation study (thesis §1.4-1.5)."""
 
@@ -160,6 +214,7 @@ class StudyConfig(Config):
     classifier_training: ClassifierTraining = field(default_factory=ClassifierTraining)
     search: SearchSection = field(default_factory=SearchSection)
     executor: ExecutorSection = field(default_factory=ExecutorSection)
+    keep: KeepSection = field(default_factory=KeepSection)
     runs: int = 5
     seed: int = 0
     device: str = "cpu"
@@ -189,6 +244,8 @@ class StudyConfig(Config):
         check_seed(self.seed, "seed")
         check_device(self.device, "device")
         self._check_executor_device()
+        if "write_crop" in self.preprocessing.pipeline:
+            raise ConfigError("preprocessing.pipeline.write_crop is set by keep.crop_images; remove it")
         model = self.generator_config().model  # validates the generator section now
         for index, spec in enumerate(self.samplers):
             models = SAMPLERS.get(spec.name).models
@@ -207,6 +264,10 @@ class StudyConfig(Config):
             if self.device not in ("cuda", "cuda:0"):
                 raise ConfigError(f"device {self.device!r} with executor.kind: ray: use device: cuda "
                                   "(Ray gives each task its own GPU, visible as cuda:0)")
+
+    def t1_linear(self) -> T1LinearConfig:
+        """The preprocessing pipeline, writing the 1 mm crop images when ``keep.crop_images``."""
+        return dataclasses.replace(self.preprocessing.t1_linear(), write_crop=self.keep.crop_images)
 
     def classifier_settings(self) -> ClassifierTraining:
         """``classifier_training`` on the study's device and precision."""

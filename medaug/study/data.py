@@ -29,6 +29,7 @@ from medaug.io import write_tsv
 from medaug.preprocessing.runner import preprocess_cohort
 from medaug.run_folder import file_signature, fingerprint
 from medaug.study.config import StudyConfig
+from medaug.study.simulated import ensure_simulated_cohort
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +93,7 @@ def _preprocessed(config: StudyConfig, rows: pd.DataFrame, bids: str, caps: Path
     """``rows`` with ``path`` replaced by the preprocessed, resized image; failed / flagged rows dropped."""
     if not config.preprocessing.enabled:
         return rows
-    t1_linear = config.preprocessing.t1_linear()
-    qc = preprocess_cohort(rows, caps, t1_linear, sources=[bids], jobs=config.preprocessing.jobs)
+    qc = preprocess_cohort(rows, caps, config.t1_linear(), sources=[bids], jobs=config.preprocessing.jobs)
     bad = qc[qc["status"] != "ok"]
     (caps / "excluded.tsv").unlink(missing_ok=True)
     if len(bad):
@@ -129,6 +129,8 @@ def _image_set(config: StudyConfig, rows: pd.DataFrame, stack: Path) -> ImageSet
 
 def prepare_data(config: StudyConfig, run_dir: Path) -> StudyData:
     """Cohort table, preprocessing (cached in ``run_dir/caps``), split of the usable images, image stacks."""
+    if config.data.simulate is not None:
+        ensure_simulated_cohort(config.data.bids, config.data.simulate, run_dir)
     cohort = _cohort(config, config.data.bids)
     write_tsv(run_dir / "cohort.tsv", cohort)
     needed = cohort if config.data.sessions == "all" else baseline_sessions(cohort)

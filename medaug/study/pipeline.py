@@ -28,12 +28,14 @@ import yaml
 from medaug import __version__
 from medaug.errors import ConfigError, OutputExistsError, StudyTaskError
 from medaug.io import write_json, write_text, write_tsv
+from medaug.logs import LOG_FILE
 from medaug.run_folder import LOCK_FILE, FolderLock, StepRecord
 from medaug.study.classifiers import CLASSIFIERS
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData, prepare_data
 from medaug.study.executors import FAILURES_FILE, run_pending
-from medaug.study.report import memorization_table, plot_synthetic_slices, write_report
+from medaug.study.html_report import StudyImages, template_outline
+from medaug.study.report import memorization_table, write_report
 from medaug.study.search import CNNArchitecture, random_search
 from medaug.study.synthesis import fit_generators, quality_table, synthetic_pools
 from medaug.study.tasks import METRICS_FILE, StudyContext, study_tasks
@@ -44,7 +46,7 @@ STUDY_MARKER = ".medaug-study.json"  # written by the first run into a folder: t
 # (classifier settings, the architecture search); `output` is where the folder is now (a moved folder resumes)
 EXTENSIBLE = ("name", "output", "runs", "classifiers", "classifier_options", "classifier_training", "search",
               "conditions", "classic_copies", "samplers", "synthetic_per_class", "memorization_quantile", "executor",
-              "allow_uninformative_generators")
+              "allow_uninformative_generators", "keep")
 
 
 def _check_location(config: StudyConfig, run_dir: Path) -> None:
@@ -66,7 +68,8 @@ def _claim_folder(config: StudyConfig, run_dir: Path) -> None:
     # a folder is a study's own when a run marked it (or, written before markers, holds its split too):
     # a config.yaml copied into a folder of other files does not make them the study's
     own = marker.exists() or (recorded.exists() and (run_dir / "split" / "split.json").exists())
-    foreign = sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK_FILE)
+    # the command's log may be written before the claim
+    foreign = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in (LOCK_FILE, LOG_FILE))
     if foreign and not own:
         raise OutputExistsError(f"{run_dir} holds files that no study run wrote ({', '.join(foreign[:3])}"
                                 f"{' …' if len(foreign) > 3 else ''}); give an empty or new output folder")
@@ -128,8 +131,6 @@ def _run_study(config: StudyConfig, run_dir: Path) -> dict:
                                           data.test.labels, config.data.labels, config.memorization_quantile,
                                           config.device)
         quality = quality_table(config, run_dir)
-        plot_synthetic_slices(data.train.images, data.train.labels, context.pools, config.data.labels,
-                              run_dir / "figures" / "synthetic_vs_real.png")
     if any(CLASSIFIERS.get(name).needs_search for name in config.classifiers):
         context.optimized = _optimized_architecture(config, data, run_dir)
     tasks = study_tasks(config)
@@ -142,7 +143,8 @@ def _run_study(config: StudyConfig, run_dir: Path) -> dict:
     metrics = pd.concat([pd.read_csv(run_dir / task.folder / METRICS_FILE, sep="\t", na_values=["n/a"],
                                      keep_default_na=False) for task in tasks], ignore_index=True)
     metrics["sampler"] = metrics["sampler"].astype(object).fillna("n/a")  # all n/a without synthetic conditions
-    report = write_report(run_dir, config.name, metrics, memorization, config.seed, quality)
+    images = StudyImages(data, context.pools, config.data.labels, template_outline(config.preprocessing))
+    report = write_report(run_dir, config.name, metrics, memorization, config.seed, quality, images)
     logger.info("study %s: %d runs in %s; report %s", config.name, len(tasks), run_dir, run_dir / "summary.md")
     return {"metrics": metrics, "memorization": memorization, "quality": quality, **report, "tasks": len(tasks),
             "n_images": {name: int(len(getattr(data, name).rows)) for name in ("train", "validation", "test")},

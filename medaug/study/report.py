@@ -1,6 +1,7 @@
 """Study reports: mean ± std per condition (layout of thesis Tables 1.6-1.9), paired differences
-against real-only with bootstrap 95% CIs, GAN-train / GAN-test (Table 1.2), memorization audit,
-``summary.md`` and PNG figures."""
+against real-only with bootstrap 95% CIs, balanced-accuracy CIs over test subjects and runs,
+GAN-train / GAN-test (Table 1.2), memorization audit, sanity checks (:mod:`medaug.study.sanity`),
+``summary.md``, ``report.html`` (:mod:`medaug.study.html_report`) and PNG figures."""
 
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ import torch  # noqa: E402
 
 from medaug.data.volumes import Volumes  # noqa: E402
 from medaug.io import atomic_write, write_text, write_tsv  # noqa: E402
-from medaug.study.conditions import CONDITIONS  # noqa: E402
 from medaug.study.audit import memorization_audit, nearest_distances, paired_bootstrap_ci  # noqa: E402
+from medaug.study.classifiers import CLASSIFIERS  # noqa: E402
+from medaug.study.conditions import CONDITIONS  # noqa: E402
+from medaug.study.html_report import (EXAMPLES, Section, StudyImages, learning_curves_figure,  # noqa: E402
+                                      nearest_real_figure, png_bytes, qc_montage_figure, report_html, versions)
+from medaug.study.sanity import SanityWarning, pool_warnings, sanity_checks, sanity_table  # noqa: E402
 
 METRICS = ("balanced_accuracy", "sensitivity", "specificity", "accuracy", "f1", "auc")
 KEYS = ["classifier", "condition", "test_set"]
+PREDICTION_COLUMNS = ("test_set", "participant_id", "session_id", "true_label", "predicted_label")
 
 
 def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -90,46 +96,98 @@ def memorization_table(pools: dict[str, dict[int, Volumes]], train, train_labels
     return pd.DataFrame([audited[sampler, code] for sampler in pools for code in range(len(labels))])
 
 
-def _save(figure, path: Path) -> None:
-    atomic_write(path, lambda p: figure.savefig(p, dpi=120, bbox_inches="tight", format="png"))
-    plt.close(figure)
+def _save(figure, path: Path) -> bytes:
+    """Write the figure as a PNG file; return its bytes (for report.html)."""
+    data = png_bytes(figure)
+    atomic_write(path, lambda p: p.write_bytes(data))
+    return data
 
 
-def plot_balanced_accuracy(summary: pd.DataFrame, colours: dict[str, str], path: Path) -> None:
-    """Test balanced accuracy per condition (mean ± std over runs, bars coloured by ``colours``
-    [condition]), one panel per classifier."""
-    test = summary[summary["test_set"] == "test"]
+def task_tables(run_dir: Path, metrics: pd.DataFrame, file: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``file`` of every task folder of ``metrics`` (missing ones skipped) with classifier, condition
+    and run columns; an empty table has ``columns``."""
+    frames = []
+    for task in metrics[["classifier", "condition", "run"]].drop_duplicates().itertuples(index=False):
+        path = run_dir / "runs" / task.classifier / task.condition / f"run-{int(task.run):02d}" / file
+        if path.exists():
+            table = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=["n/a"])
+            frames.append(table.assign(classifier=task.classifier, condition=task.condition, run=int(task.run)))
+    if not frames:
+        return pd.DataFrame(columns=["classifier", "condition", "run", *columns])
+    return pd.concat(frames, ignore_index=True)
+
+
+def balanced_accuracy_ci(correct: np.ndarray, labels: np.ndarray, *, resamples: int = 2000, seed: int = 0,
+                         level: float = 0.95, chunk: int = 250) -> tuple[float, float, float]:
+    """Mean over runs of the balanced accuracy of ``correct`` (runs × subjects, bool) and its
+    percentile bootstrap CI, resampling subjects within each label (the same draw for every run:
+    the runs share the test set) and runs. Resamples are drawn ``chunk`` at a time, as subject
+    counts, so large synthetic test sets stay small in memory."""
+    rng = np.random.default_rng(seed)
+    correct = np.asarray(correct, dtype=float)
+    classes = np.unique(labels)
+    scores = np.zeros((resamples, len(correct)))  # resample × run balanced accuracy
+    for label in classes:
+        columns = correct[:, labels == label]
+        size = columns.shape[1]
+        for start in range(0, resamples, chunk):
+            draws = min(chunk, resamples - start)
+            picked = rng.integers(0, size, (draws, size)) + size * np.arange(draws)[:, None]
+            counts = np.bincount(picked.ravel(), minlength=draws * size).reshape(draws, size).astype(float)
+            scores[start:start + len(counts)] += counts @ columns.T / size / len(classes)
+    runs = rng.integers(0, len(correct), (resamples, len(correct)))
+    means = np.take_along_axis(scores, runs, axis=1).mean(1)
+    point = np.mean([correct[:, labels == label].mean(1) for label in classes], 0).mean()
+    tail = 100 * (1 - level) / 2
+    return float(point), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def accuracy_intervals(predictions: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Per classifier, condition and test set: mean balanced accuracy over runs with a bootstrap 95%
+    CI over test subjects (within label) and runs, and the test subjects of the smallest label."""
+    rows = []
+    keys = ["participant_id", "session_id"]
+    for (classifier, condition, test_set), group in predictions.groupby(["classifier", "condition", "test_set"],
+                                                                         sort=False):
+        group = group.fillna({"session_id": "n/a"})  # synthetic images have no session
+        correct = group.assign(correct=group["predicted_label"] == group["true_label"]).pivot_table(
+            index="run", columns=keys, values="correct", aggfunc="first").dropna(axis=1)
+        labels = group.drop_duplicates(keys).set_index(keys)["true_label"].reindex(correct.columns).to_numpy()
+        mean, low, high = balanced_accuracy_ci(correct.to_numpy(bool), labels, seed=seed)
+        rows.append({"classifier": classifier, "condition": condition, "test_set": test_set, "runs": len(correct),
+                     "per_label": int(pd.Series(labels).value_counts().min()), "balanced_accuracy": mean,
+                     "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=["classifier", "condition", "test_set", "runs", "per_label",
+                                       "balanced_accuracy", "ci_low", "ci_high"])
+
+
+def plot_balanced_accuracy(intervals: pd.DataFrame, colours: dict[str, str]):
+    """Test balanced accuracy per condition (bars: mean over runs, coloured by ``colours``[condition];
+    whiskers: the bootstrap 95% CI over test subjects and runs), one panel per classifier."""
+    test = intervals[intervals["test_set"] == "test"]
     classifiers = list(dict.fromkeys(test["classifier"]))
-    figure, axes = plt.subplots(1, len(classifiers), figsize=(1.2 + 0.9 * test["condition"].nunique() * len(classifiers), 4),
-                                squeeze=False, sharey=True)
-    for axis, classifier in zip(axes[0], classifiers):
-        rows = test[test["classifier"] == classifier]
-        axis.bar(range(len(rows)), 100 * rows["balanced_accuracy_mean"], yerr=100 * rows["balanced_accuracy_std"].fillna(0),
-                 color=[colours[c] for c in rows["condition"]], capsize=3)
-        axis.set_xticks(range(len(rows)), rows["condition"], rotation=60, ha="right", fontsize=8)
-        axis.axhline(50, color="k", lw=0.5, ls=":")
-        axis.set_title(classifier)
-    axes[0][0].set_ylabel("test balanced accuracy (%), mean ± std")
-    _save(figure, path)
-
-
-def plot_synthetic_slices(train, train_labels: torch.Tensor, pools: dict[str, dict[int, Volumes]],
-                          labels: tuple[str, ...], path: Path, per_row: int = 4) -> None:
-    """Middle axial slices: real training images beside synthetic ones, per class and sampler."""
-    real = {code: Volumes.of(train).take(train_labels == code) for code in range(len(labels))}
-    sources = [("real", real), *pools.items()]
-    figure, axes = plt.subplots(len(sources) * len(labels), per_row, figsize=(1.6 * per_row, 1.8 * len(sources) * len(labels)),
-                                squeeze=False)
-    for s_index, (source, images) in enumerate(sources):
-        for code, label in enumerate(labels):
-            row = axes[s_index * len(labels) + code]
-            for column, axis in enumerate(row):
-                axis.axis("off")
-                if column < len(images[code]):
-                    volume = Volumes.of(images[code])[column][0].numpy()
-                    axis.imshow(volume[:, :, volume.shape[2] // 2].T, cmap="gray", origin="lower", vmin=0, vmax=1)
-            row[0].set_title(f"{source} {label}", fontsize=8, loc="left")
-    _save(figure, path)
+    columns = min(2, max(1, len(classifiers)))
+    lines = max(1, -(-len(classifiers) // columns))
+    conditions = max(1, test.groupby("classifier").size().max() if len(test) else 1)
+    figure, axes = plt.subplots(lines, columns, figsize=(5.6 * columns, (0.8 + 0.32 * conditions) * lines),
+                                squeeze=False, sharex=True)
+    for axis in axes.flat[len(classifiers):]:
+        axis.axis("off")
+    for axis, classifier in zip(axes.flat, classifiers):
+        rows = test[test["classifier"] == classifier].iloc[::-1]
+        mean = 100 * rows["balanced_accuracy"].to_numpy()
+        error = np.vstack([mean - 100 * rows["ci_low"].to_numpy(), 100 * rows["ci_high"].to_numpy() - mean])
+        axis.barh(range(len(rows)), mean, xerr=error, color=[colours.get(c, "tab:purple") for c in rows["condition"]],
+                  capsize=2, error_kw={"lw": 0.8})
+        axis.set_yticks(range(len(rows)), rows["condition"], fontsize=8)
+        axis.axvline(50, color="k", lw=0.6, ls=":")
+        axis.set_xlim(0, 100)
+        axis.set_title(f"{classifier} (test: {int(rows['per_label'].min())} subjects per label, "
+                       f"{int(rows['runs'].max())} runs)", fontsize=9)
+    for axis in axes[-1]:
+        axis.set_xlabel("test balanced accuracy (%), mean and 95% CI")
+    figure.tight_layout()
+    return figure
 
 
 def _percent(mean: float, std: float) -> str:
@@ -156,31 +214,62 @@ def _quantile_text(memorization: pd.DataFrame) -> str:
     return ", ".join(f"{100 * q:g}%" for q in quantiles) or "configured"
 
 
+def _summary_view(rows: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"classifier": rows["classifier"], "condition": rows["condition"], "runs": rows["runs"],
+                         **{metric: [_percent(m, s) for m, s in zip(rows[f"{metric}_mean"], rows[f"{metric}_std"])]
+                            for metric in METRICS}})
+
+
+def _differences_view(differences: pd.DataFrame) -> pd.DataFrame:
+    points = [f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]" for d, lo, hi in
+              zip(differences["balanced_accuracy_difference"], differences["ci_low"], differences["ci_high"])]
+    return differences[["classifier", "test_set", "condition", "runs"]].assign(**{"difference (points)": points})
+
+
+def _gan_view(gan: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"classifier": gan["classifier"], "sampler": gan["sampler"], "N": gan["synthetic_per_class"],
+                         "GAN-train": [_percent(m, s) for m, s in zip(gan["gan_train_mean"], gan["gan_train_std"])],
+                         "GAN-test": [_percent(m, s) for m, s in zip(gan["gan_test_mean"], gan["gan_test_std"])]})
+
+
+def _quality_view(quality: pd.DataFrame) -> pd.DataFrame:
+    return quality[[c for c in QUALITY_SHOWN if c in quality]].round(3)
+
+
+def _quality_columns(quality: pd.DataFrame) -> pd.DataFrame:
+    """The quality table with one column per pool (sampler / class), one row per measure."""
+    view = _quality_view(quality)
+    pools = view["sampler"] + " / " + view["diagnosis"]
+    return view.drop(columns=["sampler", "diagnosis"]).T.set_axis(pools, axis=1).rename_axis("measure").reset_index()
+
+
+def _sanity_markdown(sanity: list[SanityWarning]) -> list[str]:
+    """The warnings grouped by check."""
+    if not sanity:
+        return ["## Sanity checks\n", "No warnings.\n"]
+    checks = list(dict.fromkeys(w.check for w in sanity))
+    lines = ["## Sanity checks\n", f"{len(sanity)} warning(s) from {len(checks)} check(s), also in sanity.tsv:\n"]
+    for check in checks:
+        found = [w for w in sanity if w.check == check]
+        lines += [f"- **{check}** ({len(found)})", *[f"  - {w.subject}: {w.message}" for w in found]]
+    return [*lines, ""]
+
+
 def summary_markdown(name: str, summary: pd.DataFrame, differences: pd.DataFrame, gan: pd.DataFrame,
-                     memorization: pd.DataFrame, figures: list[str], quality: pd.DataFrame | None = None) -> str:
-    """The human-readable report: warnings first, then tables in percent, mean ± std over runs."""
-    lines = [f"# Augmentation study: {name}\n"]
+                     memorization: pd.DataFrame, figures: list[str], quality: pd.DataFrame | None = None,
+                     sanity: list[SanityWarning] | None = None) -> str:
+    """The human-readable report: sanity checks first (``sanity``; without it, the pools' own
+    warnings of ``quality``), then tables in percent, mean ± std over runs."""
     quality = pd.DataFrame() if quality is None else quality
-    flagged = quality[quality["warnings"].astype(bool)] if not quality.empty else quality
-    if not flagged.empty:
-        lines += ["## Warnings\n", *[f"- **{row.sampler} / {row.diagnosis}**: {row.warnings}"
-                                      for row in flagged.itertuples()], ""]
+    lines = [f"# Augmentation study: {name}\n",
+             *_sanity_markdown(pool_warnings(quality) if sanity is None else sanity)]
     for test_set, rows in summary.groupby("test_set", sort=False):
-        view = pd.DataFrame({"classifier": rows["classifier"], "condition": rows["condition"], "runs": rows["runs"],
-                             **{metric: [_percent(m, s) for m, s in zip(rows[f"{metric}_mean"], rows[f"{metric}_std"])]
-                                for metric in METRICS}})
-        lines += [f"## Test set: {test_set}\n", _markdown(view)]
+        lines += [f"## Test set: {test_set}\n", _markdown(_summary_view(rows))]
     if not differences.empty:
-        view = differences.assign(**{"difference (points)": [f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-                                                             for d, lo, hi in zip(differences["balanced_accuracy_difference"],
-                                                                                  differences["ci_low"], differences["ci_high"])]})
         lines += ["## Balanced accuracy minus real-only (paired by run, bootstrap 95% CI)\n",
-                  _markdown(view[["classifier", "test_set", "condition", "runs", "difference (points)"]])]
+                  _markdown(_differences_view(differences))]
     if not gan.empty:
-        view = pd.DataFrame({"classifier": gan["classifier"], "sampler": gan["sampler"], "N": gan["synthetic_per_class"],
-                             "GAN-train": [_percent(m, s) for m, s in zip(gan["gan_train_mean"], gan["gan_train_std"])],
-                             "GAN-test": [_percent(m, s) for m, s in zip(gan["gan_test_mean"], gan["gan_test_std"])]})
-        lines += ["## GAN-train / GAN-test (balanced accuracy)\n", _markdown(view)]
+        lines += ["## GAN-train / GAN-test (balanced accuracy)\n", _markdown(_gan_view(gan))]
     if not memorization.empty:
         lines += ["## Memorization audit (fraction nearer to a training image than the "
                   f"{_quantile_text(memorization)} quantile of training nearest-neighbour distances; held-out "
@@ -188,31 +277,110 @@ def summary_markdown(name: str, summary: pd.DataFrame, differences: pd.DataFrame
                   _markdown(memorization.round(3))]
     if not quality.empty:
         lines += ["## Synthetic image quality (intensity space; see medaug.sampling.quality) and chain diagnostics\n",
-                  _markdown(quality[[c for c in QUALITY_SHOWN if c in quality]].round(3))]
-    lines += ["## Figures\n", *[f"![{f}]({f})\n" for f in figures]]
+                  _markdown(_quality_view(quality))]
+    lines += ["## Figures\n", *[f"![{f}]({f})\n" for f in figures], "Everything on one page: report.html\n"]
     return "\n".join(lines)
 
 
+def _by_classifier(frame: pd.DataFrame, values: str) -> pd.DataFrame:
+    """``values`` with one row per test set and condition (in order of first appearance) and one
+    column per classifier."""
+    table = frame.pivot(index=["test_set", "condition"], columns="classifier", values=values)
+    test_sets, conditions = list(dict.fromkeys(frame["test_set"])), list(dict.fromkeys(frame["condition"]))
+    order = sorted(table.index, key=lambda key: (test_sets.index(key[0]), conditions.index(key[1])))
+    table = table.reindex(index=order, columns=list(dict.fromkeys(frame["classifier"]))).fillna("–")
+    return table.rename_axis(columns=None).reset_index().rename(columns={"test_set": "test set"})
+
+
+def _intervals_view(intervals: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over runs [95% CI over subjects and runs], conditions × classifiers per test set."""
+    joined = intervals.join(summary.set_index(KEYS)[["balanced_accuracy_mean", "balanced_accuracy_std"]], on=KEYS)
+    cells = [f"{_percent(m, s)} [{100 * lo:.1f}, {100 * hi:.1f}]" for m, s, lo, hi in
+             zip(joined["balanced_accuracy_mean"], joined["balanced_accuracy_std"], joined["ci_low"], joined["ci_high"])]
+    test_sets = [f"{t} ({n} per label)" for t, n in zip(joined["test_set"], joined["per_label"])]
+    return _by_classifier(joined.assign(cell=cells, test_set=test_sets), "cell")
+
+
+def _excluded(run_dir: Path) -> pd.DataFrame:
+    """The images preprocessing QC left out, of the study cohort (caps/) and independent ones (caps_*/)."""
+    tables = [pd.read_csv(path, sep="\t", keep_default_na=False) for path in sorted(run_dir.glob("caps*/excluded.tsv"))]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def _trials(run_dir: Path, metrics: pd.DataFrame) -> pd.DataFrame | None:
+    """The CNN search's trials, when a classifier of ``metrics`` used it."""
+    path = run_dir / "search" / "trials.tsv"
+    searched = any(name in CLASSIFIERS and CLASSIFIERS.get(name).needs_search for name in set(metrics["classifier"]))
+    return pd.read_csv(path, sep="\t") if searched and path.exists() else None
+
+
+def _image_sections(run_dir: Path, images: StudyImages | None, logs: pd.DataFrame, colours: dict) -> list[Section]:
+    """Learning curves, synthetic images beside their nearest real one, and the QC montage (also
+    written to figures/)."""
+    figures = run_dir / "figures"
+    curves = learning_curves_figure(logs, colours)
+    sections = [Section("Learning curves", "Train loss and validation balanced accuracy per epoch, mean over runs "
+                        "per condition (training_log.tsv of the CNN runs).",
+                        _save(curves, figures / "learning_curves.png") if curves else None)]
+    if images is None:
+        return sections
+    pairs = nearest_real_figure(images)
+    if pairs is not None:
+        sections.append(Section("Synthetic images and their nearest real training image",
+                                f"Middle axial slices: the first {EXAMPLES} images of each pool, each beside the "
+                                "training image of its class nearest in L2 over the whole volume.",
+                                _save(pairs, figures / "synthetic_vs_real.png")))
+    montage, shown, total = qc_montage_figure(images)
+    outline = ("Red: the registration template's brain mask on the study grid; a well registered image fills it."
+               if images.outline is not None else
+               "Preprocessing is disabled: the images are shown as read, without a template outline.")
+    sections.append(Section("Preprocessing QC", f"Middle axial slice of one image per subject ({shown} of {total} "
+                            f"subjects). {outline}", _save(montage, figures / "qc_montage.png")))
+    return sections
+
+
 def write_report(run_dir: Path, name: str, metrics: pd.DataFrame, memorization: pd.DataFrame, seed: int,
-                 quality: pd.DataFrame | None = None) -> dict:
+                 quality: pd.DataFrame | None = None, images: StudyImages | None = None) -> dict:
     """Write metrics.tsv, summary.tsv, differences.tsv, gan.tsv, memorization.tsv, quality.tsv,
-    summary.md and figures."""
+    sanity.tsv, summary.md, report.html and figures. ``images``: what the image figures show
+    (without it, report.html has the tables and curves only)."""
+    quality = pd.DataFrame() if quality is None else quality
     summary = summary_table(metrics)
     differences = paired_differences(metrics, seed=seed)
     gan = gan_table(metrics)
-    write_tsv(run_dir / "metrics.tsv", metrics)
-    write_tsv(run_dir / "summary.tsv", summary)
-    write_tsv(run_dir / "differences.tsv", differences)
-    write_tsv(run_dir / "gan.tsv", gan)
+    predictions = task_tables(run_dir, metrics, "predictions.tsv", PREDICTION_COLUMNS)
+    intervals = accuracy_intervals(predictions, seed=seed)
+    sanity = sanity_checks(predictions=predictions, summary=summary, differences=differences, intervals=intervals,
+                           quality=quality, trials=_trials(run_dir, metrics), excluded=_excluded(run_dir),
+                           generator_training=images.data.train.rows if images and images.pools else None)
+    for file, table in {"metrics.tsv": metrics, "summary.tsv": summary, "differences.tsv": differences,
+                        "gan.tsv": gan, "accuracy_ci.tsv": intervals, "sanity.tsv": sanity_table(sanity)}.items():
+        write_tsv(run_dir / file, table)
     if not memorization.empty:
         write_tsv(run_dir / "memorization.tsv", memorization)
-    if quality is not None and not quality.empty:
+    if not quality.empty:
         write_tsv(run_dir / "quality.tsv", quality)
     colours = {c: CONDITIONS.get(kind).colour for c, kind in zip(metrics["condition"], metrics["kind"])}
-    plot_balanced_accuracy(summary, colours, run_dir / "figures" / "balanced_accuracy.png")
-    figures = ["figures/balanced_accuracy.png"]
-    if (run_dir / "figures" / "synthetic_vs_real.png").exists():
-        figures.append("figures/synthetic_vs_real.png")
+    accuracy = _save(plot_balanced_accuracy(intervals, colours), run_dir / "figures" / "balanced_accuracy.png")
+    sections = [Section("Balanced accuracy", "Bars: mean test balanced accuracy over runs; whiskers: bootstrap 95% "
+                        "CI resampling test subjects (within label) and runs. Dotted line: chance. Table: mean ± std "
+                        "over runs [95% CI], in percent.", accuracy,
+                        _intervals_view(intervals, summary)),
+                Section("Balanced accuracy minus real-only", "In points, paired by run (same seed), bootstrap 95% "
+                        "CI over runs.", table=_by_classifier(_differences_view(differences), "difference (points)")
+                        if not differences.empty else None),
+                *_image_sections(run_dir, images, task_tables(run_dir, metrics, "training_log.tsv"), colours),
+                Section("GAN-train / GAN-test", table=_gan_view(gan) if not gan.empty else None),
+                Section("Synthetic image quality", "Intensity space (medaug.sampling.quality) and chain diagnostics.",
+                        table=_quality_columns(quality) if not quality.empty else None),
+                Section("Memorization audit", f"Fraction of synthetic images nearer to a training image than the "
+                        f"{_quantile_text(memorization)} quantile of training nearest-neighbour distances; held-out "
+                        "real test images for reference.", table=memorization.round(3) if not memorization.empty else None)]
+    figures = [f"figures/{p.name}" for p in sorted((run_dir / "figures").glob("*.png"))]
     write_text(run_dir / "summary.md", summary_markdown(name, summary, differences, gan, memorization, figures,
-                                                             quality))
-    return {"summary": summary, "differences": differences, "gan": gan}
+                                                        quality, sanity))
+    config = run_dir / "config.yaml"
+    page = report_html(name, sanity, [s for s in sections if s.figure or s.table is not None],
+                       config.read_text() if config.exists() else "(no config.yaml in this folder)", versions())
+    write_text(run_dir / "report.html", page)
+    return {"summary": summary, "differences": differences, "gan": gan, "intervals": intervals, "sanity": sanity}

@@ -29,7 +29,7 @@ from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
 from medaug.data.splits import assert_disjoint
 from medaug.generative.models import build_model
 from medaug.generative.persistence import load_generator
-from medaug.generative.trainer import TrainerConfig, train_generator
+from medaug.generative.trainer import CHECKPOINT_FILE, TrainerConfig, train_generator
 from medaug.generative.training_data import record_training_data
 from medaug.io import write_json
 from medaug.provenance import GeneratorProvenance
@@ -76,6 +76,8 @@ def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[
             logger.info("training the %s generator on %d images", label, len(train_rows))
             train_generator(model, _class_images(data.train, index), _class_images(data.validation, index), out, trainer)
             record_training_data(best, label, train_rows, validation_rows, config.preprocessing.size)
+        if not config.keep.generator_checkpoints:
+            (out / CHECKPOINT_FILE).unlink(missing_ok=True)  # only an unfinished training resumes from it
         fitted[label] = FittedGenerator(best, record.fingerprint)
     return fitted
 
