@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 import medaug.study.data as study_data
-from medaug.errors import InputDataError
+from medaug.errors import ConfigError, InputDataError
 from medaug.study.data import prepare_data
+from medaug.study.pipeline import run_study
 
 
 def test_split_is_drawn_after_qc_exclusions(study_cohort, study_config, tmp_path, monkeypatch):
@@ -84,3 +85,27 @@ def test_session_less_dataset_is_preprocessed_and_used_end_to_end(study_config, 
     used = pd.concat([data.train.rows, data.validation.rows, data.test.rows])
     assert len(used) == 6 and set(used["session_id"]) == {"n/a"}
     assert all("/t1_linear/" in p and "res-12x14x12" in p for p in used["path"])
+
+
+def test_keep_drops_finished_generator_checkpoints_and_the_study_still_resumes(study_cohort, study_config, tmp_path):
+    config = study_config(study_cohort, tmp_path / "s", conditions=["real", "real+synthetic"],
+                          samplers=[{"name": "prior"}], classifiers=["sklearn-knn"], runs=1,
+                          keep={"generator_checkpoints": False})
+    run_study(config)
+    generators = tmp_path / "s" / "generators"
+    for label in ("CN", "AD"):
+        assert (generators / label / "best" / "model.pt").is_file()
+        assert not (generators / label / "checkpoint.pt").exists()
+    stamp = (generators / "CN" / "best" / "model.pt").stat().st_mtime_ns
+    run_study(config)                                   # finished generators are not retrained
+    assert (generators / "CN" / "best" / "model.pt").stat().st_mtime_ns == stamp
+    kept = study_config(study_cohort, tmp_path / "k", conditions=["real", "real+synthetic"],
+                        samplers=[{"name": "prior"}], classifiers=["sklearn-knn"], runs=1)
+    run_study(kept)
+    assert (tmp_path / "k" / "generators" / "CN" / "checkpoint.pt").is_file()   # default: kept
+
+
+def test_write_crop_belongs_to_keep_not_to_the_pipeline_options(study_cohort, study_config, tmp_path):
+    with pytest.raises(ConfigError, match="keep.crop_images"):
+        study_config(study_cohort, tmp_path / "s", preprocessing={"size": [12, 14, 12],
+                                                                  "pipeline": {"write_crop": False}})

@@ -85,6 +85,21 @@ def test_sklearn_classifiers_separate_shifted_images():
         assert (model.predict(downsample(images[30:])) == labels[30:].numpy()).mean() >= 0.9, name
 
 
+def test_svm_probabilities_follow_its_decision_function_and_never_invert_its_labels():
+    # 40 weakly separable images: cross-validated Platt calibration can invert such an SVM; σ(f) cannot
+    generator = torch.Generator().manual_seed(3)
+    labels = torch.tensor([0, 1] * 20)
+    images = torch.rand(40, 1, 6, 6, 6, generator=generator) + 0.15 * labels.view(-1, 1, 1, 1, 1)
+    svm = build_classifier("sklearn-svm")
+    model = svm.pipeline(seed=0).fit(downsample(images), labels.numpy())
+    features = downsample(torch.rand(25, 1, 6, 6, 6, generator=generator))
+    probabilities = svm.probabilities(model, features)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(probabilities.argmax(axis=1), model.predict(features))
+    decision = model.decision_function(features)
+    assert (np.diff(probabilities[np.argsort(decision), 1]) >= 0).all()   # monotone in f
+
+
 def test_random_search_keeps_the_baseline_as_trial_zero_and_returns_the_best():
     generator = torch.Generator().manual_seed(2)
     labels = torch.tensor([0, 1] * 12)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from medaug.data.volumes import AugmentedVolumes, Volumes
 from medaug.errors import BalanceError, ConfigError
 from medaug.study.audit import memorization_audit, paired_bootstrap_ci
 from medaug.study.training_sets import build_training_set
@@ -36,6 +37,26 @@ def test_classic_augmentation_is_seeded_and_changes_images():
     # each copy is drawn from its own seed: the same image whatever the order it is read in
     rows = np.array([17, 6, 11])
     assert torch.equal(first.images.batch(rows), first.images.load()[rows])
+
+
+def test_augmented_copies_are_drawn_once_and_equal_with_or_without_the_cache():
+    real, _ = _real()
+    calls = []
+
+    def shift(image):
+        calls.append(1)
+        return image + torch.rand(())
+
+    cached = AugmentedVolumes(Volumes.of(real), 2, seed=5, transform=shift)
+    rows = np.array([3, 7, 11])
+    first = cached[rows]
+    assert torch.equal(cached[rows[::-1]], first.flip(0)) and len(calls) == 3     # second read: from memory
+    uncached = AugmentedVolumes(Volumes.of(real), 2, seed=5, transform=shift, cache_bytes=0)
+    assert torch.equal(uncached[rows], first) and torch.equal(uncached[rows], first) and len(calls) == 9
+    one_image = real[0].element_size() * real[0].nelement()
+    bounded = AugmentedVolumes(Volumes.of(real), 2, seed=5, transform=shift, cache_bytes=one_image)
+    bounded[rows]
+    assert len(bounded._cache) == 1                                              # the budget holds
 
 
 def test_memorization_audit_flags_copies_and_not_fresh_images():

@@ -90,23 +90,36 @@ def write_volume_file(path: str | os.PathLike, batches: Iterable[torch.Tensor], 
     return VolumeFile(path)
 
 
+AUGMENTED_CACHE_BYTES = 512 * 2**20  # drawn augmented images kept in memory per training set
+
+
 class AugmentedVolumes:
     """``copies`` randomly transformed versions of every image of ``source``; image k is drawn with
-    the seed (seed, k), so it is the same whatever the order, batch or worker that reads it."""
+    the seed (seed, k), so it is the same whatever the order, batch or worker that reads it. Drawn
+    images are kept in memory up to ``cache_bytes`` (an epoch after the first then reads them
+    instead of transforming again: the same images, without the cost)."""
 
-    def __init__(self, source: Volumes, copies: int, seed: int, transform: Callable[[torch.Tensor], torch.Tensor]):
+    def __init__(self, source: Volumes, copies: int, seed: int, transform: Callable[[torch.Tensor], torch.Tensor],
+                 cache_bytes: int = AUGMENTED_CACHE_BYTES):
         self.source, self.copies, self.seed, self.transform = source, copies, seed, transform
+        self.cache_bytes, self._cache, self._cached = cache_bytes, {}, 0
 
     def __len__(self) -> int:
         return self.copies * len(self.source)
 
+    def _draw(self, k: int) -> torch.Tensor:
+        if k in self._cache:
+            return self._cache[k]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + k)
+            image = self.transform(self.source[k % len(self.source)])
+        size = image.element_size() * image.nelement()
+        if self._cached + size <= self.cache_bytes:
+            self._cache[k], self._cached = image, self._cached + size
+        return image
+
     def __getitem__(self, rows: np.ndarray) -> torch.Tensor:
-        images = []
-        for k in np.atleast_1d(rows):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed * 1_000_003 + int(k))
-                images.append(self.transform(self.source[int(k) % len(self.source)]))
-        return torch.stack(images)
+        return torch.stack([self._draw(int(k)) for k in np.atleast_1d(rows)])
 
 
 class Volumes(Dataset):
