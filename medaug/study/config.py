@@ -44,33 +44,26 @@ class TestCohort(Config):
 
 
 @dataclass
-class SimulatedCohort(Config):
+class SimulatedCohort(ExampleCohortConfig):
     """``data.bids`` is an example cohort simulated with these :class:`ExampleCohortConfig` settings
     (built there when missing, resumed when unfinished); ``jobs`` subjects are simulated in parallel."""
 
     section: ClassVar[str] = "data.simulate"
 
-    subjects_per_label: int = 8
-    labels: tuple[str, ...] = ("CN", "AD")
-    resolution_mm: float = 1.0
-    sessions: tuple[str, ...] = ("M000",)
-    missing_rate: float = 0.0
-    effect: float = 1.0
-    seed: int = 0
     jobs: int = 1
 
     def validate(self) -> None:
+        try:
+            super().validate()
+        except ConfigError as error:
+            raise ConfigError(f"{self.section}: {error}") from None
+        check_seed(self.seed, f"{self.section}.seed")
         if self.jobs < 1:
             raise ConfigError(f"data.simulate.jobs must be ≥ 1, got {self.jobs}")
-        check_seed(self.seed, "data.simulate.seed")
-        self.cohort_config()  # validates the simulation settings now
 
     def cohort_config(self) -> ExampleCohortConfig:
-        settings = {key: value for key, value in self.to_dict().items() if key != "jobs"}
-        try:
-            return ExampleCohortConfig.from_dict(settings)
-        except ConfigError as error:
-            raise ConfigError(f"data.simulate: {error}") from None
+        """The simulation settings (all but ``jobs``, which does not change the cohort)."""
+        return ExampleCohortConfig.from_dict({key: value for key, value in self.to_dict().items() if key != "jobs"})
 
 
 @dataclass
