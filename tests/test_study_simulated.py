@@ -17,7 +17,7 @@ TINY = {"subjects_per_label": 1, "resolution_mm": 10.0, "seed": 3}
     ({"seed": -1}, "data.simulate.seed: a seed is a whole number"),
     ({"sessions": ["M012", "M000"]}, "data.simulate: sessions must be distinct and in increasing order"),
     ({"subjects_per_label": 1.5}, "data.simulate.subjects_per_label: expected a whole number"),
-    ({"deformation_rms_mm": 1}, "data.simulate: unknown option.s. deformation_rms_mm"),
+    ({"deformation_rms_mm": 1, "colour": 1}, "data.simulate: unknown option.s. colour"),
     ({"labels": ["CN", "MCI"]}, r"data.labels \['CN', 'AD'\] are not all in data.simulate.labels"),
 ])
 def test_simulate_settings_are_validated_up_front(simulate, message):
