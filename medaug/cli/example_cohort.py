@@ -13,7 +13,8 @@ def _example_cohort(args: argparse.Namespace) -> None:
 
     config = ExampleCohortConfig(
         subjects_per_label=args.subjects_per_label, labels=args.labels, resolution_mm=args.resolution,
-        sessions=args.sessions, missing_rate=args.missing_rate, effect=args.effect, seed=args.seed)
+        sessions=args.sessions, missing_rate=args.missing_rate, effect=args.effect, seed=args.seed,
+        subject_prefix=args.subject_prefix)
     truth = build_example_cohort(args.out_dir, config, jobs=args.jobs)
     print(f"Simulated BIDS cohort written to {args.out_dir}")
     print(summarize_cohort(truth))
@@ -38,6 +39,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--effect", type=bounded("effect", 0.0), default=1.0, metavar="SIZE",
                         help="scale of the AD effect (0: none, 1: default, >1: easier to classify)")
     parser.add_argument("--seed", type=seed, default=0, metavar="S", help="in [0, 2^32)")
+    parser.add_argument("--subject-prefix", default="SIM", metavar="P",
+                        help="participant ids sub-<P>0001…; another prefix simulates other subjects (letters)")
     parser.add_argument("--jobs", type=int, default=1, metavar="J", help="subjects simulated in parallel")
     parser.add_argument("--figure", type=Path, default=None, metavar="PNG",
                         help="also save a PNG of CN and AD subjects, baseline and last visit")

@@ -121,8 +121,11 @@ class ExampleCohortConfig(Config):
     seed: int = 0
     deformation_rms_mm: float = 3.0
     field_of_view_mm: tuple[float, float, float] = (188.0, 224.0, 200.0)
+    subject_prefix: str = "SIM"  # participant ids sub-<prefix>0001…: another prefix gives a cohort of other subjects
 
     def validate(self) -> None:
+        if not re.fullmatch(r"[A-Za-z]+", self.subject_prefix):
+            raise ConfigError(f"subject_prefix must be letters only (a BIDS label), got {self.subject_prefix!r}")
         if self.subjects_per_label < 1:
             raise ConfigError(f"subjects_per_label must be a positive integer, got {self.subjects_per_label!r}")
         unknown = [label for label in self.labels if label not in LABEL_PROFILES]
@@ -192,7 +195,7 @@ def draw_subjects(config: ExampleCohortConfig) -> list[SubjectDraw]:
         rate = float(max(rng.normal(*profile.severity_rate), 0.0)) if profile.severity_rate[0] else 0.0
         vent_rate = float(max(rng.normal(*VENTRICLE_AGE_RATE), 0.001))
         present = [config.sessions[0]] + [s for s in config.sessions[1:] if rng.random() >= config.missing_rate]
-        subjects.append(SubjectDraw(f"SIM{numbers[index]:04d}", label, sex, round(age, 1), site, scale,
+        subjects.append(SubjectDraw(f"{config.subject_prefix}{numbers[index]:04d}", label, sex, round(age, 1), site, scale,
                                     severity, rate, vent_rate, seed, present))
     return subjects
 
@@ -326,7 +329,8 @@ def _prepare_output(out_dir: Path, config: ExampleCohortConfig) -> None:
             raise OutputExistsError(f"{out_dir} is not empty and is not a medaug example cohort; "
                                     "choose a new output folder")
         previous = json.loads(config_path.read_text())
-        if previous.get("config") != config.to_dict():
+        # options added since a cohort was built hold their defaults in it
+        if {**ExampleCohortConfig().to_dict(), **(previous.get("config") or {})} != config.to_dict():
             raise OutputExistsError(f"{out_dir} holds an example cohort built with other parameters "
                                     f"({config_path}); choose a new output folder")
         logger.info("resuming the example cohort in %s", out_dir)

@@ -72,15 +72,38 @@ class DataSection(Config):
 
     section: ClassVar[str] = "data"
 
-    bids: str
+    bids: str | None = None   # raw BIDS (preprocessed by the study), or the cohort table of ``caps``
     labels: tuple[str, str] = ("CN", "AD")
     positive: str = "AD"
     sessions: Literal["baseline", "all"] = "baseline"  # baseline: one image per subject; all: every session of train subjects
     stable_diagnosis: bool = False
     independent_tests: tuple[TestCohort, ...] = ()
     simulate: SimulatedCohort | None = None  # data.bids is a simulated cohort, built when missing
+    caps: str | None = None        # Clinica t1-linear outputs: the study's preprocessing is skipped
+    labels_tsv: str | None = None  # the ClinicaDL labels TSV of ``caps`` (else participants from ``bids``)
+
+    @classmethod
+    def from_dict(cls, data, where=None):
+        if isinstance(data, dict) and isinstance(data.get("labels"), str):
+            raise ConfigError(f"data.labels names the two diagnoses compared (for example [CN, AD]), got "
+                              f"{data['labels']!r}; give a labels TSV as data.labels_tsv")
+        return super().from_dict(data, where)
+
+    @property
+    def sources(self) -> list[str]:
+        """The input folders of the study's own images (never written to)."""
+        return [path for path in (self.bids, self.caps) if path]
 
     def validate(self) -> None:
+        if self.bids is None and self.caps is None:
+            raise ConfigError("data needs bids: (a BIDS dataset) or caps: (Clinica t1-linear outputs)")
+        if self.caps is not None and (self.bids is None) == (self.labels_tsv is None):
+            raise ConfigError("data.caps needs its cohort table: data.labels_tsv (a ClinicaDL labels TSV) or "
+                              "data.bids (participants and sessions of the BIDS dataset it came from), not both")
+        if self.labels_tsv is not None and self.caps is None:
+            raise ConfigError("data.labels_tsv is the cohort table of data.caps; set data.caps, or use data.bids")
+        if self.simulate is not None and (self.caps is not None or self.bids is None):
+            raise ConfigError("data.simulate builds a BIDS cohort in data.bids; remove data.caps")
         if len(set(self.labels)) != 2:
             raise ConfigError(f"data.labels must be two distinct diagnoses, got {list(self.labels)}")
         if self.positive not in self.labels:
@@ -91,8 +114,9 @@ class DataSection(Config):
 
     def to_dict(self) -> dict:
         data = super().to_dict()
-        if self.simulate is None:  # the config.yaml of studies recorded before data.simulate existed still matches
-            del data["simulate"]
+        for key in ("simulate", "caps", "labels_tsv"):  # the config.yaml of older studies still matches
+            if data[key] is None:
+                del data[key]
         return data
 
 
@@ -293,7 +317,9 @@ def load_study_config(path: str | os.PathLike) -> StudyConfig:
         raise ConfigError(f"{path}: {error}") from None
     base = path.resolve().parent
     resolve = lambda p: str((base / p).resolve()) if not Path(p).is_absolute() else p  # noqa: E731
-    config.data.bids = resolve(config.data.bids)
+    for key in ("bids", "caps", "labels_tsv"):
+        if getattr(config.data, key) is not None:
+            setattr(config.data, key, resolve(getattr(config.data, key)))
     config.data.independent_tests = tuple(TestCohort(t.name, resolve(t.bids)) for t in config.data.independent_tests)
     config.output = resolve(config.output)
     return config

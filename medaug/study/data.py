@@ -1,7 +1,8 @@
 """Study data: cohort → subject-level split → cached ``t1-linear`` → one memory-mapped image
 stack per split (``images/<split>.npy`` beside its listing), read batch by batch, never held whole.
 
-Test subjects contribute their baseline image only (one prediction per subject); with
+With ``data.caps`` the images are Clinica's ``t1-linear`` outputs and the study's preprocessing
+is skipped; the cohort table comes from ``data.labels_tsv`` or ``data.bids``. Test subjects contribute their baseline image only (one prediction per subject); with
 ``data.sessions: all`` training and validation subjects contribute every session. Images that
 fail preprocessing or its QC are left out, listed in the log and ``excluded.tsv``, before the
 split is drawn, so that the split's counts hold for the images the study uses. Each image set
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from medaug.data.clinica import read_caps_t1_linear
+from medaug.data.clinica import read_caps_t1_linear, read_labels
 from medaug.data.cohort import load_cohort
 from medaug.data.selection import baseline_sessions, match_labels, stable_diagnosis
 from medaug.data.splits import assert_disjoint, load_split, save_split, split_subjects
@@ -55,14 +56,16 @@ class StudyData:
     independent: dict[str, ImageSet]
 
 
-def _cohort(config: StudyConfig, bids: str) -> pd.DataFrame:
-    cohort = load_cohort(bids)
+def _cohort(config: StudyConfig, bids: str | None, labels_tsv: str | None = None) -> pd.DataFrame:
+    """The cohort table of a BIDS dataset or of a ClinicaDL labels TSV, restricted to the study's labels."""
+    cohort = load_cohort(bids) if labels_tsv is None else read_labels(labels_tsv)
+    source = bids if labels_tsv is None else labels_tsv
     cohort = cohort.assign(diagnosis=match_labels(cohort["diagnosis"], config.data.labels))
     if config.data.stable_diagnosis:
         cohort = stable_diagnosis(cohort)
     cohort = cohort[cohort["diagnosis"].isin(config.data.labels)]
     if cohort.empty:
-        raise InputDataError(f"{bids} has no image with diagnosis {' or '.join(config.data.labels)}")
+        raise InputDataError(f"{source} has no image with diagnosis {' or '.join(config.data.labels)}")
     return cohort.reset_index(drop=True)
 
 
@@ -106,6 +109,15 @@ def _preprocessed(config: StudyConfig, rows: pd.DataFrame, bids: str, caps: Path
                                            on=["participant_id", "session_id"])
 
 
+def _from_caps(rows: pd.DataFrame, caps: str) -> pd.DataFrame:
+    """``rows`` with ``path`` the Clinica ``t1-linear`` crop image of each (old or current naming);
+    :func:`_image_set` resizes and rescales it like the study's own preprocessing does."""
+    images = read_caps_t1_linear(caps, labels=rows[["participant_id", "session_id"]])
+    logger.info("%d image(s) read from the CAPS folder %s (the study's preprocessing is skipped)", len(images), caps)
+    return rows.drop(columns="path", errors="ignore").merge(images[["participant_id", "session_id", "path"]],
+                                                            on=["participant_id", "session_id"])
+
+
 def _image_set(config: StudyConfig, rows: pd.DataFrame, stack: Path) -> ImageSet:
     """The split's images in ``stack`` (float32 .npy, rewritten when its listing, which holds each
     file's size and mtime, changes: a replaced image is read again)."""
@@ -131,10 +143,13 @@ def prepare_data(config: StudyConfig, run_dir: Path) -> StudyData:
     """Cohort table, preprocessing (cached in ``run_dir/caps``), split of the usable images, image stacks."""
     if config.data.simulate is not None:
         ensure_simulated_cohort(config.data.bids, config.data.simulate, run_dir)
-    cohort = _cohort(config, config.data.bids)
+    cohort = _cohort(config, config.data.bids, config.data.labels_tsv)
     write_tsv(run_dir / "cohort.tsv", cohort)
     needed = cohort if config.data.sessions == "all" else baseline_sessions(cohort)
-    usable = _preprocessed(config, needed, config.data.bids, run_dir / "caps")
+    if config.data.caps is not None:
+        usable = _from_caps(needed, config.data.caps)
+    else:
+        usable = _preprocessed(config, needed, config.data.bids, run_dir / "caps")
     subjects = _split(config, usable, run_dir)
     groups = {name: set(group["participant_id"]) for name, group in subjects.groupby("split")}
     if config.train_subset == "train_n":

@@ -2,8 +2,9 @@
 
 Run folder: ``config.yaml`` (the resolved config), ``cohort.tsv``, ``split/``, ``caps/``
 (preprocessing cache), ``generators/<label>/``, ``synthetic/<sampler>/`` (BIDS derivative),
-``search/`` (optimized CNN), ``runs/…`` (one folder per task), then ``metrics.tsv``,
-``summary.tsv``, ``summary.md``, ``differences.tsv``, ``gan.tsv``, ``memorization.tsv``, ``quality.tsv`` and
+``search/`` (optimized CNN), ``runs/…`` (one folder per task, CNNs with their ``model/``), then
+``models.tsv`` (saved classifiers and the validation's choice), ``training_images.tsv`` (what
+``medaug predict`` refuses), ``metrics.tsv``, ``summary.tsv``, ``summary.md``, ``differences.tsv``, ``gan.tsv``, ``memorization.tsv``, ``quality.tsv`` and
 ``figures/``. Re-running skips every finished step whose inputs are unchanged (step records,
 :mod:`medaug.run_folder`): changed sampler options, classifier settings or input images redo
 that step and what depends on it. A folder only accepts a config whose result-defining settings
@@ -33,6 +34,7 @@ from medaug.run_folder import LOCK_FILE, FolderLock, StepRecord
 from medaug.study.classifiers import CLASSIFIERS
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData, prepare_data
+from medaug.study.models import MODELS_FILE, TRAINING_IMAGES_FILE, model_table, training_images_table
 from medaug.study.executors import FAILURES_FILE, run_pending
 from medaug.study.html_report import StudyImages, template_outline
 from medaug.study.report import memorization_table, write_report
@@ -51,11 +53,11 @@ EXTENSIBLE = ("name", "output", "runs", "classifiers", "classifier_options", "cl
 
 def _check_location(config: StudyConfig, run_dir: Path) -> None:
     """Refuse an output inside an input dataset (before anything is written)."""
-    for source in [config.data.bids, *(t.bids for t in config.data.independent_tests)]:
+    for source in [*config.data.sources, *(t.bids for t in config.data.independent_tests)]:
         if run_dir.resolve().is_relative_to(Path(source).resolve()):
             raise ConfigError(f"output {run_dir} is inside the input dataset {source}; write it elsewhere")
     for cohort in config.data.independent_tests:
-        if Path(cohort.bids).resolve() == Path(config.data.bids).resolve():
+        if any(Path(cohort.bids).resolve() == Path(source).resolve() for source in config.data.sources):
             raise ConfigError(f"independent test cohort {cohort.name!r} is the study's own dataset {cohort.bids}; "
                               "an independent cohort must hold other subjects")
 
@@ -143,9 +145,13 @@ def _run_study(config: StudyConfig, run_dir: Path) -> dict:
     metrics = pd.concat([pd.read_csv(run_dir / task.folder / METRICS_FILE, sep="\t", na_values=["n/a"],
                                      keep_default_na=False) for task in tasks], ignore_index=True)
     metrics["sampler"] = metrics["sampler"].astype(object).fillna("n/a")  # all n/a without synthetic conditions
+    models = model_table(run_dir, tasks, metrics)
+    write_tsv(run_dir / MODELS_FILE, models)
+    write_tsv(run_dir / TRAINING_IMAGES_FILE, training_images_table({"train": data.train,
+                                                                      "validation": data.validation}))
     images = StudyImages(data, context.pools, config.data.labels, template_outline(config.preprocessing))
     report = write_report(run_dir, config.name, metrics, memorization, config.seed, quality, images)
     logger.info("study %s: %d runs in %s; report %s", config.name, len(tasks), run_dir, run_dir / "summary.md")
-    return {"metrics": metrics, "memorization": memorization, "quality": quality, **report, "tasks": len(tasks),
+    return {"metrics": metrics, "models": models, "memorization": memorization, "quality": quality, **report, "tasks": len(tasks),
             "n_images": {name: int(len(getattr(data, name).rows)) for name in ("train", "validation", "test")},
             "seeds": np.unique(metrics["seed"]).tolist()}

@@ -15,7 +15,8 @@ import pandas as pd
 
 from medaug.errors import ConfigError, InputDataError, OutputExistsError
 from medaug.provenance import read_json_object
-from medaug.simulation.example_cohort import CONFIG_FILE, GROUND_TRUTH_DIR, build_example_cohort, t1w_path
+from medaug.simulation.example_cohort import (CONFIG_FILE, GROUND_TRUTH_DIR, ExampleCohortConfig, build_example_cohort,
+                                             t1w_path)
 from medaug.study.config import SimulatedCohort
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ def ensure_simulated_cohort(bids: str, settings: SimulatedCohort, run_dir: Path)
     record = bids / CONFIG_FILE
     if record.is_file():
         fix = "delete the folder to simulate it again, or set data.bids to a new folder"
-        recorded = read_json_object(record, fix).get("config") or {}
+        # options added since the cohort was simulated hold their defaults in it
+        recorded = {**ExampleCohortConfig().to_dict(), **(read_json_object(record, fix).get("config") or {})}
         changed = sorted(k for k in set(current) | set(recorded) if recorded.get(k) != current.get(k))
         if changed:
             raise OutputExistsError(f"{bids} holds a cohort simulated with other data.simulate settings "

@@ -3,7 +3,8 @@ evaluate on the test split (and independent cohorts; the real-only classifier al
 sampler's synthetic pool, the GAN-test of thesis Table 1.2), write the task's folder.
 
 Task folder ``runs/<classifier>/<condition>/run-<r>/``: ``predictions.tsv`` (ClinicaDL-like
-columns), ``training_log.tsv`` (CNNs) and ``metrics.tsv``, written last, which marks it done.
+columns), ``training_log.tsv`` and ``model/`` (CNNs: the selected weights, :mod:`medaug.study.models`)
+and ``metrics.tsv``, written last, which marks it done.
 Beside it, ``run-<r>.inputs.json`` records what defines the result (:func:`task_inputs`): a task
 whose classifier settings, images or synthetic pool changed is run again.
 Run ``r`` uses seed ``config.seed + r`` for the network, the data order and classic augmentation.
@@ -30,6 +31,7 @@ from medaug.study.conditions import CONDITIONS, Condition
 from medaug.study.config import StudyConfig
 from medaug.study.data import ImageSet, StudyData
 from medaug.study.metrics import classification_metrics
+from medaug.study.models import MODEL_DIR, MODEL_FORMAT, ClassifierProvenance
 from medaug.study.search import CNNArchitecture
 from medaug.study.training_sets import build_training_set
 
@@ -70,7 +72,8 @@ def task_inputs(task: StudyTask, context: StudyContext) -> dict:
     config, data = context.config, context.data
     kind = CONDITIONS.get(task.condition.kind)
     pools = sorted(context.pools) if kind.gan_test else [task.condition.sampler] if kind.uses_synthetic else []
-    return {"classifier": task.classifier,
+    saved = {"model_format": MODEL_FORMAT} if CLASSIFIERS.get(task.classifier).saves_model else {}
+    return {**saved, "classifier": task.classifier,
             "options": CLASSIFIERS.options(task.classifier, config.classifier_options.get(task.classifier)).to_dict(),
             "training": config.classifier_settings().to_dict(), "condition": dataclasses.asdict(task.condition),
             "labels": list(config.data.labels), "positive": config.data.positive, "seed": config.seed + task.run,
@@ -107,10 +110,17 @@ def _evaluation_sets(context: StudyContext, task: StudyTask) -> dict[str, ImageS
     return sets
 
 
-def _fit_predict(context: StudyContext, task: StudyTask, train, seed: int, sets: dict[str, ImageSet]):
-    """Train the task's classifier; return the probabilities on each evaluation set and the training log."""
-    classifier = build_classifier(task.classifier, context.config.classifier_options.get(task.classifier))
-    return classifier.fit_predict(context, train, seed, sets)
+def _save_model(classifier, task: StudyTask, context: StudyContext, run_dir: Path, train, seed: int,
+                log: pd.DataFrame) -> None:
+    """Keep the task's selected model (``model/`` in its folder) with what it was trained for and on."""
+    config = context.config
+    best = int(log["val_balanced_accuracy"].to_numpy().argmax())  # the epoch train_classifier kept (first best)
+    classifier.save(run_dir / task.folder / MODEL_DIR, ClassifierProvenance(
+        classifier=task.classifier, condition=task.condition.name, run=task.run, seed=seed,
+        labels=tuple(config.data.labels), positive=config.data.positive,
+        input_shape=tuple(train.images.shape[1:]), preprocessing=config.preprocessing.to_dict(),
+        training_set=task.record(context, run_dir).fingerprint,
+        val_balanced_accuracy=float(log["val_balanced_accuracy"].iloc[best]), epoch=int(log["epoch"].iloc[best])))
 
 
 def run_task(task: StudyTask, context: StudyContext, run_dir: Path) -> pd.DataFrame:
@@ -122,7 +132,10 @@ def run_task(task: StudyTask, context: StudyContext, run_dir: Path) -> pd.DataFr
     train = build_training_set(data.train.images, data.train.labels, condition,
                                synthetic=context.pools.get(condition.sampler), seed=seed)
     sets = _evaluation_sets(context, task)
-    probabilities, log = _fit_predict(context, task, train, seed, sets)
+    classifier = build_classifier(task.classifier, config.classifier_options.get(task.classifier))
+    probabilities, log = classifier.fit_predict(context, train, seed, sets)
+    if classifier.saves_model:
+        _save_model(classifier, task, context, run_dir, train, seed, log)
     names = np.array(config.data.labels)
     positive = config.data.labels.index(config.data.positive)
     predictions, metrics = [], []

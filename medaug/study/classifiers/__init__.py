@@ -7,6 +7,7 @@ per-epoch training log or None. Its options are the study's ``classifier_options
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -17,6 +18,7 @@ from medaug.registry import NoOptions, Registry
 
 if TYPE_CHECKING:
     from medaug.study.data import ImageSet
+    from medaug.study.models import ClassifierProvenance
     from medaug.study.tasks import StudyContext
     from medaug.study.training_sets import TrainingSet
 
@@ -30,12 +32,17 @@ class Classifier:
     name: ClassVar[str]
     Options: ClassVar[type[Config]] = NoOptions
     needs_search: ClassVar[bool] = False
+    saves_model: ClassVar[bool] = False  # ``save`` keeps the fitted model (:mod:`medaug.study.models`)
 
     def __init__(self, options: Config | None = None) -> None:
         self.options = options if options is not None else self.Options()
 
     def fit_predict(self, context: StudyContext, train: TrainingSet, seed: int,
                     sets: dict[str, ImageSet]) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
+        raise NotImplementedError
+
+    def save(self, folder: Path, provenance: ClassifierProvenance) -> None:
+        """Keep the model fitted by the last :meth:`fit_predict` in ``folder``."""
         raise NotImplementedError
 
 

@@ -7,10 +7,13 @@ import torch
 
 from medaug.study.classifier import predict_proba, train_classifier
 from medaug.study.classifiers import CLASSIFIERS, Classifier
+from medaug.study.models import save_classifier
 from medaug.study.search import CNNArchitecture
 
 
 class _CNN(Classifier):
+    saves_model = True
+
     def architecture(self, context) -> CNNArchitecture:
         raise NotImplementedError
 
@@ -23,8 +26,13 @@ class _CNN(Classifier):
         network, log = train_classifier(network, (train.images, train.labels),
                                         (data.validation.images, data.validation.labels), settings,
                                         classes=config.data.labels)
+        self.fitted = (network, architecture)
         return {name: predict_proba(network, s.images, mixed_precision=settings.mixed_precision)
                 for name, s in sets.items()}, pd.DataFrame(log)
+
+    def save(self, folder, provenance):
+        network, architecture = self.fitted
+        save_classifier(folder, network, architecture, provenance)
 
 
 @CLASSIFIERS.register

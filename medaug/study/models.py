@@ -1,0 +1,196 @@
+"""A study's saved classifiers and which of them the validation split selects (never the test split).
+
+Each CNN task keeps its selected weights (the epoch of best validation balanced accuracy, thesis
+§1.5.5) in ``runs/<classifier>/<condition>/run-<r>/model/``: ``config.json`` (architecture, input
+shape, class count), ``model.pt`` (state dict, read back with ``weights_only=True``) and
+``provenance.json`` (:class:`ClassifierProvenance`: labels, positive class, preprocessing, the
+task's training-set fingerprint, validation score). ``models.tsv`` at the study's root lists every
+saved model with its validation balanced accuracy and marks, per classifier, the best run of each
+condition and the best condition (highest mean over runs); ties go to the earlier condition in
+config order (``real`` first) and to the earlier run. Test scores are listed beside, never used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from medaug import __version__
+from medaug.errors import ConfigError, InputDataError
+from medaug.generative.persistence import load_model_folder
+from medaug.io import write_json, write_torch
+from medaug.provenance import PROVENANCE_FILE, read_json_object
+from medaug.study.search import CNNArchitecture
+
+MODEL_DIR = "model"
+MODELS_FILE = "models.tsv"
+MODEL_FORMAT = 1  # in task records: task folders from before models were saved are run again
+_FIX = "rerun `medaug run` on the study's config: the task is trained again"
+
+
+@dataclass
+class ClassifierProvenance:
+    """What a saved classifier was trained for and on (its ``provenance.json``)."""
+
+    classifier: str
+    condition: str
+    run: int
+    seed: int
+    labels: tuple[str, str]
+    positive: str
+    input_shape: tuple[int, ...]
+    preprocessing: dict          # the study's preprocessing section (enabled, size, pipeline)
+    training_set: str            # fingerprint of the task's inputs: images, pools, condition, options
+    val_balanced_accuracy: float
+    epoch: int                   # the selected epoch
+    medaug_version: str = __version__
+    torch_version: str = torch.__version__
+
+    @classmethod
+    def from_dict(cls, data: dict, where: Path) -> ClassifierProvenance:
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(names - set(data) - {"medaug_version", "torch_version"})
+        if missing:
+            raise InputDataError(f"{where} lacks {', '.join(missing)}; {_FIX}")
+        values = {k: v for k, v in data.items() if k in names}
+        return cls(**{**values, "labels": tuple(values["labels"]), "input_shape": tuple(values["input_shape"])})
+
+
+@dataclass
+class SavedClassifier:
+    """A saved classifier folder: its provenance and, on demand, the network."""
+
+    folder: Path
+    provenance: ClassifierProvenance
+
+    @property
+    def name(self) -> str:
+        """``<classifier>/<condition>/run-<r>``: which model predicted, in output tables."""
+        p = self.provenance
+        return f"{p.classifier}/{p.condition}/run-{p.run:02d}"
+
+    def network(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The network in evaluation mode on ``device`` (weights read with ``weights_only=True``)."""
+        return load_model_folder(self.folder, lambda config: _build(config, self.folder), device, fix=_FIX)
+
+
+def _build(config: dict, folder: Path) -> nn.Module:
+    try:
+        architecture = CNNArchitecture.from_dict(config["architecture"])
+        return architecture.build(tuple(config["input_shape"]), classes=int(config["classes"]))
+    except (KeyError, TypeError) as error:
+        raise ConfigError(f"{folder / 'config.json'} lacks {error}") from None
+
+
+def save_classifier(folder: str | os.PathLike, network: nn.Module, architecture: CNNArchitecture,
+                    provenance: ClassifierProvenance) -> Path:
+    """Write the model folder atomically file by file, provenance last (its presence marks it whole)."""
+    folder = Path(folder)
+    write_json(folder / "config.json", {"architecture": architecture.to_dict(),
+                                        "input_shape": list(provenance.input_shape),
+                                        "classes": len(provenance.labels)})
+    write_torch(folder / "model.pt", {k: v.detach().cpu() for k, v in network.state_dict().items()})
+    write_json(folder / PROVENANCE_FILE, dataclasses.asdict(provenance))
+    return folder
+
+
+def load_classifier(folder: str | os.PathLike) -> SavedClassifier:
+    """A saved classifier folder (its provenance read now, the weights when the network is asked for)."""
+    folder = Path(folder)
+    path = folder / PROVENANCE_FILE
+    return SavedClassifier(folder, ClassifierProvenance.from_dict(read_json_object(path, _FIX), path))
+
+
+def model_table(run_dir: Path, tasks, metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per task with a saved model: validation and test balanced accuracy, ``best_run`` (per
+    classifier and condition) and ``best_condition`` (per classifier), both chosen on validation."""
+    test = metrics[metrics["test_set"] == "test"].set_index(["classifier", "condition", "run"])["balanced_accuracy"]
+    rows = []
+    for order, task in enumerate(tasks):
+        folder = run_dir / task.folder / MODEL_DIR
+        if (folder / PROVENANCE_FILE).is_file():
+            saved = load_classifier(folder)
+            rows.append({"classifier": task.classifier, "condition": task.condition.name, "run": task.run,
+                         "val_balanced_accuracy": saved.provenance.val_balanced_accuracy,
+                         "test_balanced_accuracy": test.get((task.classifier, task.condition.name, task.run),
+                                                            np.nan),
+                         "epoch": saved.provenance.epoch, "path": str(task.folder / MODEL_DIR), "_order": order})
+    columns = ["classifier", "condition", "run", "val_balanced_accuracy", "test_balanced_accuracy", "epoch",
+               "best_run", "best_condition", "path"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    table = pd.DataFrame(rows)
+    # condition order = first appearance in the (run-major) task list, i.e. config order
+    table["_condition_order"] = table.groupby(["classifier", "condition"])["_order"].transform("min")
+    table = table.sort_values(["classifier", "_condition_order", "run"], kind="stable").reset_index(drop=True)
+    best_runs = table.groupby(["classifier", "condition"], sort=False)["val_balanced_accuracy"].idxmax()
+    table["best_run"] = table.index.isin(best_runs)
+    means = table.groupby(["classifier", "condition"], sort=False)["val_balanced_accuracy"].mean().reset_index()
+    best_conditions = means.loc[means.groupby("classifier", sort=False)["val_balanced_accuracy"].idxmax()]
+    best = set(zip(best_conditions["classifier"], best_conditions["condition"]))
+    table["best_condition"] = [(c, k) in best for c, k in zip(table["classifier"], table["condition"])]
+    return table[columns]
+
+
+def select_classifiers(study_dir: str | os.PathLike, classifier: str | None = None, condition: str | None = None,
+                       ensemble: bool = False) -> list[SavedClassifier]:
+    """The saved models a prediction uses: of ``classifier`` (default: the one whose best condition
+    scores highest on validation) and ``condition`` (default: its best condition), the best run by
+    validation, or every run with ``ensemble``."""
+    study_dir = Path(study_dir)
+    path = study_dir / MODELS_FILE
+    if not path.is_file():
+        raise InputDataError(f"{study_dir} has no {MODELS_FILE}: it is not a finished study, or it ran before "
+                             "medaug saved classifiers; rerun `medaug run` on its config (tasks are retrained "
+                             "and their models saved)")
+    table = pd.read_csv(path, sep="\t", keep_default_na=False)
+    if table.empty:
+        raise InputDataError(f"{path} lists no saved classifier: only CNN classifiers are saved "
+                             "(scikit-learn models would need pickle, which is unsafe to load)")
+    table["best_run"] = table["best_run"].astype(str) == "True"
+    table["best_condition"] = table["best_condition"].astype(str) == "True"
+    if classifier is None:
+        best = table[table["best_condition"]]
+        means = best.groupby("classifier", sort=False)["val_balanced_accuracy"].mean()
+        classifier = str(means.idxmax())
+    chosen = table[table["classifier"] == classifier]
+    if chosen.empty:
+        raise ConfigError(f"{study_dir} has no saved {classifier!r} classifier; saved: "
+                          f"{', '.join(dict.fromkeys(table['classifier']))}")
+    if condition is None:
+        condition = str(chosen.loc[chosen["best_condition"], "condition"].iloc[0])
+    rows = chosen[chosen["condition"] == condition]
+    if rows.empty:
+        raise ConfigError(f"{study_dir} has no {classifier} model of condition {condition!r}; conditions: "
+                          f"{', '.join(dict.fromkeys(chosen['condition']))}")
+    if not ensemble:
+        rows = rows[rows["best_run"]]
+    return [load_classifier(study_dir / p) for p in rows["path"]]
+
+
+TRAINING_IMAGES_FILE = "training_images.tsv"
+
+
+def image_sha256(image: torch.Tensor) -> str:
+    """SHA-256 of a model input (float32 bytes): the same source preprocessed the same way (CPU
+    preprocessing is deterministic) hashes the same under any file name or subject id."""
+    return hashlib.sha256(np.ascontiguousarray(image.detach().cpu().numpy(), dtype=np.float32).tobytes()).hexdigest()
+
+
+def training_images_table(sets: dict[str, object]) -> pd.DataFrame:
+    """The images the study's models were fitted or selected on (``{split: ImageSet}``), with
+    :func:`image_sha256`: ``medaug predict`` refuses them."""
+    rows = []
+    for split, image_set in sets.items():
+        for index, row in enumerate(image_set.rows.to_dict("records")):
+            rows.append({"participant_id": row["participant_id"], "session_id": row["session_id"], "split": split,
+                         "image_sha256": image_sha256(image_set.images[index])})
+    return pd.DataFrame(rows, columns=["participant_id", "session_id", "split", "image_sha256"])

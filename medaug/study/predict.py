@@ -1,0 +1,205 @@
+"""Apply a study's saved classifiers to new subjects (``medaug predict``).
+
+New images are preprocessed exactly as the study's were (its ``preprocessing`` section, into
+``OUT/caps``), or read from a CAPS tree of Clinica's ``t1-linear`` (resized and rescaled like the
+study's). An image is refused when it fails QC, when its subject was in the study's train or
+validation split, or when it is, voxel for voxel, one of those images under another name
+(:func:`~medaug.study.models.image_sha256`). ``OUT/predictions.tsv`` holds per image the class
+probabilities, the predicted label, the QC status, the refusal reason and the model(s) that
+predicted; with ``ensemble`` the probabilities are the mean over the condition's runs. When the
+images have diagnoses, ``OUT/metrics.tsv`` holds the study report's metrics with a bootstrap 95%
+CI (subjects resampled within label), beside the study's own test-set figures for the same models.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from medaug.data.clinica import read_caps_t1_linear, read_labels
+from medaug.data.cohort import load_cohort
+from medaug.data.selection import match_labels
+from medaug.errors import ConfigError, InputDataError, OutputExistsError
+from medaug.io import write_json, write_tsv
+from medaug.logs import LOG_FILE
+from medaug.preprocessing.images import image_stream
+from medaug.preprocessing.runner import preprocess_cohort
+from medaug.run_folder import LOCK_FILE, FolderLock
+from medaug.study.classifier import predict_proba
+from medaug.study.config import StudyConfig
+from medaug.study.metrics import classification_metrics
+from medaug.study.models import TRAINING_IMAGES_FILE, SavedClassifier, image_sha256, select_classifiers
+from medaug.study.report import balanced_accuracy_ci
+
+logger = logging.getLogger(__name__)
+PREDICTIONS_FILE = "predictions.tsv"
+PREDICT_MARKER = ".medaug-predict.json"
+
+
+@dataclass
+class Prediction:
+    """The per-image table, the metrics (None without diagnoses) and the models that predicted."""
+
+    predictions: pd.DataFrame
+    metrics: pd.DataFrame | None
+    models: list[str]
+
+
+def load_study(study_dir: str | os.PathLike) -> StudyConfig:
+    """The resolved config a study folder recorded (``config.yaml``, read with ``safe_load``)."""
+    path = Path(study_dir) / "config.yaml"
+    if not path.is_file():
+        raise InputDataError(f"{study_dir} is not a study folder (no config.yaml); give the output folder of "
+                             "`medaug run`")
+    return StudyConfig.from_dict(yaml.safe_load(path.read_text()))
+
+
+def _claim_output(out: Path, study_dir: Path, source: Path) -> None:
+    for inside in (study_dir, source):
+        if out.resolve().is_relative_to(inside.resolve()):
+            raise ConfigError(f"output {out} is inside {inside}; write predictions elsewhere (inputs are never "
+                              "modified)")
+    if out.exists():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_FILE, LOG_FILE))
+        if foreign and not (out / PREDICT_MARKER).exists():
+            raise OutputExistsError(f"{out} holds files that `medaug predict` did not write ({', '.join(foreign[:3])}); "
+                                    "give an empty or new output folder")
+
+
+def _input_images(config: StudyConfig, source: Path, labels_tsv: str | None, out: Path,
+                  jobs: int) -> pd.DataFrame:
+    """participant_id, session_id, diagnosis, qc_status, reason, path (model-ready image or None)."""
+    if (source / "subjects").is_dir():  # a CAPS tree: Clinica's t1-linear outputs
+        table = read_labels(labels_tsv)[["participant_id", "session_id", "diagnosis"]] if labels_tsv else None
+        rows = read_caps_t1_linear(source, table)
+        if "diagnosis" not in rows:
+            rows["diagnosis"] = np.nan
+        return rows.assign(qc_status="not checked (CAPS input)", reason="")
+    rows = load_cohort(source)
+    if labels_tsv:
+        known = read_labels(labels_tsv)[["participant_id", "session_id", "diagnosis"]]
+        rows = rows.drop(columns="diagnosis").merge(known, on=["participant_id", "session_id"], how="left")
+    if not config.preprocessing.enabled:  # the study read images already in template space
+        return rows.assign(qc_status="not checked (preprocessing disabled)", reason="")
+    qc = preprocess_cohort(rows, out / "caps", config.t1_linear(), sources=[source], jobs=jobs)
+    resized = read_caps_t1_linear(out / "caps", resolution="x".join(map(str, config.preprocessing.size)))
+    qc = qc[["participant_id", "session_id", "status", "reason"]].rename(columns={"status": "qc_status"})
+    rows = rows.drop(columns="path").merge(qc, on=["participant_id", "session_id"], how="left")
+    rows = rows.merge(resized[["participant_id", "session_id", "path"]], on=["participant_id", "session_id"],
+                      how="left")
+    rows.loc[rows["qc_status"] != "ok", "path"] = None
+    return rows
+
+
+def _refusals(rows: pd.DataFrame, images: dict[int, torch.Tensor], study_dir: Path) -> pd.Series:
+    """Why each image may not be predicted ('' where it may): QC, or the study fitted / selected on it."""
+    path = study_dir / TRAINING_IMAGES_FILE
+    if not path.is_file():
+        raise InputDataError(f"{path} not found: the study's training images are unknown; rerun `medaug run`")
+    seen = pd.read_csv(path, sep="\t", keep_default_na=False)
+    subjects = seen.drop_duplicates("participant_id").set_index("participant_id")["split"]
+    hashes = {h: f"{p} {s}" for h, p, s in zip(seen["image_sha256"], seen["participant_id"], seen["session_id"])}
+    reasons = []
+    for index, row in rows.iterrows():
+        if row["participant_id"] in subjects.index:
+            reasons.append(f"subject was in the study's {subjects[row['participant_id']]} split")
+        elif index not in images:
+            reasons.append(f"QC {row['qc_status']}: {row['reason'] or 'no preprocessed image'}")
+        elif image_sha256(images[index]) in hashes:
+            reasons.append(f"identical to the study's training image {hashes[image_sha256(images[index])]}")
+        else:
+            reasons.append("")
+    return pd.Series(reasons, index=rows.index)
+
+
+def _probabilities(models: list[SavedClassifier], images: torch.Tensor, device: str) -> np.ndarray:
+    """Mean over ``models`` of their softmax probabilities (one model: its own)."""
+    return np.mean([predict_proba(model.network(device), images) for model in models], axis=0)
+
+
+def _metrics(table: pd.DataFrame, labels: tuple[str, str], positive: str, seed: int) -> pd.DataFrame | None:
+    """The study report's metrics on the predicted, diagnosed images, with a bootstrap 95% CI."""
+    scored = table[(table["status"] == "predicted") & table["true_label"].isin(labels)]
+    if scored.empty or scored["true_label"].nunique() < 2:
+        return None
+    scores = classification_metrics(scored["true_label"], scored["predicted_label"], scored[f"proba_{positive}"],
+                                    positive=positive)
+    _, low, high = balanced_accuracy_ci((scored["true_label"] == scored["predicted_label"]).to_numpy()[None],
+                                        scored["true_label"].to_numpy(), seed=seed)
+    counts = scored["true_label"].value_counts()
+    return pd.DataFrame([{"test_set": "new images", "images": len(scored),
+                          **{f"n_{label}": int(counts.get(label, 0)) for label in labels},
+                          **scores, "ci_low": low, "ci_high": high}])
+
+
+def _study_test_figures(study_dir: Path, models: list[SavedClassifier]) -> pd.DataFrame:
+    """The study's own test-set balanced accuracy (and CI over runs) of the predicting models' condition."""
+    first = models[0].provenance
+    path = study_dir / "accuracy_ci.tsv"
+    if not path.is_file():
+        return pd.DataFrame()
+    intervals = pd.read_csv(path, sep="\t")
+    row = intervals[(intervals["classifier"] == first.classifier) & (intervals["condition"] == first.condition)
+                    & (intervals["test_set"] == "test")]
+    return row.assign(test_set="study test set (all runs)")[["test_set", "balanced_accuracy", "ci_low", "ci_high"]]
+
+
+def predict(study_dir: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike, *,
+            classifier: str | None = None, condition: str | None = None, ensemble: bool = False,
+            labels_tsv: str | None = None, jobs: int = 1, device: str = "cpu") -> Prediction:
+    """Predict the diagnosis of every image of ``source`` (BIDS or CAPS) with the study's saved
+    classifier(s); write ``out/predictions.tsv`` (and ``out/metrics.tsv`` for diagnosed images)."""
+    study_dir, source, out = Path(study_dir), Path(source), Path(out)
+    if not source.is_dir():
+        raise InputDataError(f"{source} not found: give a BIDS dataset or a CAPS folder")
+    config = load_study(study_dir)
+    models = select_classifiers(study_dir, classifier, condition, ensemble)
+    for model in models:
+        if model.provenance.preprocessing != config.preprocessing.to_dict():
+            raise InputDataError(f"{model.folder} was trained on images preprocessed otherwise than "
+                                 f"{study_dir / 'config.yaml'} says; rerun `medaug run` on the study")
+    _claim_output(out, study_dir, source)
+    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out, "medaug predict"):
+        write_json(out / PREDICT_MARKER, {"study": str(study_dir.resolve()), "source": str(source.resolve())})
+        rows = _input_images(config, source, labels_tsv, out, jobs).reset_index(drop=True)
+        rows["diagnosis"] = match_labels(rows["diagnosis"], config.data.labels)
+        usable = rows.index[rows["path"].notna()]
+        size = config.preprocessing.size
+        images = dict(zip(usable, image_stream(rows.loc[usable], size)))
+        rows["reason"] = _refusals(rows, images, study_dir)
+        accepted = [i for i in usable if not rows.at[i, "reason"]]
+        names = [model.name for model in models]
+        table = rows[["participant_id", "session_id"]].assign(
+            true_label=rows["diagnosis"].fillna("n/a"), qc_status=rows["qc_status"].fillna("not preprocessed"),
+            status=np.where(rows["reason"] == "", "predicted", "refused"), reason=rows["reason"],
+            predicted_label="n/a", **{f"proba_{label}": np.nan for label in config.data.labels},
+            models=" ".join(names) if len(names) > 1 else names[0])
+        for index, reason in rows.loc[rows["reason"] != "", "reason"].items():
+            logger.warning("%s %s refused: %s", rows.at[index, "participant_id"], rows.at[index, "session_id"], reason)
+        if accepted:
+            probabilities = _probabilities(models, torch.stack([images[i] for i in accepted]), device)
+            for column, label in enumerate(config.data.labels):
+                table.loc[accepted, f"proba_{label}"] = probabilities[:, column]
+            table.loc[accepted, "predicted_label"] = np.array(config.data.labels)[probabilities.argmax(1)]
+        write_tsv(out / PREDICTIONS_FILE, table)
+        metrics = _metrics(table, config.data.labels, config.data.positive, config.seed)
+        (out / "metrics.tsv").unlink(missing_ok=True)
+        if metrics is not None:
+            metrics = pd.concat([metrics, _study_test_figures(study_dir, models)], ignore_index=True)
+            write_tsv(out / "metrics.tsv", metrics)
+            logger.info("balanced accuracy on %d new image(s): %.3f [%.3f, %.3f]", metrics.at[0, "images"],
+                        metrics.at[0, "balanced_accuracy"], metrics.at[0, "ci_low"], metrics.at[0, "ci_high"])
+        logger.info("%d of %d image(s) predicted by %s; %s", len(accepted), len(table), ", ".join(names),
+                    out / PREDICTIONS_FILE)
+        if not accepted:
+            raise InputDataError(f"none of the {len(table)} image(s) of {source} could be predicted (reasons in "
+                                 f"{out / PREDICTIONS_FILE}: QC failures, or subjects the study trained on)")
+        return Prediction(table, metrics, names)
