@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import medaug.study.data as study_data
-from medaug.errors import ConfigError, InputDataError
+from medaug.errors import ConfigError, InputDataError, OutputExistsError
 from medaug.study.data import prepare_data
 from medaug.study.pipeline import run_study
 
@@ -109,3 +109,23 @@ def test_write_crop_belongs_to_keep_not_to_the_pipeline_options(study_cohort, st
     with pytest.raises(ConfigError, match="keep.crop_images"):
         study_config(study_cohort, tmp_path / "s", preprocessing={"size": [12, 14, 12],
                                                                   "pipeline": {"write_crop": False}})
+
+
+def test_a_folder_made_before_an_option_existed_resumes_with_its_default(study_cohort, study_config, tmp_path):
+    """A config.yaml written by an older medaug lacks the options added since (here keep: and
+    split.max_tries); the folder still resumes, and a real change is still refused."""
+    import yaml
+
+    config = study_config(study_cohort, tmp_path / "s", conditions=["real"], classifiers=["sklearn-knn"], runs=1)
+    run_study(config)
+    recorded = tmp_path / "s" / "config.yaml"
+    older = yaml.safe_load(recorded.read_text())
+    del older["keep"], older["split"]["max_tries"]
+    recorded.write_text(yaml.safe_dump(older))
+    marker = tmp_path / "s" / "runs" / "sklearn-knn" / "real" / "run-00" / "metrics.tsv"
+    stamp = marker.stat().st_mtime_ns
+    run_study(config)
+    assert marker.stat().st_mtime_ns == stamp
+    with pytest.raises(OutputExistsError, match="other split settings"):
+        run_study(study_config(study_cohort, tmp_path / "s", conditions=["real"], classifiers=["sklearn-knn"],
+                               runs=1, split={"test_per_label": 2, "p_threshold": 0.0}))

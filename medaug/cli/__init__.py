@@ -21,11 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from medaug import __version__
-from medaug.cli import cohort, demo, example_cohort, generate, longitudinal, preprocess, run, split, train_generator
+from medaug.cli import (cohort, demo, example_cohort, generate, interpret, longitudinal, predict, preprocess, run, split,
+                        train_generator)
 from medaug.cli.common import command_log
 from medaug.errors import ConfigError, MedaugError
 
-SUBCOMMANDS = (example_cohort, cohort, split, preprocess, train_generator, generate, run, demo, longitudinal)
+SUBCOMMANDS = (example_cohort, cohort, split, preprocess, train_generator, generate, run, predict, interpret, demo,
+               longitudinal)
 OS_ERROR_HINTS = {
     errno.EACCES: "choose a folder you can write to, or fix the permissions",
     errno.EPERM: "choose a folder you can write to, or fix the permissions",

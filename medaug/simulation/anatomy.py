@@ -150,3 +150,18 @@ def _build_template_anatomy() -> TemplateAnatomy:
         ventricle_centre=ventricle_coords.mean(axis=1),
         ventricle_spread=ventricle_coords.std(axis=1),
     )
+
+
+def effect_region(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """Where the simulated AD effect acts, on a grid of ``shape`` whose ``affine`` maps voxels to
+    MNI mm (a study's image grid): the ventricles, which expand, and the medial-temporal region
+    (Gaussian blobs > ½), which loses grey matter (bool)."""
+    from scipy.ndimage import map_coordinates
+
+    anatomy = load_template_anatomy()
+    voxels = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1).reshape(-1, 3)
+    world = voxels @ affine[:3, :3].T + affine[:3, 3]
+    inside = (world - anatomy.affine[:3, 3]) @ np.linalg.inv(anatomy.affine[:3, :3]).T
+    ventricles = map_coordinates(anatomy.sampled[1].numpy(), inside.T, order=1, mode="constant")
+    mtl = gaussian_blobs(list(world.T), MTL_CENTRES, MTL_SIGMAS)
+    return ((ventricles > 0.5) | (mtl > 0.5)).reshape(shape)

@@ -15,6 +15,7 @@ import io
 import platform
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 
 import matplotlib
 
@@ -45,25 +46,30 @@ OPEN_FINDINGS = 4    # a check with more findings starts collapsed on the page
 class StudyImages:
     """What the image figures show: the study's image sets, the synthetic pools (sampler → class
     code → images), class names in code order, and the template's brain mask on the image grid
-    (``None``: preprocessing was disabled, the images are shown as read)."""
+    (``None``: preprocessing was disabled, the images are shown as read), and the saliency
+    folders whose class-mean overlays the page shows."""
 
     data: StudyData
     pools: dict[str, dict[int, Volumes]] = field(default_factory=dict)
     labels: tuple[str, ...] = ()
     outline: np.ndarray | None = None
+    saliency: tuple[Path, ...] = ()  # interpret/<classifier>/<condition>/<method>/ folders to show
+
+
+def template_on_study_grid(preprocessing: PreprocessingSection, brain_mask: bool = False) -> np.ndarray:
+    """The registration template (its T1w image in [0, 1], or its brain mask) as the study images
+    see it: on the Clinica crop grid, resized to ``preprocessing.size`` like the images."""
+    t1_linear = preprocessing.t1_linear()
+    template = load_registration_template(t1_linear.template, space=t1_linear.template_space)
+    volume = template.brain_mask if brain_mask else template.voxels
+    grid = resample_to_grid(to_sitk(np.asarray(volume, dtype=np.float32), template.affine), np.eye(4),
+                            CLINICA_CROP_GRID)
+    return np.asarray(output_transforms(tuple(preprocessing.size))({"image": torch.from_numpy(grid)[None]})["image"][0])
 
 
 def template_outline(preprocessing: PreprocessingSection) -> np.ndarray | None:
-    """The registration template's brain mask as the study images see it: on the Clinica crop grid,
-    resized to ``preprocessing.size`` like the images (bool, ``size``); ``None`` when disabled."""
-    if not preprocessing.enabled:
-        return None
-    t1_linear = preprocessing.t1_linear()
-    template = load_registration_template(t1_linear.template, space=t1_linear.template_space)
-    mask = resample_to_grid(to_sitk(template.brain_mask.astype(np.float32), template.affine), np.eye(4),
-                            CLINICA_CROP_GRID)
-    resized = output_transforms(tuple(preprocessing.size))({"image": torch.from_numpy(mask)[None]})["image"]
-    return np.asarray(resized[0]) > 0.5
+    """The template's brain mask on the study grid (bool, ``size``); ``None`` when preprocessing is disabled."""
+    return template_on_study_grid(preprocessing, brain_mask=True) > 0.5 if preprocessing.enabled else None
 
 
 def png_bytes(figure) -> bytes:

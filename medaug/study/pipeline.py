@@ -4,7 +4,8 @@ Run folder: ``config.yaml`` (the resolved config), ``cohort.tsv``, ``split/``, `
 (preprocessing cache), ``generators/<label>/``, ``synthetic/<sampler>/`` (BIDS derivative),
 ``search/`` (optimized CNN), ``runs/…`` (one folder per task, CNNs with their ``model/``), then
 ``models.tsv`` (saved classifiers and the validation's choice), ``training_images.tsv`` (what
-``medaug predict`` refuses), ``metrics.tsv``, ``summary.tsv``, ``summary.md``, ``differences.tsv``, ``gan.tsv``, ``memorization.tsv``, ``quality.tsv`` and
+``medaug predict`` refuses), ``interpret/`` (Grad-CAM maps of real-only and the chosen
+augmented condition), ``metrics.tsv``, ``summary.tsv``, ``summary.md``, ``differences.tsv``, ``gan.tsv``, ``memorization.tsv``, ``quality.tsv`` and
 ``figures/``. Re-running skips every finished step whose inputs are unchanged (step records,
 :mod:`medaug.run_folder`): changed sampler options, classifier settings or input images redo
 that step and what depends on it. A folder only accepts a config whose result-defining settings
@@ -34,6 +35,7 @@ from medaug.run_folder import LOCK_FILE, FolderLock, StepRecord
 from medaug.study.classifiers import CLASSIFIERS
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData, prepare_data
+from medaug.study.interpret import interpret_study
 from medaug.study.models import MODELS_FILE, TRAINING_IMAGES_FILE, model_table, training_images_table
 from medaug.study.executors import FAILURES_FILE, run_pending
 from medaug.study.html_report import StudyImages, template_outline
@@ -83,6 +85,10 @@ def _claim_folder(config: StudyConfig, run_dir: Path) -> None:
         if not isinstance(previous, dict) or "data" not in previous:
             raise OutputExistsError(f"{recorded} is not a study configuration that `medaug run` wrote; "
                                     "give an empty or new output folder")
+        try:  # options added to medaug since the folder was made hold their defaults in it
+            previous = StudyConfig.from_dict(previous).to_dict()
+        except ConfigError:  # written by another medaug version: compared as it is
+            pass
         changed = sorted(k for k in set(previous) | set(current)
                          if k not in EXTENSIBLE and previous.get(k) != current.get(k))
         if changed:
@@ -149,7 +155,9 @@ def _run_study(config: StudyConfig, run_dir: Path) -> dict:
     write_tsv(run_dir / MODELS_FILE, models)
     write_tsv(run_dir / TRAINING_IMAGES_FILE, training_images_table({"train": data.train,
                                                                       "validation": data.validation}))
-    images = StudyImages(data, context.pools, config.data.labels, template_outline(config.preprocessing))
+    # the report shows where the validation's choice of CNN looks
+    saliency = tuple(interpret_study(run_dir).values()) if not models.empty else ()
+    images = StudyImages(data, context.pools, config.data.labels, template_outline(config.preprocessing), saliency)
     report = write_report(run_dir, config.name, metrics, memorization, config.seed, quality, images)
     logger.info("study %s: %d runs in %s; report %s", config.name, len(tasks), run_dir, run_dir / "summary.md")
     return {"metrics": metrics, "models": models, "memorization": memorization, "quality": quality, **report, "tasks": len(tasks),

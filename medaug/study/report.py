@@ -22,6 +22,7 @@ from medaug.study.classifiers import CLASSIFIERS  # noqa: E402
 from medaug.study.conditions import CONDITIONS  # noqa: E402
 from medaug.study.html_report import (EXAMPLES, Section, StudyImages, learning_curves_figure,  # noqa: E402
                                       nearest_real_figure, png_bytes, qc_montage_figure, report_html, versions)
+from medaug.study.saliency import INTERPRET_DIR, OVERLAY_FILE  # noqa: E402
 from medaug.study.sanity import SanityWarning, pool_warnings, sanity_checks, sanity_table  # noqa: E402
 
 METRICS = ("balanced_accuracy", "sensitivity", "specificity", "accuracy", "f1", "auc")
@@ -330,6 +331,13 @@ def _image_sections(run_dir: Path, images: StudyImages | None, logs: pd.DataFram
                                 f"Middle axial slices: the first {EXAMPLES} images of each pool, each beside the "
                                 "training image of its class nearest in L2 over the whole volume.",
                                 _save(pairs, figures / "synthetic_vs_real.png")))
+    for folder in images.saliency:
+        overlay = folder / OVERLAY_FILE
+        classifier, condition, method = folder.relative_to(run_dir / INTERPRET_DIR).parts
+        sections.append(Section(f"Where the model looks: {classifier}, {condition} ({method})",
+                                "Class-mean saliency for the positive class over the test subjects of each label "
+                                "(mean over runs), on the registration template; maps per subject in "
+                                f"{overlay.parent.relative_to(run_dir)}/ (`medaug interpret`).", overlay.read_bytes()))
     montage, shown, total = qc_montage_figure(images)
     outline = ("Red: the registration template's brain mask on the study grid; a well registered image fills it."
                if images.outline is not None else
