@@ -20,7 +20,7 @@ import torch
 from medaug.preprocessing.images import resized_affine
 from medaug.simulation.anatomy import effect_region
 from medaug.study.html_report import template_on_study_grid
-from medaug.study.interpret import _split_images, mean_image
+from medaug.study.interpret import split_images, mean_image
 from medaug.study.models import select_classifiers
 from medaug.study.predict import load_study
 from medaug.study.saliency import METHODS, region_auc, saliency
@@ -33,9 +33,9 @@ def main() -> None:
     parser.add_argument("--condition", default="real")
     args = parser.parse_args()
     config = load_study(args.study_dir)
-    rows, stack = _split_images(args.study_dir, "test")
+    rows, stack = split_images(args.study_dir, "test")
     images = stack[np.arange(len(stack))]
-    reference = mean_image(_split_images(args.study_dir, "train")[1])
+    reference = mean_image(split_images(args.study_dir, "train")[1])
     brain = template_on_study_grid(config.preprocessing, brain_mask=True) > 0.5
     region = effect_region(tuple(images.shape[2:]), resized_affine(rows["path"][:1], config.preprocessing.size))
     inside, outside = region & brain, brain & ~region

@@ -307,3 +307,18 @@ def test_the_lock_holder_removes_temporaries_of_a_killed_writer(tmp_path):
         assert not leftover.exists() and kept.exists()
         write_text(tmp_path / "a.tsv", "x\n")
     assert (tmp_path / "a.tsv").read_text() == "x\n"
+
+
+def test_a_second_build_of_an_example_cohort_is_refused_while_one_runs(tmp_path):
+    from medaug.simulation.example_cohort import ExampleCohortConfig, build_example_cohort
+
+    out = tmp_path / "bids"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(OutputExistsError, match="in use by test holder"):
+            build_example_cohort(out, ExampleCohortConfig(subjects_per_label=1, resolution_mm=8.0))
+        assert not list(out.glob("sub-*"))  # nothing simulated into the other build's folder
+    finally:
+        holder.kill()
+        holder.wait(10)

@@ -36,6 +36,11 @@ def test_occlusion_saliency_is_where_the_evidence_is_and_nowhere_else():
     far = np.ones((12, 12, 12), bool)
     far[2:6, 6:10, 4:8] = False
     assert np.abs(maps[0][far]).max() < 1e-6 and outside.mean() < inside.mean() / 10
+    # occluded by a reference image, each cube shows the reference's voxels: a reference equal to the
+    # image changes nothing anywhere, a dark one lowers p(positive) in the region only
+    assert np.abs(saliency(RegionEvidence(region), image, 1, "occlusion", reference=image[0])).max() < 1e-6
+    dark = saliency(RegionEvidence(region), image, 1, "occlusion", reference=torch.zeros(1, 12, 12, 12))
+    assert dark[0][region.numpy()].min() > inside.min() and np.abs(dark[0][far]).max() < 1e-6
 
 
 def test_grad_cam_takes_the_deepest_block_that_keeps_a_map():
@@ -71,7 +76,7 @@ def test_the_study_report_and_interpret_find_the_simulated_effect(tmp_path, caps
     from medaug.cli import main
     from medaug.study.config import StudyConfig
     from medaug.study.html_report import template_on_study_grid
-    from medaug.study.interpret import _split_images
+    from medaug.study.interpret import split_images
     from medaug.study.models import select_classifiers
     from medaug.study.pipeline import run_study
     from medaug.study.saliency import region_auc
@@ -89,7 +94,7 @@ def test_the_study_report_and_interpret_find_the_simulated_effect(tmp_path, caps
         "keep": {"crop_images": False}})
     run_study(config)
     folder = study / "interpret" / "cnn" / "real" / "gradient"
-    rows, stack = _split_images(study, "test")
+    rows, stack = split_images(study, "test")
     assert len(list(folder.glob("sub-*_saliency.nii.gz"))) == len(rows) == 8
     mean_ad = nib.load(folder / "label-AD_desc-gradient_saliency.nii.gz")
     brain = template_on_study_grid(config.preprocessing, brain_mask=True) > 0.5

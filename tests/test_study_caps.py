@@ -58,6 +58,19 @@ def test_a_caps_study_gives_the_results_of_the_bids_study_it_came_from(study_coh
         a = pd.read_csv(tmp_path / "bids_study" / "runs" / task / "predictions.tsv", sep="\t")
         b = pd.read_csv(tmp_path / "caps_study" / "runs" / task / "predictions.tsv", sep="\t")
         pd.testing.assert_frame_equal(a, b, rtol=1e-5)
+    # `medaug predict` on the CAPS tree: its test subjects get the study's own probabilities, the rest are refused
+    from medaug.study.predict import predict
+
+    predicted = predict(tmp_path / "caps_study", caps, tmp_path / "predicted", labels_tsv=str(labels))
+    table = predicted.predictions.set_index("participant_id")
+    split = pd.read_csv(tmp_path / "caps_study" / "split" / "split.tsv", sep="\t").set_index("participant_id")["split"]
+    assert (table["status"] == "predicted").eq(split[table.index] == "test").all()
+    assert (table["qc_status"] == "not checked (CAPS input)").all()
+    (model,) = predicted.models
+    own = pd.read_csv(tmp_path / "caps_study" / "runs" / model / "predictions.tsv", sep="\t")
+    own = own[own["test_set"] == "test"].set_index("participant_id")
+    shown = table[table["status"] == "predicted"]
+    pd.testing.assert_series_equal(shown["proba_AD"], own.loc[shown.index, "proba_AD"], rtol=1e-5, check_names=False)
     # a CAPS tree of every image, with the participants and sessions of its BIDS dataset as the cohort
     everything = tmp_path / "all_caps"
     shutil.copytree(tmp_path / "bids_study" / "caps" / "subjects", everything / "subjects")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medaug.cli import main
-from medaug.errors import InputDataError
+from medaug.errors import ConfigError, InputDataError, OutputExistsError
 from medaug.simulation.example_cohort import ExampleCohortConfig, build_example_cohort
 from medaug.study.models import (
     MODELS_FILE,
@@ -66,7 +66,7 @@ def test_the_validation_split_chooses_run_and_condition_never_the_test(tmp_path,
     assert [m.name for m in chosen] == ["cnn/classic-x1/run-00"]
     assert [m.name for m in select_classifiers(tmp_path / "study", condition="real", ensemble=True)] == [
         "cnn/real/run-00", "cnn/real/run-01"]
-    with pytest.raises(Exception, match="no cnn model of condition 'prior'"):
+    with pytest.raises(ConfigError, match="no cnn model of condition 'prior'"):
         select_classifiers(tmp_path / "study", condition="prior")
 
 
@@ -125,7 +125,8 @@ def test_predict_reproduces_the_study_and_refuses_what_it_trained_on(tiny_study,
 
 
 @pytest.mark.slow
-def test_predict_on_a_new_cohort_writes_metrics_with_cis_and_the_cli_prints_them(tiny_study, tmp_path, capsys):
+def test_predict_on_a_new_cohort_writes_metrics_with_cis_and_the_cli_prints_them(tiny_study, study_cohort, tmp_path,
+                                                                                 capsys):
     study, _ = tiny_study
     new = tmp_path / "new"
     build_example_cohort(new, ExampleCohortConfig(subjects_per_label=3, resolution_mm=6.0, seed=8, effect=3.0,
@@ -133,17 +134,34 @@ def test_predict_on_a_new_cohort_writes_metrics_with_cis_and_the_cli_prints_them
     out = tmp_path / "predicted"
     assert main(["predict", str(study), str(new), "--out", str(out), "--ensemble"]) == 0
     printed = capsys.readouterr().out
-    assert "6 image(s) predicted, 0 refused" in printed and "new images" in printed
+    assert "6 image(s) predicted, 0 refused" in printed and "new subjects (6 subjects)" in printed
     table = pd.read_csv(out / "predictions.tsv", sep="\t")
     assert len(table) == 6 and (table["status"] == "predicted").all()
     assert np.allclose(table[["proba_CN", "proba_AD"]].sum(axis=1), 1, atol=1e-5)
     assert table["models"].str.split().str.len().eq(2).all()  # both runs of the chosen condition
     metrics = pd.read_csv(out / "metrics.tsv", sep="\t")
     first = metrics.iloc[0]
-    assert first["test_set"] == "new images" and first["n_CN"] == 3 and first["n_AD"] == 3
+    assert first["test_set"] == "new subjects" and first["n_CN"] == 3 and first["n_AD"] == 3
     assert first["ci_low"] <= first["balanced_accuracy"] <= first["ci_high"]
-    assert "study test set (all runs)" in set(metrics["test_set"])
+    # beside it, the same two models averaged on the study's test set, from the study's own predictions
+    study_row = metrics.iloc[1]
+    assert study_row["test_set"] == "study test set (2 models)" and study_row["subjects"] == 2
+    runs = [pd.read_csv(study / "runs" / "cnn" / condition / f"run-{r:02d}" / "predictions.tsv", sep="\t")
+            .query("test_set == 'test'") for condition in [table["models"][0].split()[0].split("/")[1]] for r in (0, 1)]
+    mean_ad = (runs[0]["proba_AD"].to_numpy() + runs[1]["proba_AD"].to_numpy()) / 2
+    truth = runs[0]["true_label"].to_numpy()
+    assert study_row["auc"] == pytest.approx(float((mean_ad[truth == "AD"][:, None] > mean_ad[truth == "CN"]).mean()))
+    # a rerun on another input into the same folder is refused; one without diagnoses leaves no metrics.tsv behind
+    with pytest.raises(OutputExistsError, match="holds predictions of"):
+        predict(study, study_cohort, out)
+    for path in [new / "participants.tsv", *new.glob("sub-*/*_sessions.tsv")]:  # new subjects, no diagnoses
+        listing = pd.read_csv(path, sep="\t")
+        listing.drop(columns=[c for c in listing if "diagnosis" in c]).to_csv(path, sep="\t", index=False)
+    again = predict(study, new, out, ensemble=True)
+    assert again.metrics is None and not (out / "metrics.tsv").exists() and (again.predictions["true_label"] == "n/a").all()
     assert (out / "medaug.log").is_file()
     # the output is never inside the study or the input; a foreign folder is refused
-    assert main(["predict", str(study), str(new), "--out", str(study / "p")]) != 0
-    assert "inside" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:  # a configuration error: exit code 2, one line
+        main(["predict", str(study), str(new), "--out", str(study / "p")])
+    assert stopped.value.code == 2 and "inside" in capsys.readouterr().err
+    assert not (study / "p").exists()

@@ -18,11 +18,11 @@ def _interpret(args: argparse.Namespace) -> None:
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
-        "interpret", help="saliency maps (Grad-CAM or occlusion) of a study's CNNs on its test subjects",
+        "interpret", help="saliency maps (gradient, Grad-CAM or occlusion) of a study's CNNs on its test subjects",
         description="Per test subject a saliency NIfTI on the study's grid in template space (mean over the "
                     "condition's runs), the class-mean maps, and a PNG overlay on the template, under "
                     "STUDY_DIR/interpret/<classifier>/<condition>/<method>/. By default real-only and the "
-                    "augmented condition the validation split chose.")
+                    "augmented condition with the best validation score; maps of unchanged models are kept.")
     parser.add_argument("study_dir", type=Path, help="output folder of `medaug run`")
     parser.add_argument("--condition", action="append", default=None,
                         help="condition to explain (repeatable; default: real and the best augmented one)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from medaug.cli.common import count
+
 
 def _predict(args: argparse.Namespace) -> None:
     from medaug.study.predict import PREDICTIONS_FILE, predict
@@ -17,8 +19,8 @@ def _predict(args: argparse.Namespace) -> None:
           f"{', '.join(result.models)}: {args.out / PREDICTIONS_FILE}")
     if result.metrics is not None:
         for row in result.metrics.itertuples():
-            print(f"{row.test_set:<28} balanced accuracy {100 * row.balanced_accuracy:5.1f} "
-                  f"[{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]")
+            print(f"{row.test_set + f' ({row.subjects} subjects)':<40} balanced accuracy "
+                  f"{100 * row.balanced_accuracy:5.1f} [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -27,7 +29,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Preprocess the images of a BIDS dataset as the study did (or read a CAPS folder of Clinica's "
                     "t1-linear), refuse those that fail QC or that the study trained on, and write each image's "
                     "class probabilities and predicted label to OUT/predictions.tsv; with diagnoses, also the "
-                    "metrics with their 95%% CI (OUT/metrics.tsv). By default the classifier, condition and run "
+                    "metrics with their 95%% CI on one image per subject (OUT/metrics.tsv), beside the same models' on the study's test set. By default the classifier, condition and run "
                     "that the study's validation split chose (models.tsv).")
     parser.add_argument("study_dir", type=Path, help="output folder of `medaug run`")
     parser.add_argument("input", type=Path, help="BIDS dataset, or CAPS folder (subjects/sub-*/[ses-*/]t1_linear)")
@@ -38,6 +40,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--ensemble", action="store_true", help="average the probabilities of all runs")
     parser.add_argument("--labels", default=None, metavar="TSV",
                         help="ClinicaDL labels TSV of the input (diagnoses; needed to name a CAPS input's labels)")
-    parser.add_argument("--jobs", type=int, default=1, help="images preprocessed in parallel")
+    parser.add_argument("--jobs", type=count, default=1, help="images preprocessed in parallel")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.set_defaults(handler=_predict, log_folder="out")

@@ -101,8 +101,9 @@ def standard_columns(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     return out
 
 
-def read_participants(bids_dir: Path) -> pd.DataFrame:
-    """``participants.tsv`` with standard columns, indexed by participant_id (empty if absent)."""
+def read_participants(bids_dir: Path, require_diagnosis: bool = True) -> pd.DataFrame:
+    """``participants.tsv`` with standard columns, indexed by participant_id (empty if absent);
+    without ``require_diagnosis`` a table without diagnoses is read (new subjects to classify)."""
     path = bids_dir / "participants.tsv"
     if not path.exists():
         logger.warning("%s has no participants.tsv: demographics stay empty", bids_dir)
@@ -115,6 +116,8 @@ def read_participants(bids_dir: Path) -> pd.DataFrame:
         raise InputDataError(f"{path}: participant {duplicated.iloc[0]} is listed more than once; "
                              "keep one row per participant")
     standard = standard_columns(table, path)
+    if "diagnosis" not in standard and not require_diagnosis:
+        standard["diagnosis"] = np.nan
     if "diagnosis" not in standard:
         raise InputDataError(f"{path} has no diagnosis column (columns: {', '.join(table.columns)}); "
                              f"name it one of {', '.join(COLUMN_ALIASES['diagnosis'])}")
@@ -186,11 +189,13 @@ def _warn_unlisted(cohort: pd.DataFrame, participants: pd.DataFrame, path: Path)
 
 
 def load_cohort(bids_dir: str | os.PathLike, *, acquisition: str | None = None,
-                database_dir: str | os.PathLike | None = None, validate: bool = False) -> pd.DataFrame:
+                database_dir: str | os.PathLike | None = None, validate: bool = False,
+                require_diagnosis: bool = True) -> pd.DataFrame:
     """One row per T1w image: participant_id, session_id, diagnosis, age, sex, site, path, BIDS entities.
 
     ``database_dir`` keeps pybids' index between calls (index a large dataset once; delete it after
-    adding images: removed images are detected, added ones are not). Where a session
+    adding images: removed images are detected, added ones are not); ``require_diagnosis=False``
+    reads a ``participants.tsv`` without diagnoses (left empty). Where a session
     has several T1w runs, the first in sorted path order is kept and a warning names the others.
     """
     bids_dir = Path(bids_dir)
@@ -214,7 +219,7 @@ def load_cohort(bids_dir: str | os.PathLike, *, acquisition: str | None = None,
                        row.participant_id, row.session_id, row.path)
     files = files[~repeated]
 
-    participants = read_participants(bids_dir)
+    participants = read_participants(bids_dir, require_diagnosis)
     rows = []
     for participant, images in files.groupby("participant_id", sort=True):
         sessions = read_sessions(bids_dir / participant)

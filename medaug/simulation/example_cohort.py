@@ -37,6 +37,7 @@ from medaug.configuration import Config
 from medaug.errors import ConfigError, InputDataError, OutputExistsError
 from medaug.io import write_json, write_nifti, write_text, write_tsv
 from medaug.logs import LOG_FILE
+from medaug.run_folder import LOCK_FILE, FolderLock
 from medaug.simulation.anatomy import TEMPLATE_SPACE, TemplateAnatomy, install_template_anatomy, load_template_anatomy
 from medaug.simulation.primitives import (
     acquisition_grid,
@@ -324,7 +325,8 @@ def simulate_subject(subject: SubjectDraw, config: ExampleCohortConfig, out_dir:
 def _prepare_output(out_dir: Path, config: ExampleCohortConfig) -> None:
     """Refuse to write into a folder that holds anything but an earlier run of the same config."""
     config_path = out_dir / CONFIG_FILE
-    if out_dir.exists() and any(path.name != LOG_FILE for path in out_dir.iterdir()):  # the CLI's log may come first
+    # the CLI's log may come first; the lock is this build's
+    if out_dir.exists() and any(path.name not in (LOG_FILE, LOCK_FILE) for path in out_dir.iterdir()):
         if not config_path.exists():
             raise OutputExistsError(f"{out_dir} is not empty and is not a medaug example cohort; "
                                     "choose a new output folder")
@@ -417,7 +419,12 @@ def build_example_cohort(out_dir: str | os.PathLike, config: ExampleCohortConfig
     if jobs > 1:
         check_main_guarded(f"build_example_cohort(jobs={jobs})")
     out_dir = Path(out_dir)
-    _prepare_output(out_dir, config)
+    with FolderLock(out_dir, "medaug example-cohort"):  # two builds of one folder would mix their subjects
+        _prepare_output(out_dir, config)
+        return _build(out_dir, config, jobs)
+
+
+def _build(out_dir: Path, config: ExampleCohortConfig, jobs: int) -> pd.DataFrame:
     subjects = draw_subjects(config)
     records: dict[str, list[dict]] = {}
     todo = []

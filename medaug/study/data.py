@@ -22,7 +22,7 @@ import torch
 from medaug.data.clinica import read_caps_t1_linear, read_labels
 from medaug.data.cohort import load_cohort
 from medaug.data.selection import baseline_sessions, match_labels, stable_diagnosis
-from medaug.data.splits import assert_disjoint, load_split, save_split, split_subjects
+from medaug.data.splits import COHORT_COLUMNS, assert_disjoint, load_split, save_split, split_subjects
 from medaug.errors import InputDataError, OutputExistsError
 from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
 from medaug.preprocessing.images import image_stream
@@ -60,6 +60,7 @@ def _cohort(config: StudyConfig, bids: str | None, labels_tsv: str | None = None
     """The cohort table of a BIDS dataset or of a ClinicaDL labels TSV, restricted to the study's labels."""
     cohort = load_cohort(bids) if labels_tsv is None else read_labels(labels_tsv)
     source = bids if labels_tsv is None else labels_tsv
+    cohort = cohort.assign(**{column: pd.NA for column in COHORT_COLUMNS if column not in cohort})  # site, ...
     cohort = cohort.assign(diagnosis=match_labels(cohort["diagnosis"], config.data.labels))
     if config.data.stable_diagnosis:
         cohort = stable_diagnosis(cohort)

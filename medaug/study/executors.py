@@ -22,6 +22,8 @@ from tqdm import tqdm
 from medaug.errors import ConfigError
 from medaug.io import write_tsv
 from medaug.study.config import ExecutorSection
+from medaug.study.classifiers import CLASSIFIERS
+from medaug.study.models import MODEL_DIR, model_complete
 from medaug.study.tasks import METRICS_FILE, StudyContext, StudyTask, run_task
 
 logger = logging.getLogger(__name__)
@@ -117,9 +119,16 @@ def _run_ray(pending: list[StudyTask], context: StudyContext, run_dir: Path, exe
 
 
 def _done(task: StudyTask, context: StudyContext, run_dir: Path) -> bool:
-    """Whether the task's folder holds its metrics for the current inputs (an outdated folder is deleted)."""
+    """Whether the task's folder holds its metrics (and, for a classifier that saves one, its whole
+    model) for the current inputs (an outdated folder is deleted)."""
     folder = run_dir / task.folder
-    return task.record(context, run_dir).renew([folder], f"study task {task.folder}") and (folder / METRICS_FILE).exists()
+    if not task.record(context, run_dir).renew([folder], f"study task {task.folder}"):
+        return False
+    if CLASSIFIERS.get(task.classifier).saves_model and not model_complete(folder / MODEL_DIR):
+        if (folder / METRICS_FILE).exists():
+            logger.warning("study task %s: its saved model is missing or incomplete; training it again", task.folder)
+        return False
+    return (folder / METRICS_FILE).exists()
 
 
 def run_pending(tasks: list[StudyTask], context: StudyContext, run_dir: Path,

@@ -6,8 +6,9 @@ shape, class count), ``model.pt`` (state dict, read back with ``weights_only=Tru
 ``provenance.json`` (:class:`ClassifierProvenance`: labels, positive class, preprocessing, the
 task's training-set fingerprint, validation score). ``models.tsv`` at the study's root lists every
 saved model with its validation balanced accuracy and marks, per classifier, the best run of each
-condition and the best condition (highest mean over runs); ties go to the earlier condition in
-config order (``real`` first) and to the earlier run. Test scores are listed beside, never used.
+condition and the best condition (highest mean over runs, compared to 9 decimals); ties go to the
+earlier condition in config order (``real`` first), the earlier run and the classifier listed
+first. Test scores are listed beside, never used.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from medaug.study.search import CNNArchitecture
 MODEL_DIR = "model"
 MODELS_FILE = "models.tsv"
 MODEL_FORMAT = 1  # in task records: task folders from before models were saved are run again
-_FIX = "rerun `medaug run` on the study's config: the task is trained again"
+_FIX = "rerun `medaug run` on the study's config: a task whose model is incomplete is trained again"
+SCORE_DECIMALS = 9  # validation scores compared after rounding: means of equal scores tie exactly
 
 
 @dataclass
@@ -102,6 +104,17 @@ def save_classifier(folder: str | os.PathLike, network: nn.Module, architecture:
     return folder
 
 
+def model_complete(folder: Path) -> bool:
+    """Whether a model folder holds all its files (provenance is written last) and they read back."""
+    if not all((folder / name).is_file() for name in ("config.json", "model.pt", PROVENANCE_FILE)):
+        return False
+    try:
+        load_classifier(folder).network()
+    except InputDataError:
+        return False
+    return True
+
+
 def load_classifier(folder: str | os.PathLike) -> SavedClassifier:
     """A saved classifier folder (its provenance read now, the weights when the network is asked for)."""
     folder = Path(folder)
@@ -128,13 +141,16 @@ def model_table(run_dir: Path, tasks, metrics: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=columns)
     table = pd.DataFrame(rows)
-    # condition order = first appearance in the (run-major) task list, i.e. config order
-    table["_condition_order"] = table.groupby(["classifier", "condition"])["_order"].transform("min")
-    table = table.sort_values(["classifier", "_condition_order", "run"], kind="stable").reset_index(drop=True)
-    best_runs = table.groupby(["classifier", "condition"], sort=False)["val_balanced_accuracy"].idxmax()
+    # config order: classifiers and conditions as they first appear in the (run-major) task list
+    for key, keys in (("_classifier_order", ["classifier"]), ("_condition_order", ["classifier", "condition"])):
+        table[key] = table.groupby(keys)["_order"].transform("min")
+    table = table.sort_values(["_classifier_order", "_condition_order", "run"], kind="stable").reset_index(drop=True)
+    score = table["val_balanced_accuracy"].round(SCORE_DECIMALS)
+    best_runs = score.groupby([table["classifier"], table["condition"]], sort=False).idxmax()
     table["best_run"] = table.index.isin(best_runs)
     means = table.groupby(["classifier", "condition"], sort=False)["val_balanced_accuracy"].mean().reset_index()
-    best_conditions = means.loc[means.groupby("classifier", sort=False)["val_balanced_accuracy"].idxmax()]
+    means["score"] = means["val_balanced_accuracy"].round(SCORE_DECIMALS)
+    best_conditions = means.loc[means.groupby("classifier", sort=False)["score"].idxmax()]
     best = set(zip(best_conditions["classifier"], best_conditions["condition"]))
     table["best_condition"] = [(c, k) in best for c, k in zip(table["classifier"], table["condition"])]
     return table[columns]
@@ -157,9 +173,9 @@ def select_classifiers(study_dir: str | os.PathLike, classifier: str | None = No
                              "(scikit-learn models would need pickle, which is unsafe to load)")
     table["best_run"] = table["best_run"].astype(str) == "True"
     table["best_condition"] = table["best_condition"].astype(str) == "True"
-    if classifier is None:
+    if classifier is None:  # ties: the classifier listed first in the study's config
         best = table[table["best_condition"]]
-        means = best.groupby("classifier", sort=False)["val_balanced_accuracy"].mean()
+        means = best.groupby("classifier", sort=False)["val_balanced_accuracy"].mean().round(SCORE_DECIMALS)
         classifier = str(means.idxmax())
     chosen = table[table["classifier"] == classifier]
     if chosen.empty:

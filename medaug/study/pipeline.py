@@ -4,8 +4,8 @@ Run folder: ``config.yaml`` (the resolved config), ``cohort.tsv``, ``split/``, `
 (preprocessing cache), ``generators/<label>/``, ``synthetic/<sampler>/`` (BIDS derivative),
 ``search/`` (optimized CNN), ``runs/…`` (one folder per task, CNNs with their ``model/``), then
 ``models.tsv`` (saved classifiers and the validation's choice), ``training_images.tsv`` (what
-``medaug predict`` refuses), ``interpret/`` (Grad-CAM maps of real-only and the chosen
-augmented condition), ``metrics.tsv``, ``summary.tsv``, ``summary.md``, ``differences.tsv``, ``gan.tsv``, ``memorization.tsv``, ``quality.tsv`` and
+``medaug predict`` refuses), ``interpret/`` (gradient saliency maps of real-only and the
+augmented condition validation prefers), ``metrics.tsv``, ``summary.tsv``, ``summary.md``, ``differences.tsv``, ``gan.tsv``, ``memorization.tsv``, ``quality.tsv`` and
 ``figures/``. Re-running skips every finished step whose inputs are unchanged (step records,
 :mod:`medaug.run_folder`): changed sampler options, classifier settings or input images redo
 that step and what depends on it. A folder only accepts a config whose result-defining settings

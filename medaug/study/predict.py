@@ -7,8 +7,9 @@ validation split, or when it is, voxel for voxel, one of those images under anot
 (:func:`~medaug.study.models.image_sha256`). ``OUT/predictions.tsv`` holds per image the class
 probabilities, the predicted label, the QC status, the refusal reason and the model(s) that
 predicted; with ``ensemble`` the probabilities are the mean over the condition's runs. When the
-images have diagnoses, ``OUT/metrics.tsv`` holds the study report's metrics with a bootstrap 95%
-CI (subjects resampled within label), beside the study's own test-set figures for the same models.
+images have diagnoses, ``OUT/metrics.tsv`` holds the study report's metrics on one image per
+subject (its earliest session) with a bootstrap 95% CI (subjects resampled within label), beside
+the same models' metrics on the study's test set, computed the same way.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ import yaml
 
 from medaug.data.clinica import read_caps_t1_linear, read_labels
 from medaug.data.cohort import load_cohort
-from medaug.data.selection import match_labels
+from medaug.data.selection import baseline_sessions, match_labels
 from medaug.errors import ConfigError, InputDataError, OutputExistsError
 from medaug.io import write_json, write_tsv
 from medaug.logs import LOG_FILE
 from medaug.preprocessing.images import image_stream
 from medaug.preprocessing.runner import preprocess_cohort
+from medaug.provenance import read_json_object
 from medaug.run_folder import LOCK_FILE, FolderLock
 from medaug.study.classifier import predict_proba
 from medaug.study.config import StudyConfig
@@ -40,6 +42,7 @@ from medaug.study.report import balanced_accuracy_ci
 
 logger = logging.getLogger(__name__)
 PREDICTIONS_FILE = "predictions.tsv"
+METRICS_FILE = "metrics.tsv"
 PREDICT_MARKER = ".medaug-predict.json"
 
 
@@ -61,16 +64,25 @@ def load_study(study_dir: str | os.PathLike) -> StudyConfig:
     return StudyConfig.from_dict(yaml.safe_load(path.read_text()))
 
 
-def _claim_output(out: Path, study_dir: Path, source: Path) -> None:
+def _claim_output(out: Path, study_dir: Path, source: Path) -> dict:
+    """Refuse an output inside the study or the input, a folder of other files, or one holding the
+    predictions of another study or input; returns the marker to write."""
     for inside in (study_dir, source):
         if out.resolve().is_relative_to(inside.resolve()):
             raise ConfigError(f"output {out} is inside {inside}; write predictions elsewhere (inputs are never "
                               "modified)")
+    marker = {"study": str(study_dir.resolve()), "source": str(source.resolve())}
     if out.exists():
         foreign = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_FILE, LOG_FILE))
         if foreign and not (out / PREDICT_MARKER).exists():
             raise OutputExistsError(f"{out} holds files that `medaug predict` did not write ({', '.join(foreign[:3])}); "
                                     "give an empty or new output folder")
+        if foreign:
+            recorded = read_json_object(out / PREDICT_MARKER, "give an empty or new output folder")
+            if recorded != marker:
+                raise OutputExistsError(f"{out} holds predictions of {recorded.get('study')} on "
+                                        f"{recorded.get('source')}; give a new output folder for another study or input")
+    return marker
 
 
 def _input_images(config: StudyConfig, source: Path, labels_tsv: str | None, out: Path,
@@ -82,12 +94,16 @@ def _input_images(config: StudyConfig, source: Path, labels_tsv: str | None, out
         if "diagnosis" not in rows:
             rows["diagnosis"] = np.nan
         return rows.assign(qc_status="not checked (CAPS input)", reason="")
-    rows = load_cohort(source)
+    rows = load_cohort(source, require_diagnosis=False)
     if labels_tsv:
         known = read_labels(labels_tsv)[["participant_id", "session_id", "diagnosis"]]
         rows = rows.drop(columns="diagnosis").merge(known, on=["participant_id", "session_id"], how="left")
     if not config.preprocessing.enabled:  # the study read images already in template space
         return rows.assign(qc_status="not checked (preprocessing disabled)", reason="")
+    if config.data.caps is not None:
+        logger.warning("the study read Clinica's t1-linear outputs (%s); these images are preprocessed by medaug's "
+                       "t1-linear instead, which is not identical: give their CAPS folder for the study's own "
+                       "preprocessing", config.data.caps)
     qc = preprocess_cohort(rows, out / "caps", config.t1_linear(), sources=[source], jobs=jobs)
     resized = read_caps_t1_linear(out / "caps", resolution="x".join(map(str, config.preprocessing.size)))
     qc = qc[["participant_id", "session_id", "status", "reason"]].rename(columns={"status": "qc_status"})
@@ -124,31 +140,35 @@ def _probabilities(models: list[SavedClassifier], images: torch.Tensor, device: 
     return np.mean([predict_proba(model.network(device), images) for model in models], axis=0)
 
 
-def _metrics(table: pd.DataFrame, labels: tuple[str, str], positive: str, seed: int) -> pd.DataFrame | None:
-    """The study report's metrics on the predicted, diagnosed images, with a bootstrap 95% CI."""
+def _scores(name: str, truth: pd.Series, probabilities: pd.DataFrame, labels: tuple[str, str], positive: str,
+            seed: int) -> dict:
+    """The study report's metrics of one prediction per subject, with a bootstrap 95% CI of the
+    balanced accuracy (subjects resampled within label)."""
+    predicted = np.array(labels)[probabilities[[f"proba_{label}" for label in labels]].to_numpy().argmax(1)]
+    scores = classification_metrics(truth, predicted, probabilities[f"proba_{positive}"], positive=positive)
+    _, low, high = balanced_accuracy_ci((truth.to_numpy() == predicted)[None], truth.to_numpy(), seed=seed)
+    counts = truth.value_counts()
+    return {"test_set": name, "subjects": len(truth), **{f"n_{label}": int(counts.get(label, 0)) for label in labels},
+            **scores, "ci_low": low, "ci_high": high}
+
+
+def _metrics(table: pd.DataFrame, study_dir: Path, models: list[SavedClassifier], labels: tuple[str, str],
+             positive: str, seed: int) -> pd.DataFrame | None:
+    """Metrics on the predicted, diagnosed subjects (their earliest predicted session, as the study's
+    test set holds baselines), beside the same models' metrics on the study's test set (their
+    probabilities averaged like these)."""
     scored = table[(table["status"] == "predicted") & table["true_label"].isin(labels)]
-    if scored.empty or scored["true_label"].nunique() < 2:
+    scored = baseline_sessions(scored)
+    if scored["true_label"].nunique() < 2:
         return None
-    scores = classification_metrics(scored["true_label"], scored["predicted_label"], scored[f"proba_{positive}"],
-                                    positive=positive)
-    _, low, high = balanced_accuracy_ci((scored["true_label"] == scored["predicted_label"]).to_numpy()[None],
-                                        scored["true_label"].to_numpy(), seed=seed)
-    counts = scored["true_label"].value_counts()
-    return pd.DataFrame([{"test_set": "new images", "images": len(scored),
-                          **{f"n_{label}": int(counts.get(label, 0)) for label in labels},
-                          **scores, "ci_low": low, "ci_high": high}])
-
-
-def _study_test_figures(study_dir: Path, models: list[SavedClassifier]) -> pd.DataFrame:
-    """The study's own test-set balanced accuracy (and CI over runs) of the predicting models' condition."""
-    first = models[0].provenance
-    path = study_dir / "accuracy_ci.tsv"
-    if not path.is_file():
-        return pd.DataFrame()
-    intervals = pd.read_csv(path, sep="\t")
-    row = intervals[(intervals["classifier"] == first.classifier) & (intervals["condition"] == first.condition)
-                    & (intervals["test_set"] == "test")]
-    return row.assign(test_set="study test set (all runs)")[["test_set", "balanced_accuracy", "ci_low", "ci_high"]]
+    columns = [f"proba_{label}" for label in labels]
+    rows = [_scores("new subjects", scored["true_label"], scored, labels, positive, seed)]
+    runs = [pd.read_csv(model.folder.parent / "predictions.tsv", sep="\t").query("test_set == 'test'")
+            .set_index(["participant_id", "session_id"]) for model in models]
+    mean = sum(run[columns] for run in runs) / len(runs)
+    rows.append(_scores(f"study test set ({len(runs)} model{'s' if len(runs) > 1 else ''})", runs[0]["true_label"],
+                        mean, labels, positive, seed))
+    return pd.DataFrame(rows)
 
 
 def predict(study_dir: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike, *,
@@ -165,19 +185,22 @@ def predict(study_dir: str | os.PathLike, source: str | os.PathLike, out: str | 
         if model.provenance.preprocessing != config.preprocessing.to_dict():
             raise InputDataError(f"{model.folder} was trained on images preprocessed otherwise than "
                                  f"{study_dir / 'config.yaml'} says; rerun `medaug run` on the study")
-    _claim_output(out, study_dir, source)
-    out.mkdir(parents=True, exist_ok=True)
+    marker = _claim_output(out, study_dir, source)
     with FolderLock(out, "medaug predict"):
-        write_json(out / PREDICT_MARKER, {"study": str(study_dir.resolve()), "source": str(source.resolve())})
+        for name in (PREDICTIONS_FILE, METRICS_FILE):  # an earlier run's results never outlive a failed rerun
+            (out / name).unlink(missing_ok=True)
+        write_json(out / PREDICT_MARKER, marker)
         rows = _input_images(config, source, labels_tsv, out, jobs).reset_index(drop=True)
+        if "age" not in rows:  # a CAPS input without a labels TSV
+            rows["age"] = np.nan
         rows["diagnosis"] = match_labels(rows["diagnosis"], config.data.labels)
         usable = rows.index[rows["path"].notna()]
         size = config.preprocessing.size
         images = dict(zip(usable, image_stream(rows.loc[usable], size)))
-        rows["reason"] = _refusals(rows, images, study_dir)
+        rows["reason"] = _refusals(rows.fillna({"reason": ""}), images, study_dir)
         accepted = [i for i in usable if not rows.at[i, "reason"]]
         names = [model.name for model in models]
-        table = rows[["participant_id", "session_id"]].assign(
+        table = rows[["participant_id", "session_id", "age"]].assign(
             true_label=rows["diagnosis"].fillna("n/a"), qc_status=rows["qc_status"].fillna("not preprocessed"),
             status=np.where(rows["reason"] == "", "predicted", "refused"), reason=rows["reason"],
             predicted_label="n/a", **{f"proba_{label}": np.nan for label in config.data.labels},
@@ -190,13 +213,12 @@ def predict(study_dir: str | os.PathLike, source: str | os.PathLike, out: str | 
                 table.loc[accepted, f"proba_{label}"] = probabilities[:, column]
             table.loc[accepted, "predicted_label"] = np.array(config.data.labels)[probabilities.argmax(1)]
         write_tsv(out / PREDICTIONS_FILE, table)
-        metrics = _metrics(table, config.data.labels, config.data.positive, config.seed)
-        (out / "metrics.tsv").unlink(missing_ok=True)
+        metrics = _metrics(table, study_dir, models, config.data.labels, config.data.positive, config.seed)
         if metrics is not None:
-            metrics = pd.concat([metrics, _study_test_figures(study_dir, models)], ignore_index=True)
-            write_tsv(out / "metrics.tsv", metrics)
-            logger.info("balanced accuracy on %d new image(s): %.3f [%.3f, %.3f]", metrics.at[0, "images"],
-                        metrics.at[0, "balanced_accuracy"], metrics.at[0, "ci_low"], metrics.at[0, "ci_high"])
+            write_tsv(out / METRICS_FILE, metrics)
+            for row in metrics.itertuples():
+                logger.info("balanced accuracy on the %s (%d subjects): %.3f [%.3f, %.3f]", row.test_set,
+                            row.subjects, row.balanced_accuracy, row.ci_low, row.ci_high)
         logger.info("%d of %d image(s) predicted by %s; %s", len(accepted), len(table), ", ".join(names),
                     out / PREDICTIONS_FILE)
         if not accepted:

@@ -29,6 +29,7 @@ p(AD) by about 0.1 wherever the cube went, outside the head too, and the map sho
 
 from __future__ import annotations
 
+import itertools
 import logging
 import warnings
 from pathlib import Path
@@ -41,6 +42,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from medaug.data.volumes import Volumes
 from medaug.io import atomic_write, write_nifti
 from medaug.study.html_report import png_bytes
 from medaug.study.models import SavedClassifier
@@ -54,6 +56,7 @@ MIN_CAM_VOXELS = 4
 OCCLUDED = -1.0e4  # marks occluded voxels (model inputs are in [0, 1])
 INTERPRET_DIR = "interpret"
 OVERLAY_FILE = "overlay.png"
+BATCH = 32  # test images in memory at a time
 Method = Literal["gradient", "gradcam", "occlusion"]
 
 
@@ -88,27 +91,27 @@ def saliency(network: nn.Module, images: torch.Tensor, target: int, method: Meth
     from monai.visualize import GradCAM, OcclusionSensitivity, VanillaGrad
 
     network = network.eval()
-    maps = []
+    device = next(itertools.chain(network.parameters(), network.buffers()), torch.empty(0)).device
+    images = images.to(device).float()
     if method == "gradient":
         gradient = VanillaGrad(network)
-        return np.stack([gradient(image[None].float(), index=target)[0, 0].abs().detach().numpy() for image in images])
+        return np.stack([gradient(image[None], index=target)[0, 0].abs().detach().cpu().numpy() for image in images])
     if method == "gradcam":
         cam = GradCAM(network, target_layers=cam_layer(network, tuple(images.shape[1:])))
-        for image in images:
-            maps.append(cam(image[None].float(), class_idx=target)[0, 0].detach().numpy())
-        return np.stack(maps)
+        return np.stack([cam(image[None], class_idx=target)[0, 0].detach().cpu().numpy() for image in images])
+    maps = []
     mask = max(2, min(images.shape[2:]) // 6)
-    model = network if reference is None else _Reinsert(network, reference.float()[None])
+    model = network if reference is None else _Reinsert(network, reference.to(device).float()[None])
     # activate=False: MONAI's own activation is a sigmoid for one-channel *inputs*, not a softmax over classes
     occlusion = OcclusionSensitivity(model, mask_size=mask, n_batch=64, overlap=0.0, verbose=False, activate=False,
                                      mode="mean_img" if reference is None else OCCLUDED)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Using a non-tuple sequence", UserWarning)  # inside MONAI, harmless
         for image in images:
-            x = image[None].float()
+            x = image[None]
             full = torch.softmax(network(x), dim=1)[0, target]
             logits, _ = occlusion(x)  # (1, classes, *spatial): the logits with each voxel's cube occluded
-            maps.append((full - torch.softmax(logits[0].as_tensor(), dim=0)[target]).numpy())
+            maps.append((full - torch.softmax(logits[0].as_tensor(), dim=0)[target]).cpu().numpy())
     return np.stack(maps)
 
 
@@ -133,25 +136,29 @@ def _overlay_figure(background: np.ndarray, means: dict[str, np.ndarray], title:
     return figure
 
 
-def interpret_condition(models: list[SavedClassifier], images: torch.Tensor, rows: pd.DataFrame,
-                        affine: np.ndarray, background: np.ndarray, out: Path, method: Method,
-                        reference: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+def interpret_condition(models: list[SavedClassifier], images: Volumes, rows: pd.DataFrame, affine: np.ndarray,
+                        background: np.ndarray, out: Path, method: Method, reference: torch.Tensor | None = None,
+                        device: str = "cpu") -> dict[str, np.ndarray]:
     """Write the per-subject and class-mean maps of one condition (mean over ``models``; occlusion
-    by ``reference``) and the overlay; returns the class means (label → map)."""
+    by ``reference``) and the overlay, reading ``images`` ``BATCH`` at a time; returns the class
+    means (label → map)."""
     provenance = models[0].provenance
     target = provenance.labels.index(provenance.positive)
-    maps = np.mean([saliency(model.network(), images, target, method, reference) for model in models], axis=0)
-    for index, row in enumerate(rows.to_dict("records")):
-        session = "" if row["session_id"] in ("n/a", "", None) else f"_{row['session_id']}"
-        name = f"{row['participant_id']}{session}_desc-{method}_saliency.nii.gz"
-        write_nifti(out / name, nib.Nifti1Image(maps[index].astype(np.float32), affine))
-    means = {}
-    for label in provenance.labels:
-        chosen = (rows["diagnosis"] == label).to_numpy()
-        if chosen.any():
-            means[label] = maps[chosen].mean(0)
-            write_nifti(out / f"label-{label}_desc-{method}_saliency.nii.gz",
-                        nib.Nifti1Image(means[label].astype(np.float32), affine))
+    networks = [model.network(device) for model in models]
+    records = rows.to_dict("records")
+    sums = {label: np.zeros(images.shape[2:]) for label in provenance.labels}
+    for start, batch in zip(range(0, len(images), BATCH), images.batches(BATCH)):
+        maps = np.mean([saliency(network, batch, target, method, reference) for network in networks], axis=0)
+        for row, subject_map in zip(records[start:start + BATCH], maps):
+            session = "" if row["session_id"] in ("n/a", "", None) else f"_{row['session_id']}"
+            write_nifti(out / f"{row['participant_id']}{session}_desc-{method}_saliency.nii.gz",
+                        nib.Nifti1Image(subject_map.astype(np.float32), affine))
+            if row["diagnosis"] in sums:
+                sums[row["diagnosis"]] += subject_map
+    counts = rows["diagnosis"].value_counts()
+    means = {label: total / counts[label] for label, total in sums.items() if counts.get(label, 0)}
+    for label, mean in means.items():
+        write_nifti(out / f"label-{label}_desc-{method}_saliency.nii.gz", nib.Nifti1Image(mean.astype(np.float32), affine))
     title = (f"{provenance.classifier} · {provenance.condition} · {method} saliency for {provenance.positive}, "
              f"mean over {len(models)} run(s) and the test subjects of each label")
     png = png_bytes(_overlay_figure(background, means, title))

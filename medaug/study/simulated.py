@@ -15,6 +15,7 @@ import pandas as pd
 
 from medaug.errors import ConfigError, InputDataError, OutputExistsError
 from medaug.provenance import read_json_object
+from medaug.run_folder import LOCK_FILE
 from medaug.simulation.example_cohort import (CONFIG_FILE, GROUND_TRUTH_DIR, ExampleCohortConfig, build_example_cohort,
                                              t1w_path)
 from medaug.study.config import SimulatedCohort
@@ -43,7 +44,7 @@ def ensure_simulated_cohort(bids: str, settings: SimulatedCohort, run_dir: Path)
         if _complete(bids, fix):
             logger.info("simulated cohort %s is complete", bids)
             return
-    elif bids.exists() and any(bids.iterdir()):
+    elif bids.exists() and any(path.name != LOCK_FILE for path in bids.iterdir()):  # a lock: a build under way
         raise OutputExistsError(f"data.bids {bids} is not empty and is not a simulated cohort; data.simulate builds "
                                 "its cohort in a new or empty folder: set data.bids to one, or remove data.simulate "
                                 "to use the dataset there")
