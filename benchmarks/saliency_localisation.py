@@ -7,10 +7,13 @@ images were registered to the template (``preprocessing.enabled``), so that the 
 region (ventricles, medial temporal lobes; :func:`medaug.simulation.anatomy.effect_region`) is known
 on the study grid. Per method and run it prints the AUC of the AD class-mean map: the probability
 that an effect-region voxel outranks a voxel of the rest of the template brain (0.5: not localised),
-beside the same AUC for the AD − CN mean image difference, and the seconds each method took.
+beside the same AUC for the AD − CN mean image difference, the seconds each method took, and the
+AUC of the same networks before training (seeded as the study seeded them): the gradient of an
+untrained CNN already favours central, contrasted structures, so that is the baseline to beat.
 """
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -24,6 +27,7 @@ from medaug.study.interpret import split_images, mean_image
 from medaug.study.models import select_classifiers
 from medaug.study.predict import load_study
 from medaug.study.saliency import METHODS, region_auc, saliency
+from medaug.study.search import CNNArchitecture
 
 
 def main() -> None:
@@ -39,7 +43,7 @@ def main() -> None:
     brain = template_on_study_grid(config.preprocessing, brain_mask=True) > 0.5
     region = effect_region(tuple(images.shape[2:]), resized_affine(rows["path"][:1], config.preprocessing.size))
     inside, outside = region & brain, brain & ~region
-    ad = torch.from_numpy((rows["diagnosis"] == config.data.positive).to_numpy())
+    ad = torch.tensor((rows["diagnosis"] == config.data.positive).to_numpy())
     difference = (images[ad].mean(0) - images[~ad].mean(0)).abs()[0].numpy()
     models = select_classifiers(args.study_dir, condition=args.condition, ensemble=True)
     target = models[0].provenance.labels.index(config.data.positive)
@@ -50,8 +54,19 @@ def main() -> None:
         start = time.perf_counter()
         aucs = [region_auc(saliency(model.network(), images[ad], target, method, reference).mean(0), inside, outside)
                 for model in models]
-        print(f"{method:<34} AUC per run {' '.join(f'{a:.2f}' for a in aucs)}  (mean {np.mean(aucs):.2f}, "
-              f"{time.perf_counter() - start:.0f} s)")
+        seconds = time.perf_counter() - start
+        before = [region_auc(saliency(untrained(model), images[ad], target, method, reference).mean(0), inside, outside)
+                  for model in models]
+        print(f"{method:<10} AUC per run {' '.join(f'{a:.2f}' for a in aucs)} (mean {np.mean(aucs):.2f}, "
+              f"{seconds:.0f} s); the same networks before training {' '.join(f'{a:.2f}' for a in before)} "
+              f"(mean {np.mean(before):.2f})")
+
+
+def untrained(model) -> torch.nn.Module:
+    """The run's network as the study built it before training (seeded by the run's seed)."""
+    config = json.loads((model.folder / "config.json").read_text())
+    torch.manual_seed(model.provenance.seed)
+    return CNNArchitecture.from_dict(config["architecture"]).build(tuple(config["input_shape"]), config["classes"]).eval()
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def test_the_study_report_and_interpret_find_the_simulated_effect(tmp_path, caps
     mean_ad = nib.load(folder / "label-AD_desc-gradient_saliency.nii.gz")
     brain = template_on_study_grid(config.preprocessing, brain_mask=True) > 0.5
     region = effect_region(mean_ad.shape, mean_ad.affine) & brain
-    images = stack[np.arange(len(stack))][torch.from_numpy((rows["diagnosis"] == "AD").to_numpy())]
+    images = stack[np.arange(len(stack))][torch.tensor((rows["diagnosis"] == "AD").to_numpy())]
     trained, untrained = [], []
     for model in select_classifiers(study, condition="real", ensemble=True):
         trained.append(region_auc(saliency(model.network(), images, 1, "gradient").mean(0), region, brain & ~region))

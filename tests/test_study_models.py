@@ -145,7 +145,7 @@ def test_predict_on_a_new_cohort_writes_metrics_with_cis_and_the_cli_prints_them
     assert first["ci_low"] <= first["balanced_accuracy"] <= first["ci_high"]
     # beside it, the same two models averaged on the study's test set, from the study's own predictions
     study_row = metrics.iloc[1]
-    assert study_row["test_set"] == "study test set (2 models)" and study_row["subjects"] == 2
+    assert study_row["test_set"] == "study test set, 2 models" and study_row["subjects"] == 2
     runs = [pd.read_csv(study / "runs" / "cnn" / condition / f"run-{r:02d}" / "predictions.tsv", sep="\t")
             .query("test_set == 'test'") for condition in [table["models"][0].split()[0].split("/")[1]] for r in (0, 1)]
     mean_ad = (runs[0]["proba_AD"].to_numpy() + runs[1]["proba_AD"].to_numpy()) / 2

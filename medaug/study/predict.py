@@ -166,7 +166,7 @@ def _metrics(table: pd.DataFrame, study_dir: Path, models: list[SavedClassifier]
     runs = [pd.read_csv(model.folder.parent / "predictions.tsv", sep="\t").query("test_set == 'test'")
             .set_index(["participant_id", "session_id"]) for model in models]
     mean = sum(run[columns] for run in runs) / len(runs)
-    rows.append(_scores(f"study test set ({len(runs)} model{'s' if len(runs) > 1 else ''})", runs[0]["true_label"],
+    rows.append(_scores(f"study test set, {len(runs)} model{'s' if len(runs) > 1 else ''}", runs[0]["true_label"],
                         mean, labels, positive, seed))
     return pd.DataFrame(rows)
 
