@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 import yaml
 
+from medaug.compute import INFERENCE_BATCH
 from medaug.data.clinica import read_caps_t1_linear, read_labels
 from medaug.data.cohort import load_cohort
 from medaug.data.selection import baseline_sessions, match_labels
@@ -114,8 +115,9 @@ def _input_images(config: StudyConfig, source: Path, labels_tsv: str | None, out
     return rows
 
 
-def _refusals(rows: pd.DataFrame, images: dict[int, torch.Tensor], study_dir: Path) -> pd.Series:
-    """Why each image may not be predicted ('' where it may): QC, or the study fitted / selected on it."""
+def _refusals(rows: pd.DataFrame, image_hashes: dict[int, str], study_dir: Path) -> pd.Series:
+    """Why each image may not be predicted ('' where it may): QC, or the study fitted / selected on
+    it (``image_hashes``: row → :func:`image_sha256` of each usable image)."""
     path = study_dir / TRAINING_IMAGES_FILE
     if not path.is_file():
         raise InputDataError(f"{path} not found: the study's training images are unknown; rerun `medaug run`")
@@ -126,18 +128,24 @@ def _refusals(rows: pd.DataFrame, images: dict[int, torch.Tensor], study_dir: Pa
     for index, row in rows.iterrows():
         if row["participant_id"] in subjects.index:
             reasons.append(f"subject was in the study's {subjects[row['participant_id']]} split")
-        elif index not in images:
+        elif index not in image_hashes:
             reasons.append(f"QC {row['qc_status']}: {row['reason'] or 'no preprocessed image'}")
-        elif image_sha256(images[index]) in hashes:
-            reasons.append(f"identical to the study's training image {hashes[image_sha256(images[index])]}")
+        elif image_hashes[index] in hashes:
+            reasons.append(f"identical to the study's training image {hashes[image_hashes[index]]}")
         else:
             reasons.append("")
     return pd.Series(reasons, index=rows.index)
 
 
-def _probabilities(models: list[SavedClassifier], images: torch.Tensor, device: str) -> np.ndarray:
-    """Mean over ``models`` of their softmax probabilities (one model: its own)."""
-    return np.mean([predict_proba(model.network(device), images) for model in models], axis=0)
+def _probabilities(models: list[SavedClassifier], rows: pd.DataFrame, size, device: str) -> np.ndarray:
+    """Mean over ``models`` of their softmax probabilities (one model: its own) on the images of
+    ``rows``, read ``INFERENCE_BATCH`` at a time."""
+    networks = [model.network(device) for model in models]
+    parts = []
+    for start in range(0, len(rows), INFERENCE_BATCH):
+        images = torch.stack(list(image_stream(rows.iloc[start:start + INFERENCE_BATCH], size)))
+        parts.append(np.mean([predict_proba(network, images) for network in networks], axis=0))
+    return np.concatenate(parts)
 
 
 def _scores(name: str, truth: pd.Series, probabilities: pd.DataFrame, labels: tuple[str, str], positive: str,
@@ -196,8 +204,8 @@ def predict(study_dir: str | os.PathLike, source: str | os.PathLike, out: str | 
         rows["diagnosis"] = match_labels(rows["diagnosis"], config.data.labels)
         usable = rows.index[rows["path"].notna()]
         size = config.preprocessing.size
-        images = dict(zip(usable, image_stream(rows.loc[usable], size)))
-        rows["reason"] = _refusals(rows.fillna({"reason": ""}), images, study_dir)
+        hashes = {index: image_sha256(image) for index, image in zip(usable, image_stream(rows.loc[usable], size))}
+        rows["reason"] = _refusals(rows.fillna({"reason": ""}), hashes, study_dir)
         accepted = [i for i in usable if not rows.at[i, "reason"]]
         names = [model.name for model in models]
         table = rows[["participant_id", "session_id", "age"]].assign(
@@ -208,7 +216,7 @@ def predict(study_dir: str | os.PathLike, source: str | os.PathLike, out: str | 
         for index, reason in rows.loc[rows["reason"] != "", "reason"].items():
             logger.warning("%s %s refused: %s", rows.at[index, "participant_id"], rows.at[index, "session_id"], reason)
         if accepted:
-            probabilities = _probabilities(models, torch.stack([images[i] for i in accepted]), device)
+            probabilities = _probabilities(models, rows.loc[accepted], size, device)
             for column, label in enumerate(config.data.labels):
                 table.loc[accepted, f"proba_{label}"] = probabilities[:, column]
             table.loc[accepted, "predicted_label"] = np.array(config.data.labels)[probabilities.argmax(1)]
