@@ -76,3 +76,18 @@ def study_config():
         return StudyConfig.from_dict({**data, **changes})
 
     return make
+
+
+def renamed_subject_copy(bids: Path, subject: str, new_id: str, out: Path) -> Path:
+    """A copy of a BIDS dataset in which ``subject`` is called ``new_id`` (folders, file names and
+    participants.tsv): the same images under another subject id."""
+    import pandas as pd
+
+    shutil.copytree(bids, out)
+    (out / subject).rename(out / new_id)
+    for path in sorted((out / new_id).rglob(f"{subject}*")):
+        path.rename(path.with_name(path.name.replace(subject, new_id)))
+    participants = pd.read_csv(out / "participants.tsv", sep="\t")
+    participants["participant_id"] = participants["participant_id"].replace(subject, new_id)
+    participants.to_csv(out / "participants.tsv", sep="\t", index=False)
+    return out

@@ -5,6 +5,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from conftest import renamed_subject_copy
 from medaug.data.clinica import read_caps_t1_linear, write_labels
 from medaug.errors import ConfigError
 from medaug.study.config import StudyConfig
@@ -36,6 +37,15 @@ def test_caps_input_settings_are_checked(data, message, tmp_path):
 @pytest.mark.slow
 def test_a_caps_study_gives_the_results_of_the_bids_study_it_came_from(study_cohort, tmp_path):
     from_bids = run_study(_config(tmp_path / "bids_study", {"bids": str(study_cohort)}))
+    # a training image under another subject id, registered again by `medaug predict`: the same voxels
+    # (CPU t1-linear is deterministic), refused by its hash
+    split = pd.read_csv(tmp_path / "bids_study" / "split" / "split.tsv", sep="\t").set_index("participant_id")["split"]
+    copy = renamed_subject_copy(study_cohort, split[split == "train"].index[0], "sub-NEW0001", tmp_path / "copy")
+    from medaug.study.predict import predict
+
+    again = predict(tmp_path / "bids_study", copy, tmp_path / "copied").predictions.set_index("participant_id")
+    assert again.at["sub-NEW0001", "qc_status"] == "ok"
+    assert "identical to the study's training image" in again.at["sub-NEW0001", "reason"]
     # a CAPS tree written the way Clinica names it: the 1 mm crop images only, half under the older naming
     made = read_caps_t1_linear(tmp_path / "bids_study" / "caps")
     qc = pd.read_csv(tmp_path / "bids_study" / "caps" / "t1_linear_qc.tsv", sep="\t")
@@ -59,8 +69,6 @@ def test_a_caps_study_gives_the_results_of_the_bids_study_it_came_from(study_coh
         b = pd.read_csv(tmp_path / "caps_study" / "runs" / task / "predictions.tsv", sep="\t")
         pd.testing.assert_frame_equal(a, b, rtol=1e-5)
     # `medaug predict` on the CAPS tree: its test subjects get the study's own probabilities, the rest are refused
-    from medaug.study.predict import predict
-
     predicted = predict(tmp_path / "caps_study", caps, tmp_path / "predicted", labels_tsv=str(labels))
     table = predicted.predictions.set_index("participant_id")
     split = pd.read_csv(tmp_path / "caps_study" / "split" / "split.tsv", sep="\t").set_index("participant_id")["split"]

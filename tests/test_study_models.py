@@ -1,12 +1,11 @@
 """Saved study classifiers, the validation's choice, and `medaug predict` on new subjects."""
 
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from conftest import renamed_subject_copy
 from medaug.cli import main
 from medaug.errors import ConfigError, InputDataError, OutputExistsError
 from medaug.simulation.example_cohort import ExampleCohortConfig, build_example_cohort
@@ -109,16 +108,7 @@ def test_predict_reproduces_the_study_and_refuses_what_it_trained_on(tiny_study,
     assert (predicted.set_index("participant_id")["predicted_label"]
             == study_rows.loc[predicted["participant_id"], "predicted_label"]).all()
     # a training image under another subject id is refused by its voxels
-    copy = tmp_path / "copy"
-    shutil.copytree(study_cohort, copy)
-    train_subject = split[split == "train"].index[0]
-    renamed = copy / "sub-NEW0001"
-    (copy / train_subject).rename(renamed)
-    for path in sorted(renamed.rglob(f"{train_subject}*")):
-        path.rename(path.with_name(path.name.replace(train_subject, "sub-NEW0001")))
-    participants = pd.read_csv(copy / "participants.tsv", sep="\t")
-    participants["participant_id"] = participants["participant_id"].replace(train_subject, "sub-NEW0001")
-    participants.to_csv(copy / "participants.tsv", sep="\t", index=False)
+    copy = renamed_subject_copy(study_cohort, split[split == "train"].index[0], "sub-NEW0001", tmp_path / "copy")
     again = predict(study, copy, tmp_path / "copied").predictions.set_index("participant_id")
     assert again.at["sub-NEW0001", "status"] == "refused"
     assert "identical to the study's training image" in again.at["sub-NEW0001", "reason"]
