@@ -79,9 +79,15 @@ def test_a_caps_study_gives_the_results_of_the_bids_study_it_came_from(study_coh
     own = own[own["test_set"] == "test"].set_index("participant_id")
     shown = table[table["status"] == "predicted"]
     pd.testing.assert_series_equal(shown["proba_AD"], own.loc[shown.index, "proba_AD"], rtol=1e-5, check_names=False)
-    # a CAPS tree of every image, with the participants and sessions of its BIDS dataset as the cohort
+    # the participants and sessions of its BIDS dataset as the cohort, and a CAPS tree lacking one
+    # subject's image (Clinica failed on it): that image is left out and listed, the others used
     everything = tmp_path / "all_caps"
     shutil.copytree(tmp_path / "bids_study" / "caps" / "subjects", everything / "subjects")
+    lost = cohort["participant_id"].iloc[0]
+    shutil.rmtree(everything / "subjects" / lost)
     with_bids = run_study(_config(tmp_path / "caps_bids", {"caps": str(everything), "bids": str(study_cohort)}))
-    assert sum(with_bids["n_images"].values()) == len(cohort)  # QC is Clinica's business here: nothing left out
+    assert sum(with_bids["n_images"].values()) == len(cohort) - 1  # Clinica's QC is Clinica's: nothing else left out
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "caps_bids" / "cohort.tsv", sep="\t"), cohort)
+    listed = pd.read_csv(tmp_path / "caps_bids" / "caps" / "excluded.tsv", sep="\t")
+    assert listed["participant_id"].tolist() == [lost] and listed["reason"].str.contains("no t1-linear output").all()
+    assert f"{lost} ses-M000 (no t1-linear output" in (tmp_path / "caps_bids" / "summary.md").read_text()

@@ -110,13 +110,22 @@ def _preprocessed(config: StudyConfig, rows: pd.DataFrame, bids: str, caps: Path
                                            on=["participant_id", "session_id"])
 
 
-def _from_caps(rows: pd.DataFrame, caps: str) -> pd.DataFrame:
+def _from_caps(rows: pd.DataFrame, caps: str, excluded: Path) -> pd.DataFrame:
     """``rows`` with ``path`` the Clinica ``t1-linear`` crop image of each (old or current naming);
-    :func:`_image_set` resizes and rescales it like the study's own preprocessing does."""
-    images = read_caps_t1_linear(caps, labels=rows[["participant_id", "session_id"]])
-    logger.info("%d image(s) read from the CAPS folder %s (the study's preprocessing is skipped)", len(images), caps)
-    return rows.drop(columns="path", errors="ignore").merge(images[["participant_id", "session_id", "path"]],
-                                                            on=["participant_id", "session_id"])
+    :func:`_image_set` resizes and rescales it like the study's own preprocessing does. Images the
+    CAPS folder lacks (Clinica failed or skipped them) are left out, listed in ``excluded``."""
+    images = read_caps_t1_linear(caps)[["participant_id", "session_id", "path"]]
+    rows = rows.drop(columns="path", errors="ignore").merge(images, on=["participant_id", "session_id"], how="left")
+    absent = rows[rows["path"].isna()]
+    excluded.unlink(missing_ok=True)
+    if len(absent):
+        write_tsv(excluded, absent[["participant_id", "session_id"]].assign(
+            status="missing", reason=f"no t1-linear output in {caps}"))
+        logger.warning("%d image(s) of the cohort have no t1-linear output in %s and are left out (see %s)",
+                       len(absent), caps, excluded)
+    logger.info("%d image(s) read from the CAPS folder %s (the study's preprocessing is skipped)",
+                len(rows) - len(absent), caps)
+    return rows[rows["path"].notna()].reset_index(drop=True)
 
 
 def _image_set(config: StudyConfig, rows: pd.DataFrame, stack: Path) -> ImageSet:
@@ -148,7 +157,7 @@ def prepare_data(config: StudyConfig, run_dir: Path) -> StudyData:
     write_tsv(run_dir / "cohort.tsv", cohort)
     needed = cohort if config.data.sessions == "all" else baseline_sessions(cohort)
     if config.data.caps is not None:
-        usable = _from_caps(needed, config.data.caps)
+        usable = _from_caps(needed, config.data.caps, run_dir / "caps" / "excluded.tsv")
     else:
         usable = _preprocessed(config, needed, config.data.bids, run_dir / "caps")
     subjects = _split(config, usable, run_dir)
@@ -169,6 +178,9 @@ def prepare_data(config: StudyConfig, run_dir: Path) -> StudyData:
     assert_disjoint(train=sets["train"].rows, validation=sets["validation"].rows, test=sets["test"].rows)
     independent = {}
     for cohort_spec in config.data.independent_tests:
+        if config.data.caps is not None:
+            logger.warning("independent test cohort %s is preprocessed by medaug's t1-linear, the study's own images "
+                           "by Clinica's (%s): the two pipelines differ slightly", cohort_spec.name, config.data.caps)
         rows = baseline_sessions(_cohort(config, cohort_spec.bids))
         kept = _preprocessed(config, rows, cohort_spec.bids, run_dir / f"caps_{cohort_spec.name}")
         independent[cohort_spec.name] = _image_set(config, kept, run_dir / "images" / f"test_{cohort_spec.name}.npy")

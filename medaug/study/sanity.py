@@ -182,7 +182,7 @@ def qc_exclusions(excluded: pd.DataFrame | None) -> list[SanityWarning]:
               for r, reason in zip(excluded.itertuples(), reasons)]
     return [SanityWarning("QC exclusions", "preprocessing",
                           f"{len(excluded)} image(s) of {excluded['participant_id'].nunique()} subject(s) left out by "
-                          f"t1-linear registration QC (excluded.tsv): {_names(listed)}")]
+                          f"t1-linear or its registration QC (excluded.tsv): {_names(listed)}")]
 
 
 def sanity_checks(*, predictions: pd.DataFrame, summary: pd.DataFrame, differences: pd.DataFrame,
