@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 
 from medaug.study.sanity import (
-    chance_level, constant_predictions, generator_training_size, inconclusive_differences, pool_warnings,
+    chance_level, constant_predictions, generator_training_size, identical_runs, inconclusive_differences, pool_warnings,
     qc_exclusions, sanity_checks, sanity_table, search_ties, small_test_sets, subject_weight, subjects_per_label)
 
 
@@ -37,6 +37,14 @@ def test_constant_predictions_name_the_runs_and_spare_informative_ones():
     assert "every subject predicted CN" in one_class.message and "constant probabilities" not in one_class.message
     # the GAN-test on a synthetic pool is not a test set of the classifier checks
     assert constant_predictions(_predictions({("real", 0): [0.55] * 4}, test_set="synthetic-prior")) == []
+
+
+def test_identical_runs_are_named_and_varying_ones_spared():
+    same = _predictions({("real", 0): [0.2, 0.9, 0.3, 0.8], ("real", 1): [0.2, 0.9, 0.3, 0.8]})
+    [found] = identical_runs(same)
+    assert found.subject == "cnn" and "same test predictions for real" in found.message
+    assert identical_runs(_predictions({("real", 0): [0.2, 0.9, 0.3, 0.8], ("real", 1): [0.2, 0.9, 0.3, 0.7]})) == []
+    assert identical_runs(_predictions({("real", 0): [0.2, 0.9, 0.3, 0.8]})) == []  # one run: nothing to compare
 
 
 def test_chance_level_by_mean_and_by_interval():
@@ -117,9 +125,9 @@ def test_sanity_checks_run_every_check_and_tabulate():
     warnings = sanity_checks(predictions=predictions, summary=_summary(0.5), differences=differences,
                              trials=pd.DataFrame({"trial": [0, 1], "cv_balanced_accuracy": [0.5, 0.5]}))
     assert {w.check for w in warnings} == {"constant predictions", "at chance", "search tie", "small test set",
-                                           "inconclusive difference"}
+                                           "inconclusive difference", "identical runs"}
     table = sanity_table(warnings)
     assert list(table.columns) == ["check", "subject", "message"] and len(table) == len(warnings)
     assert sanity_table([]).empty and list(sanity_table([]).columns) == ["check", "subject", "message"]
-    healthy = _predictions({("real", r): list(np.tile([0.1, 0.9], 15)) for r in range(3)})
+    healthy = _predictions({("real", r): list(np.tile([0.1, 0.9], 15) + 0.01 * r) for r in range(3)})
     assert sanity_checks(predictions=healthy, summary=_summary(0.95), differences=pd.DataFrame()) == []

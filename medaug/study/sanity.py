@@ -185,14 +185,36 @@ def qc_exclusions(excluded: pd.DataFrame | None) -> list[SanityWarning]:
                           f"t1-linear or its registration QC (excluded.tsv): {_names(listed)}")]
 
 
+def identical_runs(predictions: pd.DataFrame) -> list[SanityWarning]:
+    """Classifiers whose runs all gave the same test probabilities (no randomness, same training
+    set): their ± 0.0 and their run-resampled paired CIs describe no variability at all."""
+    found = []
+    probabilities = [c for c in predictions if c.startswith("proba_")]
+    test = predictions[predictions["test_set"] == "test"]
+    for classifier, rows in test.groupby("classifier", sort=False):
+        same = []
+        for condition, group in rows.groupby("condition", sort=False):
+            table = group.pivot_table(index=["participant_id", "session_id"], columns="run", values=probabilities[0])
+            if table.shape[1] > 1 and np.allclose(table.to_numpy(), table.to_numpy()[:, :1], rtol=0, atol=1e-9):
+                same.append(condition)
+        if same:
+            found.append(SanityWarning("identical runs", classifier,
+                                       f"every run gave the same test predictions for {_names(same)} (no randomness "
+                                       "on the same training set): their ± 0.0 and the paired CIs over runs "
+                                       "(differences.tsv) describe no variability; the CIs of accuracy_ci.tsv, "
+                                       "which resample test subjects, do"))
+    return found
+
+
 def sanity_checks(*, predictions: pd.DataFrame, summary: pd.DataFrame, differences: pd.DataFrame,
                   intervals: pd.DataFrame | None = None, quality: pd.DataFrame | None = None,
                   trials: pd.DataFrame | None = None, generator_training: pd.DataFrame | None = None,
                   excluded: pd.DataFrame | None = None) -> list[SanityWarning]:
     """Every check, data problems first: QC exclusions, generator training sizes, pools, search,
-    test sizes, constant predictions, chance level, inconclusive differences."""
+    test sizes, constant predictions, identical runs, chance level, inconclusive differences."""
     return [*qc_exclusions(excluded), *generator_training_size(generator_training), *pool_warnings(quality),
             *search_ties(trials), *small_test_sets(predictions), *constant_predictions(predictions),
+            *identical_runs(predictions),
             *chance_level(summary, intervals), *inconclusive_differences(differences, subjects_per_label(predictions))]
 
 
