@@ -25,7 +25,7 @@ from medaug.simulation.anatomy import effect_region
 from medaug.study.html_report import template_on_study_grid
 from medaug.study.interpret import split_images, mean_image
 from medaug.study.models import select_classifiers
-from medaug.study.predict import load_study
+from medaug.study.config import load_study
 from medaug.study.saliency import METHODS, region_auc, saliency
 from medaug.study.search import CNNArchitecture
 

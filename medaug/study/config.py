@@ -22,7 +22,7 @@ import yaml
 
 from medaug.configuration import Config, check_device, check_seed
 from medaug.data.splits import SplitConfig
-from medaug.errors import ConfigError
+from medaug.errors import ConfigError, InputDataError
 from medaug.generative.config import GeneratorConfig
 from medaug.generative.trainer import TrainerConfig
 from medaug.preprocessing.pipeline import T1LinearConfig
@@ -323,3 +323,12 @@ def load_study_config(path: str | os.PathLike) -> StudyConfig:
     config.data.independent_tests = tuple(TestCohort(t.name, resolve(t.bids)) for t in config.data.independent_tests)
     config.output = resolve(config.output)
     return config
+
+
+def load_study(study_dir: str | os.PathLike) -> StudyConfig:
+    """The resolved config a study folder recorded (its ``config.yaml``, read with ``safe_load``)."""
+    path = Path(study_dir) / "config.yaml"
+    if not path.is_file():
+        raise InputDataError(f"{study_dir} is not a study folder (no config.yaml); give the output folder of "
+                             "`medaug run`")
+    return StudyConfig.from_dict(yaml.safe_load(path.read_text()))

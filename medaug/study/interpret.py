@@ -19,17 +19,16 @@ from medaug.preprocessing.images import resized_affine
 from medaug.run_folder import FolderLock, StepRecord, file_signature
 from medaug.study.html_report import template_on_study_grid
 from medaug.study.models import MODELS_FILE, select_classifiers
-from medaug.study.predict import load_study
+from medaug.study.config import StudyConfig, load_study
 from medaug.study.saliency import INTERPRET_DIR, METHODS, OVERLAY_FILE, Method, interpret_condition
 from medaug.study.tasks import study_conditions
 
 SALIENCY_FORMAT = 1  # in the step records: maps written by an older medaug are redone
 
 
-def default_conditions(study_dir: Path, classifier: str) -> list[str]:
+def default_conditions(study_dir: Path, config: StudyConfig, classifier: str) -> list[str]:
     """``real`` and the augmented condition (any kind but real-only and synthetic-only) with the
     best mean validation score, when the study has one."""
-    config = load_study(study_dir)
     augmented = {c.name for c in study_conditions(config) if c.kind not in ("real", "synthetic")}
     table = pd.read_csv(study_dir / MODELS_FILE, sep="\t", keep_default_na=False)
     table = table[(table["classifier"] == classifier) & table["condition"].isin(augmented)]
@@ -64,7 +63,7 @@ def interpret_study(study_dir: str | os.PathLike, *, classifier: str | None = No
     study_dir = Path(study_dir)
     config = load_study(study_dir)
     classifier = classifier or select_classifiers(study_dir)[0].provenance.classifier
-    conditions = conditions or default_conditions(study_dir, classifier)
+    conditions = conditions or default_conditions(study_dir, config, classifier)
     rows, stack = split_images(study_dir, "test")
     missing = next((path for path in rows["path"] if not Path(path).is_file()), None)
     if missing is not None:
@@ -72,7 +71,7 @@ def interpret_study(study_dir: str | os.PathLike, *, classifier: str | None = No
                              "moved or cleaned study folder?): the maps take its grid; rerun `medaug run` on the study")
     affine = resized_affine(rows["path"][:1], config.preprocessing.size)
     in_template = config.preprocessing.enabled or config.data.caps is not None
-    folders = {}
+    folders, shown = {}, None  # shown: the train mean (occluded cubes show the population) and the background
     with FolderLock(study_dir, "medaug interpret"):
         for condition in conditions:
             models = select_classifiers(study_dir, classifier, condition, ensemble=True)
@@ -82,9 +81,11 @@ def interpret_study(study_dir: str | os.PathLike, *, classifier: str | None = No
                 "models": {m.name: [m.provenance.training_set, *file_signature(m.folder / "model.pt")]
                            for m in models}})
             if not (record.renew([out], f"{method} saliency of {condition}") and (out / OVERLAY_FILE).is_file()):
-                train_mean = mean_image(split_images(study_dir, "train")[1])  # occluded cubes show the population
-                background = template_on_study_grid(config.preprocessing) if in_template else train_mean[0].numpy()
-                interpret_condition(models, Volumes.of(stack), rows, affine, background, out, method,
-                                    train_mean, device or config.device)
+                if shown is None:
+                    train_mean = mean_image(split_images(study_dir, "train")[1])
+                    shown = train_mean, (template_on_study_grid(config.preprocessing) if in_template
+                                         else train_mean[0].numpy())
+                interpret_condition(models, Volumes.of(stack), rows, affine, shown[1], out, method, shown[0],
+                                    device or config.device)
             folders[condition] = out
     return folders

@@ -18,6 +18,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from medaug import __version__
+from medaug.configuration import Config
 from medaug.errors import ConfigError, InputDataError
 from medaug.generative.persistence import load_model_folder
 from medaug.io import write_json, write_torch
@@ -39,8 +41,10 @@ SCORE_DECIMALS = 9  # validation scores compared after rounding: means of equal 
 
 
 @dataclass
-class ClassifierProvenance:
+class ClassifierProvenance(Config):
     """What a saved classifier was trained for and on (its ``provenance.json``)."""
+
+    section: ClassVar[str] = "classifier provenance"
 
     classifier: str
     condition: str
@@ -55,15 +59,6 @@ class ClassifierProvenance:
     epoch: int                   # the selected epoch
     medaug_version: str = __version__
     torch_version: str = torch.__version__
-
-    @classmethod
-    def from_dict(cls, data: dict, where: Path) -> ClassifierProvenance:
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = sorted(names - set(data) - {"medaug_version", "torch_version"})
-        if missing:
-            raise InputDataError(f"{where} lacks {', '.join(missing)}; {_FIX}")
-        values = {k: v for k, v in data.items() if k in names}
-        return cls(**{**values, "labels": tuple(values["labels"]), "input_shape": tuple(values["input_shape"])})
 
 
 @dataclass
@@ -100,7 +95,7 @@ def save_classifier(folder: str | os.PathLike, network: nn.Module, architecture:
                                         "input_shape": list(provenance.input_shape),
                                         "classes": len(provenance.labels)})
     write_torch(folder / "model.pt", {k: v.detach().cpu() for k, v in network.state_dict().items()})
-    write_json(folder / PROVENANCE_FILE, dataclasses.asdict(provenance))
+    write_json(folder / PROVENANCE_FILE, provenance.to_dict())
     return folder
 
 
@@ -119,7 +114,13 @@ def load_classifier(folder: str | os.PathLike) -> SavedClassifier:
     """A saved classifier folder (its provenance read now, the weights when the network is asked for)."""
     folder = Path(folder)
     path = folder / PROVENANCE_FILE
-    return SavedClassifier(folder, ClassifierProvenance.from_dict(read_json_object(path, _FIX), path))
+    recorded = read_json_object(path, _FIX)
+    known = {f.name for f in dataclasses.fields(ClassifierProvenance)}  # keys of newer versions are ignored
+    try:
+        provenance = ClassifierProvenance.from_dict({k: v for k, v in recorded.items() if k in known})
+    except ConfigError as error:
+        raise InputDataError(f"{path} is not a classifier provenance ({error}); {_FIX}") from None
+    return SavedClassifier(folder, provenance)
 
 
 def model_table(run_dir: Path, tasks, metrics: pd.DataFrame) -> pd.DataFrame:

@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from medaug.compute import INFERENCE_BATCH
 from medaug.data.clinica import read_caps_t1_linear, read_labels
@@ -36,7 +35,7 @@ from medaug.preprocessing.runner import preprocess_cohort
 from medaug.provenance import read_json_object
 from medaug.run_folder import LOCK_FILE, FolderLock
 from medaug.study.classifier import predict_proba
-from medaug.study.config import StudyConfig
+from medaug.study.config import StudyConfig, load_study
 from medaug.study.metrics import classification_metrics
 from medaug.study.models import TRAINING_IMAGES_FILE, SavedClassifier, image_sha256, select_classifiers
 from medaug.study.report import balanced_accuracy_ci
@@ -54,15 +53,6 @@ class Prediction:
     predictions: pd.DataFrame
     metrics: pd.DataFrame | None
     models: list[str]
-
-
-def load_study(study_dir: str | os.PathLike) -> StudyConfig:
-    """The resolved config a study folder recorded (``config.yaml``, read with ``safe_load``)."""
-    path = Path(study_dir) / "config.yaml"
-    if not path.is_file():
-        raise InputDataError(f"{study_dir} is not a study folder (no config.yaml); give the output folder of "
-                             "`medaug run`")
-    return StudyConfig.from_dict(yaml.safe_load(path.read_text()))
 
 
 def _claim_output(out: Path, study_dir: Path, source: Path) -> dict:
