@@ -155,3 +155,33 @@ def test_predict_on_a_new_cohort_writes_metrics_with_cis_and_the_cli_prints_them
         main(["predict", str(study), str(new), "--out", str(study / "p")])
     assert stopped.value.code == 2 and "inside" in capsys.readouterr().err
     assert not (study / "p").exists()
+
+
+def test_bad_study_folders_inputs_and_options_are_refused_by_name(tmp_path, capsys):
+    from medaug.study.interpret import interpret_study
+
+    (tmp_path / "input").mkdir()
+    with pytest.raises(InputDataError, match="not found: give a BIDS dataset or a CAPS folder"):
+        predict(tmp_path, tmp_path / "missing", tmp_path / "out")
+    with pytest.raises(InputDataError, match="is not a study folder .no config.yaml"):
+        predict(tmp_path / "input", tmp_path / "input", tmp_path / "out")
+    with pytest.raises(InputDataError, match="is not a study folder"):
+        interpret_study(tmp_path / "input")
+    for argv in (["interpret", str(tmp_path), "--method", "lime"],
+                 ["predict", str(tmp_path), str(tmp_path / "input"), "--out", str(tmp_path / "o"), "--jobs", "0"]):
+        with pytest.raises(SystemExit) as stopped:
+            main(argv)
+        assert stopped.value.code == 2
+    assert "invalid choice: 'lime'" in capsys.readouterr().err
+    # a study whose classifiers were all scikit-learn: nothing saved, and the message says why
+    pd.DataFrame(columns=["classifier", "condition", "run", "val_balanced_accuracy", "test_balanced_accuracy",
+                          "epoch", "best_run", "best_condition", "path"]).to_csv(tmp_path / MODELS_FILE, sep="\t",
+                                                                                 index=False)
+    with pytest.raises(InputDataError, match="only CNN classifiers are saved"):
+        select_classifiers(tmp_path)
+    # a hand-edited provenance names its file
+    architecture = CNNArchitecture(channels=(4,))
+    folder = save_classifier(tmp_path / "model", architecture.build((1, 8, 8, 8)), architecture, _provenance())
+    (folder / "provenance.json").write_text('{"classifier": "cnn"}')
+    with pytest.raises(InputDataError, match=r"provenance.json is not a classifier provenance .*missing"):
+        load_classifier(folder)
