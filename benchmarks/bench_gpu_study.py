@@ -39,7 +39,7 @@ from medaug.generative.trainer import TrainerConfig, train_generator
 from medaug.nets.classifiers import Conv5FC3
 from medaug.sampling.samplers import build_sampler
 from medaug.sampling.synthetic import pool_file, write_synthetic
-from medaug.study.audit import memorization_audit
+from medaug.sampling.quality import copy_audit
 from medaug.study.classifier import ClassifierTraining, train_classifier
 from medaug.study.training_sets import build_training_set
 from scale_tools import PeakMemory, volumes
@@ -116,8 +116,9 @@ def main() -> None:
     for c in (0, 1):
         torch.manual_seed(c)
         model = build_model(GeneratorConfig(input_shape=(1, *size), **THESIS_GENERATOR))
-        trainer = TrainerConfig(learning_rate=1e-5, batch_size=25, max_epochs=args.generator_epochs,
-                                patience=args.generator_epochs, seed=c, device=str(device))
+        steps = args.generator_epochs * -(-args.train_per_class // 25)  # the epochs as optimiser steps
+        trainer = TrainerConfig(learning_rate=1e-5, batch_size=25, max_steps=steps, patience_steps=steps, seed=c,
+                                device=str(device))
         out = args.out / "generators" / str(c)
         _, seconds = timed(lambda: train_generator(model, Volumes.of(train[c]).load(), Volumes.of(validation[c]).load(),
                                                    out, trainer), device)
@@ -214,7 +215,7 @@ def main() -> None:
         _, seconds = timed(lambda: train_classifier(Conv5FC3((1, *size)), (big, big_labels), (val, val_labels),
                                                     settings), device)
         reference = big.take(big_labels == 1).load()
-        _, audit_seconds = timed(lambda: memorization_audit(pools[1], reference, device=device), device)
+        _, audit_seconds = timed(lambda: copy_audit(Volumes.of(pools[1]).batches(64), reference), device)  # CPU float64
         figures.update(memory_subjects=args.memory_subjects, memory_cnn_epoch_s=seconds, audit_s=audit_seconds,
                        rss_gb_after_1000_subjects=peak_rss_gb())
         print(f"{args.memory_subjects} subjects: CNN epoch {seconds:.1f} s, audit of {len(pools[1])} synthetic "

@@ -141,7 +141,7 @@ def plain(value: Any) -> Any:
 class Config:
     """Base of every configuration dataclass (decorate subclasses with ``@dataclass``).
 
-    ``section`` names the configuration in error messages (``trainer.max_epochs: expected ...``).
+    ``section`` names the configuration in error messages (``trainer.max_steps: expected ...``).
     """
 
     section: ClassVar[str] = "configuration"

@@ -2,7 +2,7 @@
 keys by which a synthetic image's sidecar names its generator.
 
 ``provenance.json`` is written in two steps. :func:`~medaug.generative.persistence.save_generator`
-writes the versions and, during training, the best epoch (``epoch``, ``val_loss``, ``trainer``);
+writes the versions and, during training, the best epoch (``epoch``, ``train_loss`` or ``val_loss``, ``trainer``);
 when training finishes, :func:`~medaug.generative.training_data.record_training_data` adds the
 training data (``label``, ``train_images``, ``train_participants``, ``validation_images``,
 ``training_set_sha256``, ``image_affine``, and ``source`` from ``medaug train-generator``). A file
@@ -56,11 +56,12 @@ class GeneratorProvenance:
     command: ClassVar[str] = "medaug train-generator"
     required: ClassVar[tuple[str, ...]] = ("label", "train_images", "training_set_sha256", "image_affine")
 
-    # with the weights (save_generator; epoch, val_loss and trainer from train_generator)
+    # with the weights (save_generator; epoch, the selecting loss and trainer from train_generator)
     medaug_version: str | None = None
     torch_version: str | None = None
     epoch: int | None = None
-    val_loss: float | None = None
+    train_loss: float | None = None   # trainer.selection: train
+    val_loss: float | None = None     # trainer.selection: validation
     trainer: dict | None = None
     # when training finished (record_training_data)
     label: str | None = None

@@ -7,9 +7,11 @@ The loop owns the rules they share:
   random numbers are drawn in the model's own order), then the scheduler's step;
 - a hard stop on a non-finite training loss (checked before the step is applied) or validation
   score: :class:`~medaug.errors.TrainingDivergedError`, naming the epoch and the fix;
-- a validation score after every epoch, lower-is-better (a loss) or higher-is-better (a metric):
-  the weights of the best epoch are kept (the first best on ties) and, with a patience, training
-  stops after that many epochs without a better score;
+- a selection score after every epoch, lower-is-better (a loss) or higher-is-better (a metric):
+  a validation score, or the epoch's training loss (``score="train_loss"``, as the thesis trains
+  its generators); the weights of the best epoch are kept (the first best on ties) and, with a
+  patience, training stops after that many epochs without a better score. Values that are logged
+  but select nothing (a generator's validation loss beside its training loss) are *monitors*;
 - an optional checkpoint, written atomically every ``checkpoint_minutes`` and after the last
   epoch, from which an interrupted run resumes exactly: model, optimiser, scheduler, the global
   and the model's own random generators, the loop's counters, the best weights and the log rows.
@@ -59,8 +61,9 @@ class LoopConfig(Config):
     max_epochs: int
     patience: int | None = None           # stop after this many epochs without a better score (None: never early)
     higher_is_better: bool = False        # the score is a metric to maximise, else a loss to minimise
-    score: str = "val_loss"               # the score's log column (its best so far is best_<score>)
-    columns: tuple[str, ...] = ("epoch", "val_loss")  # log columns: epoch, train_loss, <score>, best_<score>, seconds
+    score: str = "val_loss"               # the score's log column (best so far: best_<score>); train_loss: the training loss
+    monitors: tuple[str, ...] = ()        # logged values that select nothing (Hooks.monitor's keys)
+    columns: tuple[str, ...] = ("epoch", "val_loss")  # log columns: epoch, train_loss, <score>, best_<score>, monitors, seconds
     checkpoint_minutes: float = 0.0       # write the checkpoint at most this often (0: every epoch), and at the end
     progress: str | None = "epochs"       # progress-bar label (None: no bar)
     advice: str = "lower the learning rate"  # the fix a divergence error suggests
@@ -72,7 +75,7 @@ class LoopConfig(Config):
             raise ConfigError(f"{self.section}.patience must be ≥ 1 (or null: no early stopping), got {self.patience}")
         if self.checkpoint_minutes < 0:
             raise ConfigError(f"{self.section}.checkpoint_minutes must be ≥ 0, got {self.checkpoint_minutes}")
-        known = (*STANDARD_COLUMNS, self.score, f"best_{self.score}")
+        known = (*STANDARD_COLUMNS, self.score, f"best_{self.score}", *self.monitors)
         unknown = [c for c in self.columns if c not in known]
         if unknown:
             raise ConfigError(f"{self.section}.columns: unknown column(s) {', '.join(unknown)}; "
@@ -92,7 +95,10 @@ class Hooks:
     train_step: Callable[[Any], torch.Tensor]
     """The loss of one batch (a scalar); the loop checks it, back-propagates it and steps the optimiser."""
     validate: Callable[[int], float] | None = None
-    """The validation score after an epoch; None: no validation, the last weights are kept."""
+    """The validation score after an epoch; None: no validation, the last weights are kept (unless
+    the loop selects on the training loss)."""
+    monitor: Callable[[int], dict[str, float]] | None = None
+    """Values logged after an epoch that select nothing (``LoopConfig.monitors``); non-finite ones stop training."""
     train_loss: Callable[[], float] | None = None
     """The epoch's training loss for the log, called once after its steps (the hook sums its own steps)."""
     on_epoch_end: Callable[[int], None] | None = None
@@ -166,6 +172,8 @@ class TrainingLoop:
                  group: Replica | None = None) -> None:
         if checkpoint is not None and settings is None:
             raise ValueError("a checkpoint needs the settings a resumed run must match")
+        if config.score == "train_loss" and hooks.train_loss is None:
+            raise ValueError("selecting on the training loss needs a train_loss hook")
         self.model, self.optimizer, self.scheduler, self.hooks, self.config = model, optimizer, scheduler, hooks, config
         self.generators = list({id(g): g for g in generators}.values())  # one generator may serve twice
         self.checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -208,14 +216,23 @@ class TrainingLoop:
                     raise self._diverged(f"non-finite training loss ({values['train_loss']}) at epoch {epoch}")
             if hooks.on_epoch_end is not None:
                 hooks.on_epoch_end(epoch)
-            if hooks.validate is not None:
+            if hooks.monitor is not None:
+                for key, value in hooks.monitor(epoch).items():
+                    values[key] = self.group.from_main(value)
+                    if not math.isfinite(values[key]):
+                        raise self._diverged(f"non-finite {key} ({values[key]}) at epoch {epoch}")
+            score = None
+            if config.score == "train_loss":
+                score = values["train_loss"]
+            elif hooks.validate is not None:
                 score = self.group.from_main(hooks.validate(epoch))  # process 0's score decides for all
                 if not math.isfinite(score):
                     raise self._diverged(f"non-finite validation score ({config.score} = {score}) at epoch {epoch}")
+            if score is not None:
                 self._select(epoch, score)
                 values[config.score] = score
                 values[f"best_{config.score}"] = state.best_score
-                progress.set_postfix(val=f"{score:.4g}", best=f"{state.best_score:.4g}")
+                progress.set_postfix(score=f"{score:.4g}", best=f"{state.best_score:.4g}")
             state.epoch = epoch
             values["seconds"] = round(time.perf_counter() - start, 3)
             self.rows.append({c: values[c] for c in config.columns})

@@ -67,7 +67,7 @@ def study_config():
                 "preprocessing": {"enabled": False, "size": [12, 14, 12]},
                 "split": {"test_per_label": 1, "p_threshold": 0.0},
                 "generator": {"model": "rhvae", "latent_dim": 2, "hidden": [32], "metric_hidden": 16},
-                "trainer": {"max_epochs": 3, "batch_size": 4},
+                "trainer": {"max_steps": 3, "batch_size": 4},
                 "samplers": [{"name": "prior"}, {"name": "rhvae-hmc", "options": {"steps": 5, "leapfrog_steps": 3}}],
                 "synthetic_per_class": [4], "conditions": ["real", "synthetic", "real+synthetic", "classic"],
                 "classic_copies": [1], "classifiers": ["cnn", "sklearn-knn"],

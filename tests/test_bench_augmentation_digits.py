@@ -14,7 +14,7 @@ BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_augmenta
 def test_digits_benchmark_runs_at_a_tiny_size(tmp_path):
     out = tmp_path / "digits"
     result = subprocess.run([sys.executable, str(BENCHMARK), "--seeds", "0,1", "--train", "8", "--synthetic", "6",
-                             "--classifiers", "mlp", "--samplers", "rhvae-hmc,jitter", "--patience", "5", "--classes", "3",
+                             "--classifiers", "mlp", "--samplers", "rhvae-hmc,jitter", "--max-steps", "10", "--patience-steps", "5", "--classes", "3",
                              "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     runs = pd.read_csv(out.with_suffix(".tsv"), sep="\t")

@@ -90,7 +90,7 @@ def trained(tmp_path_factory):
         rows.append({"participant_id": f"sub-{i:02d}", "session_id": "ses-M000", "diagnosis": "AD", "path": str(path)})
     pd.DataFrame(rows).to_csv(folder / "cohort.tsv", sep="\t", index=False)
     (folder / "gen.yaml").write_text("generator: {input_shape: [1, 8, 8, 8], latent_dim: 2, hidden: [8]}\n"
-                                     "trainer: {max_epochs: 2, batch_size: 4}\n")
+                                     "trainer: {max_steps: 2, batch_size: 4}\n")
     assert main(["train-generator", str(folder / "cohort.tsv"), "--label", "AD", "--model", "vae",
                  "--out", str(folder / "model"), "--config", str(folder / "gen.yaml")]) == 0
     return folder / "model"
@@ -249,7 +249,7 @@ def test_train_generator_refuses_to_resume_on_replaced_images(tmp_path, capsys):
     rng = np.random.default_rng(0)
     table, paths = _ad_cohort(tmp_path, rng)
     settings = tmp_path / "settings.yaml"
-    settings.write_text("generator: {latent_dim: 2, hidden: [16]}\ntrainer: {max_epochs: 2, batch_size: 4}\n")
+    settings.write_text("generator: {latent_dim: 2, hidden: [16]}\ntrainer: {max_steps: 2, batch_size: 4}\n")
     command = ["train-generator", str(table), "--label", "AD", "--model", "vae", "--out", str(tmp_path / "model"),
                "--size", "8,8,8", "--config", str(settings)]
     assert main(command) == 0
@@ -267,7 +267,7 @@ def test_train_generator_takes_the_model_from_the_config_and_refuses_a_contradic
 
     table, _ = _ad_cohort(tmp_path, np.random.default_rng(1))
     settings = tmp_path / "settings.yaml"
-    settings.write_text("generator: {model: vae, latent_dim: 2, hidden: [16]}\ntrainer: {max_epochs: 1, batch_size: 4}\n")
+    settings.write_text("generator: {model: vae, latent_dim: 2, hidden: [16]}\ntrainer: {max_steps: 1, batch_size: 4}\n")
     base = ["train-generator", str(table), "--label", "AD", "--size", "8,8,8", "--config", str(settings)]
     assert main([*base, "--out", str(tmp_path / "m")]) == 0
     assert yaml.safe_load((tmp_path / "m/train_config.yaml").read_text())["generator"]["model"] == "vae"

@@ -78,7 +78,7 @@ def _run_exits_2(tmp_path, capsys, changes: dict, message: str) -> None:
     ({"seed": 1.5}, "seed: expected a whole number, got 1.5"),
     ({"seed": -1}, "seed: a seed is a whole number in [0, 2^32)"),
     ({"runs": 2.5}, "runs: expected a whole number, got 2.5"),
-    ({"trainer": {"max_epochs": 2.5}}, "trainer.max_epochs: expected a whole number, got 2.5"),
+    ({"trainer": {"max_steps": 2.5}}, "trainer.max_steps: expected a whole number, got 2.5"),
     ({"trainer": {"lr": 1}}, "trainer: unknown option(s) lr; allowed: learning_rate"),
     ({"synthetic_per_class": [2.5]}, "synthetic_per_class[0]: expected a whole number, got 2.5"),
     ({"generator": {"hidden": "abc"}}, "generator.hidden: expected a list of whole numbers, got 'abc'"),

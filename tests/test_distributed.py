@@ -47,7 +47,7 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
     torch.set_num_threads(1)
     data = _data()
     trained = train_generator(_autoencoder(), data[:32], data[32:], os.path.join(folder, "generator"),
-                              TrainerConfig(max_epochs=3, batch_size=8, learning_rate=1e-2, seed=5))
+                              TrainerConfig(max_steps=12, batch_size=8, learning_rate=1e-2, seed=5))
     torch.save(trained["model"].state_dict(), os.path.join(folder, f"generator_rank{rank}.pt"))
     torch.manual_seed(0)
     network, log = train_classifier(Conv5FC3((1, 8, 8, 8), channels=(4, 8)), _blobs(24, 0), _blobs(12, 1),
@@ -61,7 +61,7 @@ def _worker(rank: int, world: int, port: int, folder: str) -> None:
 def test_two_process_ddp_matches_one_process_and_only_rank_zero_writes(tmp_path):
     data = _data()
     single = train_generator(_autoencoder(), data[:32], data[32:], tmp_path / "single",
-                             TrainerConfig(max_epochs=3, batch_size=8, learning_rate=1e-2, seed=5))
+                             TrainerConfig(max_steps=12, batch_size=8, learning_rate=1e-2, seed=5))
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"generator_rank{r}.pt", weights_only=True) for r in (0, 1)]
     for key, value in single["model"].state_dict().items():

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from medaug.errors import ConfigError
 from medaug.generative.config import GeneratorConfig
 from medaug.generative.likelihood import importance_log_likelihood
 from medaug.generative.models import build_model
@@ -54,10 +55,10 @@ def test_training_lowers_the_loss_and_keeps_the_best_model(model_name, tmp_path)
     model = _tiny(model_name)
     data = torch.rand(60, *SHAPE).round()
     before = model.loss(data).item()
-    result = train_generator(model, data[:48], data[48:], tmp_path, TrainerConfig(max_epochs=15, batch_size=12,
+    result = train_generator(model, data[:48], data[48:], tmp_path, TrainerConfig(max_steps=60, batch_size=12,
                                                                                   learning_rate=1e-2))
     rows = (tmp_path / "training_log.csv").read_text().splitlines()
-    assert rows[0] == "epoch,train_loss,val_loss,best_val_loss,seconds" and len(rows) == 16
+    assert rows[0] == "epoch,train_loss,val_loss,best_train_loss,seconds" and len(rows) == 16  # 60 steps of 4 per epoch
     assert float(rows[-1].split(",")[1]) < before
     best = load_generator(tmp_path / "best")
     assert result["best_epoch"] >= 1 and type(best) is type(model)
@@ -77,10 +78,10 @@ def test_save_load_round_trip_decodes_the_same_samples(tmp_path):
 
 def test_resumed_training_equals_uninterrupted_training(tmp_path):
     data = torch.rand(40, *SHAPE).round()
-    config = dict(batch_size=10, learning_rate=1e-2, patience=100)
-    straight = train_generator(_tiny("rhvae"), data[:30], data[30:], tmp_path / "a", TrainerConfig(max_epochs=6, **config))
-    train_generator(_tiny("rhvae"), data[:30], data[30:], tmp_path / "b", TrainerConfig(max_epochs=3, **config))
-    resumed = train_generator(_tiny("rhvae"), data[:30], data[30:], tmp_path / "b", TrainerConfig(max_epochs=6, **config))
+    config = dict(batch_size=10, learning_rate=1e-2, patience_steps=300)
+    straight = train_generator(_tiny("rhvae"), data[:30], data[30:], tmp_path / "a", TrainerConfig(max_steps=18, **config))
+    train_generator(_tiny("rhvae"), data[:30], data[30:], tmp_path / "b", TrainerConfig(max_steps=9, **config))
+    resumed = train_generator(_tiny("rhvae"), data[:30], data[30:], tmp_path / "b", TrainerConfig(max_steps=18, **config))
     assert (tmp_path / "a" / "training_log.csv").read_text().count("\n") == 7
     for (name, a), b in zip(straight["model"].state_dict().items(), resumed["model"].state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
@@ -90,7 +91,7 @@ def test_non_finite_loss_stops_with_the_epoch(tmp_path):
     data = torch.rand(20, *SHAPE)
     data[3, 0, 0, 0, 0] = float("nan")
     with pytest.raises(TrainingDivergedError, match="epoch 1"):
-        train_generator(_tiny("vae"), data, data[:5], tmp_path, TrainerConfig(max_epochs=3, batch_size=20))
+        train_generator(_tiny("vae"), data, data[:5], tmp_path, TrainerConfig(max_steps=3, batch_size=20))
 
 
 def test_rhvae_is_stable_on_mri_sized_inputs():
@@ -135,7 +136,7 @@ def test_train_generator_command_trains_resumes_and_refuses_other_settings(tiny_
     assert main(["cohort", str(tiny_cohort[0]), "-o", str(table)]) == 0
     config = tmp_path / "gen.yaml"
     config.write_text("generator:\n  input_shape: [1, 12, 14, 12]\n  latent_dim: 2\n  hidden: [16]\n"
-                      "  metric_hidden: 8\ntrainer:\n  max_epochs: 3\n  batch_size: 4\n")
+                      "  metric_hidden: 8\ntrainer:\n  max_steps: 6\n  batch_size: 4\n")  # 5 images: 2 steps an epoch
     argv = ["train-generator", str(table), "--label", "AD", "--out", str(tmp_path / "ad"), "--config", str(config)]
     assert main(argv) == 0
     assert "rhvae for AD" in capsys.readouterr().out
@@ -143,7 +144,7 @@ def test_train_generator_command_trains_resumes_and_refuses_other_settings(tiny_
     assert '"label": "AD"' in provenance and "train_images" in provenance
     assert main(argv) == 0  # finished run: resumes and stops at once
     assert (tmp_path / "ad" / "training_log.csv").read_text().count("\n") == 4
-    config.write_text(config.read_text().replace("max_epochs: 3", "max_epochs: 5"))
+    config.write_text(config.read_text().replace("max_steps: 6", "max_steps: 10"))
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 2
@@ -163,7 +164,7 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
     assert main(["cohort", str(tiny_cohort[0]), "-o", str(table)]) == 0
     config = tmp_path / "gen.yaml"
     config.write_text("generator:\n  input_shape: [1, 12, 14, 12]\n  latent_dim: 2\n  hidden: [16]\n"
-                      "  metric_hidden: 8\ntrainer:\n  max_epochs: 2\n  batch_size: 4\n")
+                      "  metric_hidden: 8\ntrainer:\n  max_steps: 2\n  batch_size: 4\n")
     assert main(["train-generator", str(table), "--label", "CN", "--out", str(tmp_path / "cn"),
                  "--config", str(config)]) == 0
     recorded = json.loads((tmp_path / "cn" / "best" / "provenance.json").read_text())
@@ -228,3 +229,49 @@ def test_generator_commands_reject_bad_input_clearly(tmp_path, capsys):
     assert "lacks column(s) diagnosis" in capsys.readouterr().err
     with pytest.raises(Exception, match="number of samples must be ≥ 1"):
         build_sampler("prior").fit(_tiny("vae")).sample(0, seed=0)
+
+
+def test_the_budget_counts_optimiser_steps_whatever_the_class_size(tmp_path):
+    data = torch.rand(70, *SHAPE).round()
+    config = TrainerConfig(max_steps=12, patience_steps=1000, batch_size=25, learning_rate=1e-2)
+    small = train_generator(_tiny("vae"), data[:10], data[60:], tmp_path / "small", config)
+    large = train_generator(_tiny("vae"), data[:60], data[60:], tmp_path / "large", config)
+    assert (small["epochs"], small["steps"]) == (12, 12)   # one batch an epoch
+    assert (large["epochs"], large["steps"]) == (4, 12)    # three batches an epoch
+    assert TrainerConfig(max_steps=100, patience_steps=10, batch_size=25).epochs(60) == (34, 4)
+
+
+@pytest.mark.parametrize("selection", ["train", "validation"])
+def test_the_selected_loss_chooses_the_kept_weights_and_both_losses_are_logged(selection, tmp_path):
+    import json
+
+    import pandas as pd
+
+    data = torch.rand(30, *SHAPE).round()
+    result = train_generator(_tiny("vae"), data[:20], data[20:], tmp_path,
+                             TrainerConfig(max_steps=40, batch_size=20, learning_rate=3e-2, selection=selection))
+    log = pd.read_csv(tmp_path / "training_log.csv")
+    column = "train_loss" if selection == "train" else "val_loss"
+    assert list(log.columns) == ["epoch", "train_loss", "val_loss", f"best_{column}", "seconds"]
+    assert log[["train_loss", "val_loss"]].notna().all().all()
+    best = log[column].idxmin()
+    assert result["best_epoch"] == log["epoch"][best] and result[f"best_{column}"] == pytest.approx(log[column][best])
+    provenance = json.loads((tmp_path / "best" / "provenance.json").read_text())
+    assert provenance["epoch"] == result["best_epoch"] and provenance[column] == pytest.approx(log[column][best])
+
+
+def test_training_without_validation_images_selects_on_the_training_loss(tmp_path):
+    data = torch.rand(10, *SHAPE).round()
+    train_generator(_tiny("vae"), data, data[:0], tmp_path / "a", TrainerConfig(max_steps=3, batch_size=10))
+    assert (tmp_path / "a" / "training_log.csv").read_text().startswith("epoch,train_loss,best_train_loss,seconds")
+    with pytest.raises(ConfigError, match="validation needs validation images"):
+        train_generator(_tiny("vae"), data, data[:0], tmp_path / "b",
+                        TrainerConfig(max_steps=3, batch_size=10, selection="validation"))
+
+
+def test_epoch_counted_options_are_refused_with_their_replacement():
+    with pytest.raises(ConfigError, match=r"max_epochs, patience counted epochs and were replaced by max_steps, "
+                                          r"patience_steps"):
+        TrainerConfig.from_dict({"max_epochs": 300, "patience": 30}, "trainer")
+    with pytest.raises(ConfigError, match="choose train"):
+        TrainerConfig(selection="test")

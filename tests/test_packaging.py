@@ -21,7 +21,7 @@ TINY_STUDY = {  # the packaged demo cut down to seconds: every step of the study
     "preprocessing": {"enabled": False, "size": [12, 14, 12]},
     "split": {"test_per_label": 1, "p_threshold": 0.0},
     "generator": {"model": "rhvae", "latent_dim": 2, "hidden": [16], "metric_hidden": 8},
-    "trainer": {"max_epochs": 1, "batch_size": 4},
+    "trainer": {"max_steps": 1, "batch_size": 4},
     "samplers": [{"name": "prior"}],
     "synthetic_per_class": [2],
     "conditions": ["real", "real+synthetic"],

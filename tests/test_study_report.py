@@ -52,20 +52,22 @@ def test_gan_train_and_gan_test_read_the_right_rows():
     assert np.isclose(gan["gan_test_mean"], real_on_synthetic["balanced_accuracy"].mean())
 
 
-def test_memorization_table_flags_copies_and_not_fresh_draws():
+def test_memorization_table_flags_copies_and_averages_and_not_fresh_draws():
     generator = torch.Generator().manual_seed(0)
     train = torch.rand(400, 1, 4, 4, 4, generator=generator)
     labels = torch.tensor([0, 1] * 200)
     copies = train + 1e-4 * torch.randn(train.shape, generator=generator)
     fresh = torch.rand(400, 1, 4, 4, 4, generator=generator)
-    test = torch.rand(200, 1, 4, 4, 4, generator=generator)
+    means = torch.stack([train[labels == c].mean(0) for c in (0, 1)]).repeat_interleave(50, 0)
     table = memorization_table({"copy": {0: copies[labels == 0], 1: copies[labels == 1]},
-                                "fresh": {0: fresh[:200], 1: fresh[200:]}}, train, labels, test,
-                               torch.tensor([0, 1] * 100), ("CN", "AD"), 0.05)
-    assert (table[table["sampler"] == "copy"]["fraction_below"] == 1.0).all()
-    # fresh draws from the training distribution fall below the 5% quantile about 5% of the time
-    assert (table[table["sampler"] == "fresh"]["fraction_below"] < 0.15).all()
-    assert (table["test_fraction_below"] < 0.15).all()
+                                "fresh": {0: fresh[:200], 1: fresh[200:]}, "mean": {0: means[:50], 1: means[50:]}},
+                               train, labels, ("CN", "AD"), 0.05)
+    assert (table[table["sampler"] == "copy"]["copy_fraction"] == 1.0).all()
+    assert (table[table["sampler"] == "mean"]["average_fraction"] == 1.0).all()
+    # fresh draws from the training distribution score as the training images do, leave one out
+    fresh_rows = table[table["sampler"] == "fresh"]
+    assert (fresh_rows["copy_fraction"] + fresh_rows["average_fraction"] < 0.2).all()
+    assert (table["real_copy_fraction"] + table["real_average_fraction"] < 0.2).all()
 
 
 def test_downsample_is_average_pooling_to_the_voxel_budget():
@@ -119,12 +121,12 @@ def test_report_names_the_configured_memorization_quantile():
     from medaug.study.report import summary_markdown
 
     train, labels = torch.rand(20, 1, 3, 3, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1] * 10)
-    table = memorization_table({"prior": {0: train[:4], 1: train[4:8]}}, train, labels, train[:6],
-                               torch.tensor([0, 1] * 3), ("CN", "AD"), 0.1)
+    table = memorization_table({"prior": {0: train[:4], 1: train[4:8]}}, train, labels, ("CN", "AD"), 0.1)
     assert (table["quantile"] == 0.1).all()
     empty = pd.DataFrame()
     text = summary_markdown("s", pd.DataFrame(columns=["test_set"]), empty, empty, table, [])
-    assert "than the 10% quantile of training nearest-neighbour distances" in text and "5%" not in text
+    assert "τ is the 10% quantile of the training images' leave-one-out nearest-neighbour distances" in text
+    assert "5%" not in text
 
 
 def test_one_run_is_reported_as_one_run_not_as_zero_spread():

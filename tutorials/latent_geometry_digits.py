@@ -2,7 +2,7 @@
 Fig. 1.3: the learned log √det G⁻¹ in grey, the training codes, geometry-aware samples and their
 decoded images; the VAE's latent space with the geometric sampler (ch. 3) beside it.
 
-Run: python tutorials/latent_geometry_digits.py [--epochs 150] [--out docs]
+Run: python tutorials/latent_geometry_digits.py [--steps 3000] [--out docs]
 """
 
 import argparse
@@ -21,7 +21,7 @@ from medaug.sampling.samplers import build_sampler
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=3000, help="optimiser steps at most (training-loss selection)")
     parser.add_argument("--digit", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args()
@@ -36,8 +36,8 @@ def main() -> None:
         model = build_model(GeneratorConfig(input_shape=(1, 8, 8), model=model_name, latent_dim=2, hidden=(400,),
                                             step_size=1e-2, temperature=0.8, regularization=1e-3))
         with tempfile.TemporaryDirectory() as tmp:
-            result = train_generator(model, train, validation, tmp, TrainerConfig(max_epochs=args.epochs,
-                                                                                  learning_rate=1e-3, patience=20))
+            result = train_generator(model, train, validation, tmp, TrainerConfig(max_steps=args.steps,
+                                                                                  learning_rate=1e-3))
         model = result["model"]
         sampler = build_sampler(sampler_name, **options).fit(model, train)
         samples = sampler.sample(200, seed=0)

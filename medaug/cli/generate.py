@@ -38,6 +38,16 @@ def _value(text: str):
         return text
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
 def _given_options(args: argparse.Namespace) -> dict:
     given = {key.removeprefix(OPTION_PREFIX): value for key, value in vars(args).items()
              if key.startswith(OPTION_PREFIX) and value is not None}
@@ -67,13 +77,12 @@ def _generate(args: argparse.Namespace) -> None:
 
     from medaug.compute import resolve_device
     from medaug.generative.persistence import load_generator
-    from medaug.io import write_json
     from medaug.preprocessing.images import image_tensor
     from medaug.provenance import GeneratorProvenance
-    from medaug.sampling.quality import QUALITY_IMAGES, quality_warnings, reconstruct, sample_quality
+    from medaug.sampling.pool import draw_pool, score_pool
     from medaug.sampling.samplers import Samples, build_sampler
     from medaug.sampling.sampler import posterior_means
-    from medaug.sampling.synthetic import synthetic_listing, write_synthetic
+    from medaug.sampling.synthetic import write_synthetic
 
     sampler = build_sampler(args.sampler, **_given_options(args))  # validated before any loading
     if args.out.resolve().is_relative_to(args.model_dir.resolve()):
@@ -86,23 +95,18 @@ def _generate(args: argparse.Namespace) -> None:
                           f"holds a {model.config.model}: use another --sampler (for example gmm or prior)")
     shape = model.config.input_shape[1:]
     train = image_tensor(provenance.train_images, shape)
-    held_out = provenance.validation_images
-    validation = image_tensor(held_out, shape) if held_out else None
     device = next(model.parameters()).device
     sampler.fit(model, train.to(device), allow_uninformative=args.allow_uninformative)
-    latents, diagnostics = sampler.draw(args.n, seed=args.seed)
+    latents, diagnostics = draw_pool(sampler, args.n, seed=args.seed, train=train,
+                                     novelty_quantile=args.novelty_quantile)
     label = provenance.label
     table = write_synthetic(latents.cpu(), sampler.decode(latents, args.batch_size), args.out,
                             label=label, model_dir=model_dir, sampler=sampler,
                             seed=args.seed, start_index=args.start_index, diagnostics=diagnostics)
-    shown = latents[:QUALITY_IMAGES]
-    quality = sample_quality(torch.cat(list(sampler.decode(shown, args.batch_size))), train, held_out=validation,
-                             reconstructions=reconstruct(model, train),
-                             held_out_reconstructions=reconstruct(model, validation) if validation is not None else None)
-    warnings = quality_warnings(quality) + diagnostics.get("warnings", [])
-    write_json(synthetic_listing(args.out, label, args.seed).with_suffix(".quality.json"),
-               {**quality, "sampler": sampler.config(), "chains": diagnostics, "posterior": sampler.posterior,
-                "warnings": warnings})
+    names = provenance.train_participants or provenance.train_images
+    quality = score_pool(sampler, latents, train, args.out, label=label, seed=args.seed, quantile=args.quantile,
+                         participants=list(table["participant_id"]), training_names=list(names),
+                         diagnostics=diagnostics)
     if args.figure:
         from medaug.sampling.figure import plot_latent_geometry
 
@@ -114,10 +118,13 @@ def _generate(args: argparse.Namespace) -> None:
                                                                      "ess_per_draw", "split_r_hat")
                        if key in diagnostics)
     print(f"{len(table)} synthetic images written to {args.out}" + (f"; {chains}" if chains else ""))
-    print(f"quality (first {len(shown)} images, intensity space): diversity {quality['diversity']:.2f}, coverage "
-          f"{quality['coverage']:.2f}, largest nearest-neighbour share {quality['max_nn_share']:.2f}, precision "
-          f"{quality['precision']:.2f}, recall {quality['recall']:.2f}")
-    for warning in warnings:
+    print(f"quality (first {quality['synthetic']} images, intensity space): diversity {quality['diversity']:.2f}, "
+          f"coverage {quality['coverage']:.2f}, largest nearest-neighbour share {quality['max_nn_share']:.2f}, "
+          f"precision {quality['precision']:.2f}, recall {quality['recall']:.2f}; novel / copies / averages "
+          f"{quality['novel_fraction']:.2f} / {quality['copy_fraction']:.2f} / {quality['average_fraction']:.2f} "
+          f"(real images, leave one out: copies {quality['real_copy_fraction']:.2f}, averages "
+          f"{quality['real_average_fraction']:.2f}); per sample: {args.out}/synthetic_*.nearest.tsv")
+    for warning in quality["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
 
 
@@ -144,6 +151,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             flag = f"--sampler-{option.replace('_', '-')}"
         options.add_argument(flag, dest=OPTION_PREFIX + option, type=_value, metavar="VALUE",
                              help=f"({', '.join(owners)})")
+    parser.add_argument("--quantile", type=_fraction, default=0.05, metavar="Q",
+                        help="copy audit: τ is this quantile of the training images' leave-one-out nearest distances")
+    parser.add_argument("--novelty-quantile", type=_fraction, default=None, metavar="Q",
+                        help="drop samples nearer to a training image than this quantile of those distances "
+                             "(and draw more), counted in the quality record")
     parser.add_argument("--allow-uninformative", action="store_true",
                         help="sample even from a collapsed generator (a warning instead of the refusal)")
     parser.add_argument("--figure", type=Path, default=None, metavar="PNG",

@@ -44,20 +44,23 @@ def _train_generator(args: argparse.Namespace) -> None:
     if is_main_process() and not (args.out / "checkpoint.pt").exists():  # a new training: record its settings
         write_text(args.out / "train_config.yaml", yaml.safe_dump(settings, sort_keys=False))
     torch.manual_seed(trainer.seed)
-    # checkpoint.pt records these settings (max_epochs included): resuming with others raises ConfigError
+    # checkpoint.pt records these settings (max_steps included): resuming with others raises ConfigError
     result = train_generator(build_model(config), train, validation, args.out, trainer, settings=settings)
     if not is_main_process():
         return
     record_training_data(args.out / "best", args.label, train_rows, validation_rows, spatial, source=str(args.source))
     print(f"{config.model} for {args.label}: {len(train)} training / {len(validation)} validation images, "
-          f"best validation loss {result['best_val_loss']:.2f} at epoch {result['best_epoch']} "
-          f"of {result['epochs']}; model in {args.out / 'best'}")
+          f"best {'training' if trainer.selection == 'train' else 'validation'} loss "
+          f"{result['best_' + ('train' if trainer.selection == 'train' else 'val') + '_loss']:.2f} at epoch "
+          f"{result['best_epoch']} of {result['epochs']} ({result['steps']} steps); model in {args.out / 'best'}")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("train-generator", help="train one generator (VAE, RHVAE, ...) on one diagnosis",
-                                 description="Train a generative model on the images of one diagnosis, with early "
-                                             "stopping on a subject-level validation set; resumes an interrupted run.")
+                                 description="Train a generative model on the training images of one diagnosis "
+                                             "until its training loss stops improving (trainer.selection: train, as "
+                                             "the thesis; the validation loss is logged as the overfitting curve; "
+                                             "selection: validation stops on it instead); resumes an interrupted run.")
     parser.add_argument("source", type=Path, help="cohort TSV with a path column, or a CAPS folder (with --labels)")
     parser.add_argument("--label", required=True, help="diagnosis to model, for example AD")
     parser.add_argument("--model", default=None, choices=MODELS.names(),

@@ -47,5 +47,5 @@ def require_informative(stats: dict, sampler: str) -> None:
         f"{sampler} sampler: the generator's posterior is uninformative ({stats['active_dimensions']} of "
         f"{stats['latent_dim']} latent dimensions active, decoded training images spread "
         f"{stats['decoded_spread']:.2f} of the real images' spread, < {MIN_DECODED_SPREAD}): every code decodes "
-        "to nearly one image. Train the generator longer (more max_epochs and patience: a small class is one "
+        "to nearly one image. Train the generator longer (more max_steps and patience_steps, selection: train: a small class is one "
         "batch per epoch) or with a lower learning rate, then sample again")

@@ -236,7 +236,8 @@ class StudyConfig(Config):
     seed: int = 0
     device: str = "cpu"
     mixed_precision: bool = False       # bf16 autocast of generators and CNNs on CUDA
-    memorization_quantile: float = 0.05
+    memorization_quantile: float = 0.05  # the copy audit's τ (quantile of the real leave-one-out nearest distances)
+    novelty_quantile: float | None = None  # drop samples nearer to a training image than this quantile (None: keep all)
     allow_uninformative_generators: bool = False  # sample from collapsed generators (smoke tests), with a warning
 
     def validate(self) -> None:
@@ -258,6 +259,8 @@ class StudyConfig(Config):
             raise ConfigError(f"runs must be ≥ 1, got {self.runs}")
         if not 0.0 < self.memorization_quantile < 1.0:
             raise ConfigError(f"memorization_quantile must be in (0, 1), got {self.memorization_quantile}")
+        if self.novelty_quantile is not None and not 0.0 < self.novelty_quantile < 1.0:
+            raise ConfigError(f"novelty_quantile must be in (0, 1) or null (keep every sample), got {self.novelty_quantile}")
         check_seed(self.seed, "seed")
         check_device(self.device, "device")
         self._check_executor_device()

@@ -113,6 +113,27 @@ def learning_curves_figure(logs: pd.DataFrame, colours: dict[str, str]):
     return figure
 
 
+def generator_curves_figure(logs: dict[str, pd.DataFrame]):
+    """Per generator (``logs``: label → its ``training_log.csv``): training and validation loss per
+    epoch, the kept epoch marked. A validation loss that rises while the training loss falls is the
+    generator overfitting its class."""
+    if not logs:
+        return None
+    figure, axes = plt.subplots(1, len(logs), figsize=(5.5 * len(logs), 3.2), squeeze=False)
+    for axis, (label, log) in zip(axes[0], logs.items()):
+        axis.plot(log["epoch"], log["train_loss"], color="C0", label="training loss")
+        if "val_loss" in log:
+            axis.plot(log["epoch"], log["val_loss"], color="C3", label="validation loss")
+        selected = "best_train_loss" if "best_train_loss" in log else "best_val_loss"
+        kept = log["epoch"][log[selected.removeprefix("best_")].idxmin()]
+        axis.axvline(kept, color="k", lw=0.7, ls=":", label=f"kept (epoch {kept}, {selected.removeprefix('best_')})")
+        low, high = np.nanpercentile(log[[c for c in ("train_loss", "val_loss") if c in log]].to_numpy(), [0, 90])
+        axis.set(title=f"{label} generator", xlabel="epoch", ylabel="loss per image", ylim=(low - 0.05 * (high - low), high))
+        axis.legend(fontsize=7, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
 def nearest_real(synthetic: torch.Tensor, real, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Index of and L2 distance (whole volume) to each synthetic image's nearest ``real`` image;
     the real images stream ``batch`` at a time."""

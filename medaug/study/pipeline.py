@@ -135,9 +135,8 @@ def _run_study(config: StudyConfig, run_dir: Path) -> dict:
     if config.needs_synthetic:
         generators = fit_generators(config, data, run_dir)
         context.pools, context.pool_fingerprints = synthetic_pools(config, data, generators, run_dir)
-        memorization = memorization_table(context.pools, data.train.images, data.train.labels, data.test.images,
-                                          data.test.labels, config.data.labels, config.memorization_quantile,
-                                          config.device)
+        memorization = memorization_table(context.pools, data.train.images, data.train.labels, config.data.labels,
+                                          config.memorization_quantile)
         quality = quality_table(config, run_dir)
     if any(CLASSIFIERS.get(name).needs_search for name in config.classifiers):
         context.optimized = _optimized_architecture(config, data, run_dir)

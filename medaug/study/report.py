@@ -17,11 +17,13 @@ import torch  # noqa: E402
 
 from medaug.data.volumes import Volumes  # noqa: E402
 from medaug.io import atomic_write, write_text, write_tsv  # noqa: E402
-from medaug.study.audit import memorization_audit, nearest_distances, paired_bootstrap_ci  # noqa: E402
+from medaug.sampling.quality import copy_audit  # noqa: E402
+from medaug.study.audit import paired_bootstrap_ci  # noqa: E402
 from medaug.study.classifiers import CLASSIFIERS  # noqa: E402
 from medaug.study.conditions import CONDITIONS  # noqa: E402
-from medaug.study.html_report import (EXAMPLES, Section, StudyImages, learning_curves_figure,  # noqa: E402
-                                      nearest_real_figure, png_bytes, qc_montage_figure, report_html, versions)
+from medaug.study.html_report import (EXAMPLES, Section, StudyImages, generator_curves_figure,  # noqa: E402
+                                      learning_curves_figure, nearest_real_figure, png_bytes, qc_montage_figure,
+                                      report_html, versions)
 from medaug.study.saliency import INTERPRET_DIR, OVERLAY_FILE  # noqa: E402
 from medaug.study.sanity import SanityWarning, pool_warnings, sanity_checks, sanity_table  # noqa: E402
 
@@ -73,27 +75,18 @@ def gan_table(metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def memorization_table(pools: dict[str, dict[int, Volumes]], train, train_labels: torch.Tensor,
-                       test, test_labels: torch.Tensor, labels: tuple[str, ...], quantile: float,
-                       device: str = "cpu") -> pd.DataFrame:
-    """Per sampler and class: fraction of synthetic images nearer to a training image than the
-    ``quantile`` of training nearest-neighbour distances, beside the same fraction for held-out
-    real test images (what a generator that does not copy should look like). The ``quantile``
+                       labels: tuple[str, ...], quantile: float) -> pd.DataFrame:
+    """Per sampler and class, over the whole pool: the copy audit of :mod:`medaug.sampling.quality`
+    (novel, copies near one training image, averages near several; nearest and second-nearest
+    distance medians), beside the training images' own figures leave one out. The ``quantile``
     column records the threshold's quantile (the report's text reads it from there)."""
     audited = {}
     for code, label in enumerate(labels):  # one class's training images in memory at a time
         reference = Volumes.of(train).take(train_labels == code).load()
-        training_nn = nearest_distances(reference, reference, leave_one_out=True, device=device)
-        held_out = memorization_audit(Volumes.of(test).take(test_labels == code), reference, quantile, device,
-                                      training_nn)
         for sampler, pool in pools.items():
-            audit = memorization_audit(pool[code], reference, quantile, device, training_nn)
-            audited[sampler, code] = {"sampler": sampler, "diagnosis": label, "synthetic": len(pool[code]),
-                                   "quantile": quantile, "threshold": audit["threshold"],
-                                   "fraction_below": audit["fraction_below"],
-                                   "test_fraction_below": held_out["fraction_below"],
-                                   "synthetic_nn_median": float(np.median(audit["synthetic_nn_distance"])),
-                                   "training_nn_median": float(np.median(audit["training_nn_distance"])),
-                                   "test_nn_median": float(np.median(held_out["synthetic_nn_distance"]))}
+            audit = copy_audit(Volumes.of(pool[code]).batches(64), reference, quantile)
+            audit.pop("samples")
+            audited[sampler, code] = {"sampler": sampler, "diagnosis": label, "synthetic": len(pool[code]), **audit}
     return pd.DataFrame([audited[sampler, code] for sampler in pools for code in range(len(labels))])
 
 
@@ -203,10 +196,16 @@ def _markdown(table: pd.DataFrame) -> str:
     return header + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in table.itertuples(index=False))
 
 
-QUALITY_SHOWN = ("sampler", "diagnosis", "diversity", "max_nn_share", "coverage", "precision", "recall",
-                 "held_out_max_nn_share", "memorized_fraction", "held_out_memorized_fraction", "copy_fraction",
-                 "held_out_copy_fraction",
+QUALITY_SHOWN = ("sampler", "diagnosis", "diversity", "max_nn_share", "real_max_nn_share", "coverage", "precision",
+                 "recall", "novel_fraction", "copy_fraction", "average_fraction", "real_copy_fraction",
+                 "real_average_fraction", "nn_distance_median", "second_nn_distance_median", "real_nn_distance_median",
+                 "reconstruction_copy_fraction", "reconstruction_average_fraction", "novelty_dropped", "novelty_drawn",
                  "acceptance_rate", "step_size", "sigma", "ess_per_draw", "split_r_hat", "start_basin_fraction")
+
+
+AUDIT_TEXT = ("τ is the {} quantile of the training images' leave-one-out nearest-neighbour distances; a sample "
+              "within τ of exactly one training image is a copy, of several an average (a blend or class mean), of "
+              "none novel; real_* columns score the training images themselves, leave one out")
 
 
 def _quantile_text(memorization: pd.DataFrame) -> str:
@@ -272,9 +271,7 @@ def summary_markdown(name: str, summary: pd.DataFrame, differences: pd.DataFrame
     if not gan.empty:
         lines += ["## GAN-train / GAN-test (balanced accuracy)\n", _markdown(_gan_view(gan))]
     if not memorization.empty:
-        lines += ["## Memorization audit (fraction nearer to a training image than the "
-                  f"{_quantile_text(memorization)} quantile of training nearest-neighbour distances; held-out "
-                  "real test images for reference)\n",
+        lines += [f"## Copies and averages (whole pools; {AUDIT_TEXT.format(_quantile_text(memorization))})\n",
                   _markdown(memorization.round(3))]
     if not quality.empty:
         lines += ["## Synthetic image quality (intensity space; see medaug.sampling.quality) and chain diagnostics\n",
@@ -323,6 +320,15 @@ def _image_sections(run_dir: Path, images: StudyImages | None, logs: pd.DataFram
     sections = [Section("Learning curves", "Train loss and validation balanced accuracy per epoch, mean over runs "
                         "per condition (training_log.tsv of the CNN runs).",
                         _save(curves, figures / "learning_curves.png") if curves else None)]
+    generator_logs = {path.parent.name: pd.read_csv(path)
+                      for path in sorted((run_dir / "generators").glob("*/training_log.csv"))}
+    generator_curves = generator_curves_figure(generator_logs)
+    if generator_curves is not None:
+        sections.append(Section("Generator training", "Training and validation loss per epoch of each class's "
+                                "generator (generators/<label>/training_log.csv); the kept weights are those of the "
+                                "dotted epoch. The validation images never choose anything when the training loss "
+                                "selects: their curve shows how far the generator overfits its class.",
+                                _save(generator_curves, figures / "generator_training.png")))
     if images is None:
         return sections
     pairs = nearest_real_figure(images)
@@ -381,9 +387,8 @@ def write_report(run_dir: Path, name: str, metrics: pd.DataFrame, memorization: 
                 Section("GAN-train / GAN-test", table=_gan_view(gan) if not gan.empty else None),
                 Section("Synthetic image quality", "Intensity space (medaug.sampling.quality) and chain diagnostics.",
                         table=_quality_columns(quality) if not quality.empty else None),
-                Section("Memorization audit", f"Fraction of synthetic images nearer to a training image than the "
-                        f"{_quantile_text(memorization)} quantile of training nearest-neighbour distances; held-out "
-                        "real test images for reference.", table=memorization.round(3) if not memorization.empty else None)]
+                Section("Copies and averages", f"Whole pools; {AUDIT_TEXT.format(_quantile_text(memorization))}.",
+                        table=memorization.round(3) if not memorization.empty else None)]
     figures = [f"figures/{p.name}" for p in sorted((run_dir / "figures").glob("*.png"))]
     write_text(run_dir / "summary.md", summary_markdown(name, summary, differences, gan, memorization, figures,
                                                         quality, sanity))

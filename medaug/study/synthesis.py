@@ -31,11 +31,10 @@ from medaug.generative.models import build_model
 from medaug.generative.persistence import load_generator
 from medaug.generative.trainer import CHECKPOINT_FILE, TrainerConfig, train_generator
 from medaug.generative.training_data import record_training_data
-from medaug.io import write_json
 from medaug.provenance import GeneratorProvenance
 from medaug.run_folder import StepRecord, fingerprint, remove_outputs
 from medaug.sampling.posterior_check import MIN_DECODED_SPREAD
-from medaug.sampling.quality import QUALITY_IMAGES, quality_warnings, reconstruct, sample_quality
+from medaug.sampling.pool import draw_pool, score_pool
 from medaug.sampling.samplers import SAMPLERS, build_sampler
 from medaug.sampling.synthetic import label_token, pool_file, synthetic_listing, write_synthetic
 from medaug.study.config import StudyConfig
@@ -112,8 +111,9 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
     """``max(synthetic_per_class)`` images per class and sampler, keyed by sampler then class code,
     and each sampler's fingerprint (of its pools' records).
 
-    Chains and decoding run on ``config.device``; images are written as they are decoded.
-    Sampler seeds come from :func:`pool_seed`.
+    Chains and decoding run on ``config.device``; images are written as they are decoded, then
+    scored against the class's training images (:mod:`medaug.sampling.pool`, as ``medaug
+    generate``). Sampler seeds come from :func:`pool_seed`.
     """
     count = max(config.synthetic_per_class)
     device = resolve_device(config.device)
@@ -128,30 +128,30 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
             record = StepRecord(listing.with_suffix(".inputs.json"), {
                 "sampler": spec.name, "options": SAMPLERS.options(spec.name, spec.options).to_dict(), "seed": seed, "count": count,
                 "generator": generators[label].fingerprint, "train_images": data.train.class_fingerprints[label],
-                "allow_uninformative": config.allow_uninformative_generators})
+                "allow_uninformative": config.allow_uninformative_generators,
+                "novelty_quantile": config.novelty_quantile, "audit_quantile": config.memorization_quantile})
             records.append(record.fingerprint)
-            model = None
+            # the quality record, written after the listing, commits the pool
             if not (record.renew(pool_outputs(out, label), f"the {spec.name} pool of {label} ({out})")
-                    and listing.exists()):
+                    and listing.exists() and report.exists()):
                 remove_outputs(pool_outputs(out, label))  # an interrupted write: its files are not listed
                 model = load_generator(generators[label].best, map_location=device)
+                train = _class_images(data.train, index)
                 sampler = build_sampler(spec.name, **spec.options).fit(
-                    model, _class_images(data.train, index).to(device),
-                    allow_uninformative=config.allow_uninformative_generators)
-                latents, diagnostics = sampler.draw(count, seed=seed)
-                write_synthetic(latents.cpu(), sampler.decode(latents), out, label=label,
-                                model_dir=generators[label].best, sampler=sampler, seed=seed, pool=True,
-                                diagnostics=diagnostics)
-                write_json(report.with_suffix(".chains.json"), {"chains": diagnostics, "posterior": sampler.posterior})
+                    model, train.to(device), allow_uninformative=config.allow_uninformative_generators)
+                latents, diagnostics = draw_pool(sampler, count, seed=seed, train=train,
+                                                 novelty_quantile=config.novelty_quantile)
+                table = write_synthetic(latents.cpu(), sampler.decode(latents), out, label=label,
+                                        model_dir=generators[label].best, sampler=sampler, seed=seed, pool=True,
+                                        diagnostics=diagnostics)
+                train_rows = data.train.rows[data.train.rows["diagnosis"] == label]
+                score_pool(sampler, latents, train, out, label=label, seed=seed, quantile=config.memorization_quantile,
+                           participants=list(table["participant_id"]),
+                           training_names=list(train_rows["participant_id"]), diagnostics=diagnostics)
                 rate = diagnostics.get("acceptance_rate")
                 logger.info("%s: %d synthetic %s images%s", spec.name, count, label,
                             f" (acceptance {rate:.2f})" if rate is not None else "")
             pools[spec.name][index] = _pool(out, label, seed, count)
-            held_out = data.test.class_fingerprints[label]  # the quality's reference: redone when it changes
-            if not (report.exists() and json.loads(report.read_text()).get("held_out_images") == held_out):
-                model = model or load_generator(generators[label].best, map_location=device)
-                write_json(report, {**_quality(model, pools[spec.name][index], data, index, config),
-                                    "held_out_images": held_out})
         fingerprints[spec.name] = fingerprint(records)
     return pools, fingerprints
 
@@ -168,19 +168,6 @@ def quality_file(out: Path, label: str, seed: int) -> Path:
     return synthetic_listing(out, label, seed).with_suffix(".quality.json")
 
 
-def _quality(model, pool: Volumes, data: StudyData, code: int, config: StudyConfig) -> dict:
-    """:func:`~medaug.sampling.quality.sample_quality` of the pool's first images against the class's
-    training images, with the class's held-out test images as the reference of a non-copying generator."""
-    train = _class_images(data.train, code)
-    held_out = Volumes.of(data.test.images).take(data.test.labels == code)
-    held_out = held_out.take(np.arange(min(len(held_out), QUALITY_IMAGES))).load()
-    synthetic = pool.take(np.arange(min(len(pool), QUALITY_IMAGES))).load().float()
-    quality = sample_quality(synthetic, train, held_out=held_out, reconstructions=reconstruct(model, train),
-                             held_out_reconstructions=reconstruct(model, held_out) if len(held_out) else None,
-                             quantile=config.memorization_quantile)
-    return {**quality, "warnings": quality_warnings(quality)}
-
-
 def quality_table(config: StudyConfig, run_dir: Path) -> pd.DataFrame:
     """Per sampler and class: sample quality, chain diagnostics and warnings of the written pools."""
     rows = []
@@ -190,9 +177,7 @@ def quality_table(config: StudyConfig, run_dir: Path) -> pd.DataFrame:
             if not report.exists():
                 continue
             quality = json.loads(report.read_text())
-            quality.pop("held_out_images", None)
-            chains_file = report.with_suffix(".chains.json")
-            chains = json.loads(chains_file.read_text()) if chains_file.exists() else {"chains": {}, "posterior": {}}
+            chains = json.loads(report.with_suffix(".chains.json").read_text())  # written before the quality
             warnings = quality.pop("warnings") + chains["chains"].get("warnings", [])
             if chains["posterior"] and chains["posterior"].get("decoded_spread", 1.0) < MIN_DECODED_SPREAD:
                 warnings.append("uninformative generator (collapsed posterior): allowed by allow_uninformative_generators")

@@ -1,0 +1,89 @@
+"""The one path that draws and scores a pool of synthetic images, for ``medaug generate`` and the
+study alike: the same novelty filter, the same quality measures against the generator's training
+images (:mod:`medaug.sampling.quality`) and the same files beside the pool's listing
+``synthetic_<label>_seed<seed>.tsv``:
+
+- ``.quality.json``: the pool's measures and warnings (first :data:`QUALITY_IMAGES` images);
+- ``.nearest.tsv``: per scored sample, its nearest and second-nearest training image distances, how
+  many training images lie within the copy threshold τ and its kind (novel, copy, average);
+- ``.chains.json``: the sampler's chain diagnostics and the generator's posterior check.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from medaug.errors import ConfigError
+from medaug.io import write_json, write_tsv
+from medaug.sampling.quality import QUALITY_IMAGES, novel, quality_warnings, reconstruct, sample_quality
+from medaug.sampling.sampler import Sampler
+from medaug.sampling.synthetic import synthetic_listing
+
+logger = logging.getLogger(__name__)
+
+NOVELTY_ROUNDS = 20  # draws of `count` codes at most before the novelty filter gives up
+
+
+def novelty_seed(seed: int, attempt: int) -> int:
+    """The seed of the novelty filter's ``attempt``-th extra draw (0: the pool's own seed)."""
+    return (seed + 7919 * attempt) % 2**32
+
+
+def draw_pool(sampler: Sampler, count: int, *, seed: int, train: torch.Tensor,
+              novelty_quantile: float | None = None) -> tuple[torch.Tensor, dict]:
+    """``count`` latent codes and the chains' diagnostics. With ``novelty_quantile``, samples nearer
+    to a training image than that quantile of the training images' leave-one-out nearest distances
+    are dropped and more are drawn (seeds :func:`novelty_seed`); ``diagnostics["novelty"]`` counts
+    what was drawn and dropped. Without it, exactly the codes of ``sampler.draw(count, seed=seed)``."""
+    latents, diagnostics = sampler.draw(count, seed=seed)
+    if novelty_quantile is None:
+        return latents, diagnostics
+    kept, drawn, threshold = [], 0, float("nan")
+    for attempt in range(NOVELTY_ROUNDS):
+        if attempt:
+            latents, _ = sampler.draw(count, seed=novelty_seed(seed, attempt))
+        mask, threshold = novel(torch.cat(list(sampler.decode(latents))), train.cpu(), novelty_quantile)
+        kept.append(latents[mask.to(latents.device)])
+        drawn += len(latents)
+        if sum(len(k) for k in kept) >= count:
+            break
+    found = sum(len(k) for k in kept)
+    if found < count:
+        raise ConfigError(f"{sampler.name} sampler: only {found} of {drawn} samples were farther from every training "
+                          f"image than the {novelty_quantile:g} quantile of the real leave-one-out distances "
+                          f"({threshold:.3g}), fewer than the {count} asked for: lower novelty_quantile, or train "
+                          "a generator that does not copy")
+    diagnostics["novelty"] = {"quantile": novelty_quantile, "threshold": threshold, "drawn": drawn,
+                              "dropped": drawn - found}
+    logger.info("%s: novelty filter dropped %d of %d samples", sampler.name, drawn - found, drawn)
+    return torch.cat(kept)[:count], diagnostics
+
+
+def score_pool(sampler: Sampler, latents: torch.Tensor, train: torch.Tensor, out_dir: Path, *, label: str,
+               seed: int, quantile: float, participants: list[str], training_names: list[str],
+               diagnostics: dict) -> dict:
+    """Score the first :data:`QUALITY_IMAGES` images of a written pool against the generator's
+    ``train`` images and write the three files of the module docstring. ``participants``: the pool's
+    participant ids in order; ``training_names``: the training images' names. Returns the quality
+    with its warnings (the chains' warnings included)."""
+    shown = latents[:QUALITY_IMAGES]
+    images = torch.cat(list(sampler.decode(shown)))
+    quality = sample_quality(images, train.cpu(), reconstructions=reconstruct(sampler.model, train),
+                             quantile=quantile)
+    samples = quality.pop("samples")
+    if "novelty" in diagnostics:
+        quality.update({f"novelty_{key}": value for key, value in diagnostics["novelty"].items()})
+    quality["warnings"] = quality_warnings(quality)
+    listing = synthetic_listing(out_dir, label, seed)
+    write_tsv(listing.with_suffix(".nearest.tsv"), pd.DataFrame({
+        "participant_id": participants[:len(shown)],
+        "nearest_training": [training_names[i] for i in samples["nearest_training"]],
+        "nearest_distance": samples["nearest_distance"], "second_distance": samples["second_distance"],
+        "training_within_threshold": samples["training_within_threshold"], "kind": samples["kind"]}).round(4))
+    write_json(listing.with_suffix(".chains.json"), {"chains": diagnostics, "posterior": sampler.posterior})
+    write_json(listing.with_suffix(".quality.json"), quality)
+    return {**quality, "warnings": quality["warnings"] + diagnostics.get("warnings", [])}
