@@ -1,6 +1,7 @@
 """Generators: likelihood estimates against quadrature, training, persistence, resume, stability."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -175,7 +176,13 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
                      "--seed", "7", "--allow-uninformative", *options]) == 0  # 2 epochs: a collapsed generator
         quality = json.loads((out / "synthetic_CN_seed7.quality.json").read_text())
         assert 0 <= quality["coverage"] <= 1 and quality["synthetic"] == 3
-        assert any("collapsed" in w or "uninformative" in w for w in quality["warnings"]) or quality["posterior"]
+        chains = json.loads((out / "synthetic_CN_seed7.chains.json").read_text())
+        assert chains["posterior"]["decoded_spread"] < 0.1  # 2 steps: collapsed, sampled only because allowed
+        assert any("averaged" in w or "collapsed" in w for w in quality["warnings"])
+        nearest = (out / "synthetic_CN_seed7.nearest.tsv").read_text().splitlines()
+        assert nearest[0].split("\t") == ["participant_id", "nearest_training", "nearest_distance", "second_distance",
+                                          "training_within_threshold", "median_distance", "kind"] and len(nearest) == 4
+        assert nearest[1].split("\t")[1] in {Path(p).name for p in recorded["train_images"]}
         images = sorted(out.glob("sub-synthCN*/anat/*_desc-synthetic_T1w.nii.gz"))
         assert len(images) == 3
         sidecar = json.loads(images[0].with_name(images[0].name.replace(".nii.gz", ".json")).read_text())
@@ -188,7 +195,6 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
         assert image.shape == (12, 14, 12)
         torch.testing.assert_close(torch.as_tensor(image.affine), torch.tensor(recorded["image_affine"],
                                                                               dtype=torch.float64))
-        assert quality["sampler"]["sampler"] == sampler
         assert not list((tmp_path / "cn").rglob("sampler_*"))  # nothing written into the model folder
     assert validator_errors(tmp_path / "synthetic_gmm") == []
     assert main(["generate", str(tmp_path / "cn"), "--sampler", "gmm", "-n", "1", "--out",

@@ -103,7 +103,7 @@ def _generate(args: argparse.Namespace) -> None:
     table = write_synthetic(latents.cpu(), sampler.decode(latents, args.batch_size), args.out,
                             label=label, model_dir=model_dir, sampler=sampler,
                             seed=args.seed, start_index=args.start_index, diagnostics=diagnostics)
-    names = provenance.train_participants or provenance.train_images
+    names = [Path(path).name for path in provenance.train_images]
     quality = score_pool(sampler, latents, train, args.out, label=label, seed=args.seed, quantile=args.quantile,
                          participants=list(table["participant_id"]), training_names=list(names),
                          diagnostics=diagnostics)

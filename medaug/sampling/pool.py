@@ -5,7 +5,8 @@ images (:mod:`medaug.sampling.quality`) and the same files beside the pool's lis
 
 - ``.quality.json``: the pool's measures and warnings (first :data:`QUALITY_IMAGES` images);
 - ``.nearest.tsv``: per scored sample, its nearest and second-nearest training image distances, how
-  many training images lie within the copy threshold τ and its kind (novel, copy, average);
+  many training images lie within the copy threshold τ, its median distance to the training images
+  and its kind (novel, copy, average);
 - ``.chains.json``: the sampler's chain diagnostics and the generator's posterior check.
 """
 
@@ -26,6 +27,13 @@ from medaug.sampling.synthetic import synthetic_listing
 logger = logging.getLogger(__name__)
 
 NOVELTY_ROUNDS = 20  # draws of `count` codes at most before the novelty filter gives up
+
+
+def score_files(out_dir: Path, label: str, seed: int) -> dict[str, Path]:
+    """The ``quality``, ``nearest`` and ``chains`` files of a pool (module docstring)."""
+    listing = synthetic_listing(out_dir, label, seed)
+    return {"quality": listing.with_suffix(".quality.json"), "nearest": listing.with_suffix(".nearest.tsv"),
+            "chains": listing.with_suffix(".chains.json")}
 
 
 def novelty_seed(seed: int, attempt: int) -> int:
@@ -78,12 +86,13 @@ def score_pool(sampler: Sampler, latents: torch.Tensor, train: torch.Tensor, out
     if "novelty" in diagnostics:
         quality.update({f"novelty_{key}": value for key, value in diagnostics["novelty"].items()})
     quality["warnings"] = quality_warnings(quality)
-    listing = synthetic_listing(out_dir, label, seed)
-    write_tsv(listing.with_suffix(".nearest.tsv"), pd.DataFrame({
+    files = score_files(out_dir, label, seed)
+    write_tsv(files["nearest"], pd.DataFrame({
         "participant_id": participants[:len(shown)],
         "nearest_training": [training_names[i] for i in samples["nearest_training"]],
         "nearest_distance": samples["nearest_distance"], "second_distance": samples["second_distance"],
-        "training_within_threshold": samples["training_within_threshold"], "kind": samples["kind"]}).round(4))
-    write_json(listing.with_suffix(".chains.json"), {"chains": diagnostics, "posterior": sampler.posterior})
-    write_json(listing.with_suffix(".quality.json"), quality)
+        "training_within_threshold": samples["training_within_threshold"], "median_distance": samples["median_distance"],
+        "kind": samples["kind"]}).round(4))
+    write_json(files["chains"], {"chains": diagnostics, "posterior": sampler.posterior})
+    write_json(files["quality"], quality)
     return {**quality, "warnings": quality["warnings"] + diagnostics.get("warnings", [])}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +32,14 @@ def label_token(label: str) -> str:
 def synthetic_listing(out_dir: str | os.PathLike, label: str, seed: int) -> Path:
     """The TSV that :func:`write_synthetic` writes for one class and seed."""
     return Path(out_dir) / f"synthetic_{label_token(label)}_seed{seed}.tsv"
+
+
+LISTING = re.compile(r"^synthetic_[A-Za-z0-9]*_seed\d+\.tsv$")
+
+
+def listings(out_dir: str | os.PathLike) -> list[Path]:
+    """The listing TSVs of a synthetic folder (not the per-sample ``.nearest.tsv`` beside them)."""
+    return sorted(p for p in Path(out_dir).glob("synthetic_*_seed*.tsv") if LISTING.match(p.name))
 
 
 def pool_file(out_dir: str | os.PathLike, label: str, seed: int) -> Path:
@@ -73,7 +82,7 @@ def write_synthetic(latents: torch.Tensor, images: Iterable[torch.Tensor], out_d
             raise ValueError(f"{offset} images decoded for {len(latents)} latent codes")
 
     with FolderLock(out_dir, "medaug generate"):  # before the check: unlisted files may be another writer's
-        listed = {Path(path).parents[1] for listing in Path(out_dir).glob("synthetic_*_seed*.tsv")
+        listed = {Path(path).parents[1] for listing in listings(out_dir)
                   for path in pd.read_csv(listing, sep="\t", usecols=["path"])["path"]}
         replace_unlisted([path.parents[1] for path in paths], listed, f"a synthetic_*.tsv of {out_dir}")
         if pool:

@@ -34,7 +34,7 @@ from medaug.generative.training_data import record_training_data
 from medaug.provenance import GeneratorProvenance
 from medaug.run_folder import StepRecord, fingerprint, remove_outputs
 from medaug.sampling.posterior_check import MIN_DECODED_SPREAD
-from medaug.sampling.pool import draw_pool, score_pool
+from medaug.sampling.pool import draw_pool, score_files, score_pool
 from medaug.sampling.samplers import SAMPLERS, build_sampler
 from medaug.sampling.synthetic import label_token, pool_file, synthetic_listing, write_synthetic
 from medaug.study.config import StudyConfig
@@ -124,7 +124,7 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
         pools[spec.name], records = {}, []
         for index, label in enumerate(config.data.labels):
             seed = pool_seed(config.seed, spec.name, index)
-            listing, report = synthetic_listing(out, label, seed), quality_file(out, label, seed)
+            listing, report = synthetic_listing(out, label, seed), score_files(out, label, seed)["quality"]
             record = StepRecord(listing.with_suffix(".inputs.json"), {
                 "sampler": spec.name, "options": SAMPLERS.options(spec.name, spec.options).to_dict(), "seed": seed, "count": count,
                 "generator": generators[label].fingerprint, "train_images": data.train.class_fingerprints[label],
@@ -163,21 +163,16 @@ def pool_seed(seed: int, sampler: str, code: int) -> int:
     return (seed + 100 * offset + code) % 2**32
 
 
-def quality_file(out: Path, label: str, seed: int) -> Path:
-    """The sample-quality record of one pool, beside its listing."""
-    return synthetic_listing(out, label, seed).with_suffix(".quality.json")
-
-
 def quality_table(config: StudyConfig, run_dir: Path) -> pd.DataFrame:
     """Per sampler and class: sample quality, chain diagnostics and warnings of the written pools."""
     rows = []
     for spec in config.samplers:
         for index, label in enumerate(config.data.labels):
-            report = quality_file(run_dir / "synthetic" / spec.name, label, pool_seed(config.seed, spec.name, index))
-            if not report.exists():
+            files = score_files(run_dir / "synthetic" / spec.name, label, pool_seed(config.seed, spec.name, index))
+            if not files["quality"].exists():
                 continue
-            quality = json.loads(report.read_text())
-            chains = json.loads(report.with_suffix(".chains.json").read_text())  # written before the quality
+            quality = json.loads(files["quality"].read_text())
+            chains = json.loads(files["chains"].read_text())  # written before the quality
             warnings = quality.pop("warnings") + chains["chains"].get("warnings", [])
             if chains["posterior"] and chains["posterior"].get("decoded_spread", 1.0) < MIN_DECODED_SPREAD:
                 warnings.append("uninformative generator (collapsed posterior): allowed by allow_uninformative_generators")
