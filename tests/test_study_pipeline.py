@@ -40,8 +40,12 @@ def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, other_c
     runs = test[(test["classifier"] == "cnn") & (test["condition"] == "real")]["balanced_accuracy"]
     assert np.isclose(row["balanced_accuracy_mean"].iloc[0], runs.mean())
     for name in ("config.yaml", "cohort.tsv", "split/split.tsv", "summary.md", "differences.tsv", "gan.tsv",
-                 "memorization.tsv", "quality.tsv", "figures/balanced_accuracy.png", "figures/synthetic_vs_real.png"):
+                 "memorization.tsv", "quality.tsv", "figures/balanced_accuracy.png", "figures/synthetic_vs_real.png",
+                 "figures/generator_training.png"):
         assert (run_dir / name).is_file(), name
+    log = pd.read_csv(run_dir / "generators" / "AD" / "training_log.csv")  # the training loss selects by default
+    assert list(log.columns) == ["epoch", "train_loss", "val_loss", "best_train_loss", "seconds"]
+    assert "Generator training" in (run_dir / "report.html").read_text()
     # sample quality and chain diagnostics per sampler and class; the 3-epoch generators are collapsed,
     # which the report says at the top
     quality = pd.read_csv(run_dir / "quality.tsv", sep="\t")

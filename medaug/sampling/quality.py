@@ -199,9 +199,7 @@ def quality_warnings(quality: dict) -> list[str]:
         warnings.append(f"collapsed pool: {100 * quality['max_nn_share']:.0f}% of the samples share one nearest "
                         "training image")
     for prefix, space in (("", "image"), ("reconstruction_", "reconstruction")):
-        for kind, meaning in (("average", "averages (nearer than real subjects are to each other to several "
-                                          "training images: blends or a class mean)"),
-                              ("copy", "near-copies (of exactly one training image)")):
+        for kind, meaning in (("average", "averages (blends or a class mean)"), ("copy", "near-copies")):
             key = f"{prefix}{kind}_fraction"
             if key not in quality:
                 continue

@@ -203,9 +203,11 @@ QUALITY_SHOWN = ("sampler", "diagnosis", "diversity", "max_nn_share", "real_max_
                  "acceptance_rate", "step_size", "sigma", "ess_per_draw", "split_r_hat", "start_basin_fraction")
 
 
-AUDIT_TEXT = ("τ is the {} quantile of the training images' leave-one-out nearest-neighbour distances; a sample "
-              "within τ of exactly one training image is a copy, of several an average (a blend or class mean), of "
-              "none novel; real_* columns score the training images themselves, leave one out")
+AUDIT_TEXT = ("τ is the {} quantile of the training images' leave-one-out nearest-neighbour distances, "
+              "τ_typical that of their median distances to the others; a sample within τ of a training image and "
+              "far from the others is a copy, one near several or nearer to the training set as a whole than real "
+              "images are (median distance below τ_typical) an average (a blend or class mean), any other novel; "
+              "real_* columns score the training images themselves, leave one out")
 
 
 def _quantile_text(memorization: pd.DataFrame) -> str:
