@@ -23,6 +23,7 @@ TINY_STUDY = {  # the packaged demo cut down to seconds: every step of the study
     "generator": {"model": "rhvae", "latent_dim": 2, "hidden": [16], "metric_hidden": 8},
     "trainer": {"max_steps": 1, "batch_size": 4},
     "samplers": [{"name": "prior"}],
+    "allow_uninformative_generators": True,  # one optimiser step: a collapsed generator, sampled anyway
     "synthetic_per_class": [2],
     "conditions": ["real", "real+synthetic"],
     "classifiers": ["sklearn-svm"],  # calibrated on 3 folds: 3 training images per class, so 5 subjects
