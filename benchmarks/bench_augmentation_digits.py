@@ -247,7 +247,10 @@ def merge(prefixes: list[Path], out: Path) -> None:
         raise SystemExit("the merged runs share seeds")
     runs.to_csv(out.with_suffix(".tsv"), sep="\t", index=False)
     quality.to_csv(out.with_name(out.name + "_quality.tsv"), sep="\t", index=False)
-    headers = [p.with_suffix(".txt").read_text().splitlines()[0] for p in prefixes]
+    # a run stopped between seeds has its TSVs (written after every seed) but no summary
+    headers = [p.with_suffix(".txt").read_text().splitlines()[0] if p.with_suffix(".txt").exists() else
+               f"# {p}: seeds {sorted(set(pd.read_csv(p.with_suffix('.tsv'), sep=chr(9))['seed']))} (stopped after them)"
+               for p in prefixes]
     text = "\n".join(headers) + "\n" + summarize(runs, quality)
     out.with_suffix(".txt").write_text(text + "\n")
     print(text)

@@ -70,7 +70,7 @@ def test_step_record_names_changed_inputs_and_removes_outdated_outputs(tmp_path)
 
 def _pool_state(run_dir):
     pools = {}
-    for listing in sorted(run_dir.glob("synthetic/*/synthetic_*_seed*.tsv")):
+    for listing in sorted(run_dir.glob("synthetic/*/synthetic_*_seed*[0-9].tsv")):
         table = pd.read_csv(listing, sep="\t")
         images = np.stack([np.asarray(nib.load(path).dataobj) for path in table["path"]])
         files = sorted(p.name for p in listing.parent.glob("sub-*"))
@@ -211,7 +211,7 @@ def test_run_killed_while_writing_a_pool_resumes(study_cohort, study_config, tmp
     assert not (out / f"synthetic/prior/synthetic_CN_seed{pool_seed(0, 'prior', 0)}.tsv").exists()  # killed mid-pool
     run_study(config)
     assert not (out / LOCK_FILE).exists()
-    for listing in out.glob("synthetic/*/synthetic_*_seed*.tsv"):
+    for listing in out.glob("synthetic/*/synthetic_*_seed*[0-9].tsv"):
         table = pd.read_csv(listing, sep="\t")
         assert len(table) == 400 and all(os.path.exists(p) for p in table["path"])
     for sampler in ("prior", "gmm"):
