@@ -17,6 +17,8 @@ from typing import Any
 import nibabel as nib
 import pandas as pd
 
+from medaug.errors import ConfigError, InputDataError
+
 ATOMIC_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")  # the temporary names atomic_write uses
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -72,3 +74,56 @@ def write_torch(path: str | os.PathLike, obj: Any) -> Path:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write(path, lambda p: p.write_bytes(buffer.getbuffer()))
+
+
+def read_torch(path: str | os.PathLike, fix: str, map_location: Any = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` of ``path``; an unsafe pickle or a damaged file raises
+    :class:`~medaug.errors.InputDataError` naming the file and ending with ``fix`` (permissions: the
+    :class:`OSError`)."""
+    import pickle
+
+    import torch
+
+    with Path(path).open("rb") as file:
+        try:
+            return torch.load(file, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            raise InputDataError(f"{path} was refused by torch.load(weights_only=True): it holds objects other than "
+                                 f"tensors (an unsafe pickle, or not a checkpoint); {fix}") from None
+        except Exception:  # noqa: BLE001 (a damaged file fails in many ways: EOFError, KeyError, RuntimeError)
+            raise InputDataError(f"{path} is not a readable PyTorch checkpoint (truncated, or another kind of "
+                                 f"file); {fix}") from None
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def read_yaml(path: str | os.PathLike, fix: str) -> Any:
+    """A settings file read with ``yaml.safe_load``; a missing, non-UTF-8 (binary) or invalid file
+    raises :class:`~medaug.errors.ConfigError` in one line naming it and ending with ``fix``."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found; {fix}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{error.object[error.start:error.start + 1].hex()} at "
+                          f"offset {error.start}: a binary file?); {fix}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML ({_one_line(error)}); {fix}") from None
+
+
+def read_table(path: str | os.PathLike, fix: str, **options: Any) -> pd.DataFrame:
+    """A tab-separated text table (``pandas.read_csv(sep="\\t", **options)``); a non-UTF-8 (binary),
+    empty or malformed file raises :class:`~medaug.errors.InputDataError` in one line naming it and
+    ending with ``fix``."""
+    try:
+        return pd.read_csv(path, sep="\t", encoding="utf-8", **options)
+    except UnicodeDecodeError as error:
+        raise InputDataError(f"{path} is not UTF-8 text (byte 0x{error.object[error.start:error.start + 1].hex()}: "
+                             f"a binary file?); {fix}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise InputDataError(f"{path} is not a tab-separated table ({_one_line(error)}); {fix}") from None

@@ -3,9 +3,12 @@
 While a command runs, :func:`folder_log` appends what the console logs (INFO and up) and medaug's
 DEBUG detail to ``<folder>/medaug.log``, with timestamps, logger names and levels, after a header
 line naming the command, the medaug version and the time; an error that ends the command is written
-with its traceback. The file starts once the folder exists (records wait in memory until the command
-creates it), so a command refused before writing leaves no folder behind. In a BIDS dataset the log
-is listed in ``.bidsignore``. Under torchrun only process 0 writes.
+with its traceback. The file starts once the command has claimed the folder as its own
+(:func:`allow`, called by :func:`medaug.output_folder.claim_output` after its checks): until then
+records wait in memory, and a command refused before its claim writes nothing anywhere (its error
+reaches the console only). Each record is flushed as it comes, so the log can be followed while a
+long command runs. In a BIDS dataset the log is listed in ``.bidsignore``. Under torchrun only
+process 0 writes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,16 @@ LOG_FILE = "medaug.log"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 logger = logging.getLogger(__name__)
+_ALLOWED: set[Path] = set()  # folders claimed by this process's command: their log may be written
+
+
+def allow(folder: str | os.PathLike) -> None:
+    """Let the command's log be written in ``folder``: it is the command's own output folder."""
+    _ALLOWED.add(Path(folder).resolve())
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, _FolderHandler):
+            with handler.lock:
+                handler.flush_pending()
 
 
 class _FolderHandler(logging.Handler):
@@ -41,13 +54,14 @@ class _FolderHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             self.pending.append(self.format(record))
-            self._write()
+            self.flush_pending()
         except Exception:
             self.handleError(record)
 
-    def _write(self) -> None:
+    def flush_pending(self) -> None:
+        """Write the waiting records once the folder is claimed (:func:`allow`)."""
         if self.file is None:
-            if self.unwritable or not self.path.parent.is_dir():
+            if self.unwritable or self.path.parent.resolve() not in _ALLOWED or not self.path.parent.is_dir():
                 return
             try:
                 self.file = open(self.path, "a", encoding="utf-8")
@@ -61,7 +75,7 @@ class _FolderHandler(logging.Handler):
     def close(self) -> None:
         with self.lock:
             with contextlib.suppress(OSError):
-                self._write()
+                self.flush_pending()
             if self.file is not None:
                 self.file.close()
         super().close()
@@ -92,7 +106,8 @@ def folder_log(folder: str | os.PathLike, command: str) -> Iterator[None]:
         package.setLevel(level)
         root.removeHandler(handler)
         handler.close()
-        _bids_ignore(folder)
+        if folder.resolve() in _ALLOWED:
+            _bids_ignore(folder)
 
 
 def _bids_ignore(folder: Path) -> None:

@@ -44,7 +44,7 @@ from tqdm import tqdm
 from medaug.configuration import Config
 from medaug.distributed import Replica
 from medaug.errors import ConfigError, TrainingDivergedError
-from medaug.io import write_text, write_torch
+from medaug.io import read_torch, write_text, write_torch
 from medaug.run_folder import canonical_json, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -295,8 +295,9 @@ class TrainingLoop:
         write_torch(self.checkpoint, snapshot)
 
     def _resume(self) -> None:
-        saved = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
         folder = self.checkpoint.parent
+        saved = read_torch(self.checkpoint, "delete it to start the training over, or train into a new folder",
+                           self.device)
         if saved.get("fingerprint") != fingerprint(self.settings):
             if "settings" not in saved:
                 raise ConfigError(f"{folder} holds a checkpoint ({self.checkpoint.name}) from an earlier medaug "

@@ -17,14 +17,14 @@ from medaug.data.clinica import (
 from medaug.data.cohort import load_cohort, normalise_diagnoses, read_sessions
 from medaug.data.selection import match_labels
 from medaug.errors import ConfigError, InputDataError
+from medaug.preprocessing import CLINICA_CROP_SHAPE
 
 SPACE = "MNI152NLin2009cSym"
 
 
 def _image(path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = np.random.default_rng(0).random((8, 8, 8), dtype=np.float32)
-    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    nib.save(nib.Nifti1Image(np.zeros(CLINICA_CROP_SHAPE, np.uint8), np.eye(4)), path)  # a t1-linear crop's grid
     return path
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from medaug.cli import example_cohort, main
+from medaug.output_folder import claim_output
 
 
 def _one_line(capsys, command: str) -> str:
@@ -181,7 +182,7 @@ def test_generate_with_a_sampler_for_another_model_names_the_folder_and_the_fix(
 
 @pytest.mark.parametrize("content, message", [
     ("participant_id\tdiagnosis\nsub-01\tAD\n", "lacks column(s) session_id, age, sex, site"),
-    (b"\x1f\x8b\x08\x00" + bytes(range(256)) * 8, "is not a tab-separated text table"),
+    (b"\x1f\x8b\x08\x00" + bytes(range(256)) * 8, "is not UTF-8 text (byte 0x8b: a binary file?)"),
     ("participant_id\tsession_id\tdiagnosis\tage\tsex\tsite\nsub-01\tses-M000\tAD\tsixty\tF\ts1\n",
      "the age column must hold numbers"),
 ])
@@ -294,7 +295,8 @@ def test_a_study_sampler_that_needs_another_generator_model_is_refused_before_an
 
 def test_generate_replaces_unlisted_leftovers_and_refuses_listed_images(trained, tmp_path, capsys):
     out = tmp_path / "syn"
-    leftover = out / "sub-synthAD0002" / "anat" / ".half.nii.gz"  # an interrupted write: no listing names it
+    claim_output(out, "generate")  # an interrupted write: the folder is generate's, no listing names the image
+    leftover = out / "sub-synthAD0002" / "anat" / ".half.nii.gz"
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"\x1f\x8b")
     command = ["generate", str(trained), "--sampler", "prior", "-n", "2", "--out", str(out), "--allow-uninformative"]

@@ -6,11 +6,12 @@ import pytest
 from medaug.data.clinica import caps_t1_linear_path, read_caps_t1_linear, read_labels, write_labels
 from medaug.data.cohort import load_cohort
 from medaug.errors import InputDataError
+from medaug.preprocessing import CLINICA_CROP_SHAPE
 
 
 def _caps_image(path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(np.zeros((3, 3, 3), np.float32), np.eye(4)), path)
+    nib.save(nib.Nifti1Image(np.zeros(CLINICA_CROP_SHAPE, np.uint8), np.eye(4)), path)  # the crop grid: read
     return path
 
 

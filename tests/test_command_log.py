@@ -12,6 +12,7 @@ import yaml
 
 from medaug.cli import main
 from medaug.logs import LOG_FILE, folder_log
+from medaug.output_folder import claim_output
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = re.compile(r"^===== medaug example-cohort .* \| medaug \S+ \| \d{4}-\d\d-\d\dT[\d:]+[+-][\d:]+ =====$", re.M)
@@ -63,16 +64,20 @@ def test_a_command_refused_before_writing_leaves_no_folder(tmp_path, capsys):
     assert not (tmp_path / "split").exists()
 
 
-def test_records_wait_until_the_folder_exists_and_levels_are_restored(tmp_path):
+def test_records_wait_until_the_command_claims_the_folder_and_levels_are_restored(tmp_path):
     package = logging.getLogger("medaug")
     level = package.level
     with folder_log(tmp_path / "out", "medaug test"):
         logging.getLogger("medaug.test").debug("before the folder")
         (tmp_path / "out").mkdir()
+        logging.getLogger("medaug.test").debug("in a folder the command has not claimed")
+        assert not (tmp_path / "out" / LOG_FILE).exists()
+        claim_output(tmp_path / "out", "test")
         logging.getLogger("medaug.test").info("after the folder")
-        assert (tmp_path / "out" / LOG_FILE).exists()
+        assert (tmp_path / "out" / LOG_FILE).exists()  # written as records come, not at the end
     lines = (tmp_path / "out" / LOG_FILE).read_text().splitlines()
     assert lines[0].startswith("===== medaug test | medaug ")
-    assert [line.split(" ", 2)[2] for line in lines[2:]] == ["DEBUG medaug.test: before the folder",
-                                                             "INFO medaug.test: after the folder"]
+    assert [line.split(" ", 2)[2] for line in lines[2:]] == [
+        "DEBUG medaug.test: before the folder", "DEBUG medaug.test: in a folder the command has not claimed",
+        "INFO medaug.test: after the folder"]
     assert package.level == level and all(not hasattr(h, "pending") for h in logging.getLogger().handlers)

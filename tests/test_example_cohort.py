@@ -154,7 +154,7 @@ def test_resume_keeps_finished_subjects_and_refuses_foreign_folders(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(OutputExistsError, match="not a medaug example cohort"):
+    with pytest.raises(OutputExistsError, match="holds files that `medaug example-cohort` did not write"):
         build_example_cohort(foreign, config)
     assert (foreign / "notes.txt").read_text() == "keep me"
 

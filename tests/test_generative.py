@@ -221,7 +221,7 @@ def test_generator_commands_reject_bad_input_clearly(tmp_path, capsys):
     assert "is not a saved model folder: config.json is missing" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:  # never into the model folder
         main(["generate", str(tmp_path), "--sampler", "prior", "-n", "2", "--out", str(tmp_path / "o")])
-    assert exit_info.value.code == 2 and "inside the model folder" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "is inside the input" in capsys.readouterr().err
     table = tmp_path / "t.tsv"
     table.write_text("participant_id\tpath\nsub-01\tx.nii.gz\n")
     config = tmp_path / "c.yaml"

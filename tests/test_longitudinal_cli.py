@@ -127,8 +127,10 @@ def test_longitudinal_commands_explain_bad_models_counts_labels_and_settings(tin
     assert main(["longitudinal", "fit", str(cohort), "--label", "AD", "--out", str(model), "--visits", "3",
                  "--size", "8,8,8", "--epochs", "2", "--config", str(small)]) == 0
     capsys.readouterr()
-    assert main(["longitudinal", "generate", str(model), "-n", "0", "--out", str(tmp_path / "s")]) == 2
-    assert "number of subjects must be ≥ 1" in capsys.readouterr().err
+    for count, message in (("0", "must be a whole number ≥ 1, got 0"), ("100000000000", "at most 100000 images")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["longitudinal", "generate", str(model), "-n", count, "--out", str(tmp_path / "s")])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
     record = model / "model" / "provenance.json"
     record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "first_visit_codes"}))
     assert main(["longitudinal", "generate", str(model), "-n", "1", "--out", str(tmp_path / "s"), "--start", "gmm"]) == 2
@@ -143,3 +145,56 @@ def test_longitudinal_commands_explain_bad_models_counts_labels_and_settings(tin
     pd.read_csv(cohort, sep="\t").query("diagnosis == 'CN'").to_csv(cn_only, sep="\t", index=False)
     assert main(["longitudinal", "impute", str(model), str(cn_only), "--out", str(tmp_path / "i")]) == 2
     assert "no image with diagnosis 'AD'" in capsys.readouterr().err
+
+
+def test_interrupted_fit_and_generate_resume_to_the_results_of_uninterrupted_runs(tiny_cohort, tmp_path, monkeypatch):
+    from medaug.data.derivatives import DerivativeDataset
+    from medaug.training import TrainingLoop
+
+    cohort, config = tmp_path / "cohort.tsv", tmp_path / "small.yaml"
+    assert main(["cohort", str(tiny_cohort[0]), "--out", str(cohort)]) == 0
+    config.write_text(SMALL)
+
+    def fit(out):
+        return main(["longitudinal", "fit", str(cohort), "--label", "AD", "--out", str(out), "--visits", "3",
+                     "--size", "8,8,8", "--epochs", "4", "--config", str(config)])
+
+    def generate(model, out):
+        return main(["longitudinal", "generate", str(model), "-n", "3", "--out", str(out), "--seed", "5"])
+
+    def interrupt_after(calls, cls, name):
+        original, done = getattr(cls, name), []
+
+        def cut(*args, **kwargs):
+            if len(done) == calls:
+                raise KeyboardInterrupt
+            done.append(1)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(cls, name, cut)
+
+    assert fit(tmp_path / "straight") == 0 and generate(tmp_path / "straight", tmp_path / "synth_straight") == 0
+    interrupt_after(2, TrainingLoop, "_write")  # Ctrl-C after the second epoch's checkpoint
+    assert fit(tmp_path / "cut") == 130
+    monkeypatch.undo()
+    assert (tmp_path / "cut" / "checkpoint.pt").is_file() and not (tmp_path / "cut" / "model").exists()
+    assert fit(tmp_path / "cut") == 0
+    for name in ("model/model.pt", "training_log.tsv"):
+        if name.endswith(".pt"):
+            straight = torch.load(tmp_path / "straight" / name, weights_only=True)
+            resumed = torch.load(tmp_path / "cut" / name, weights_only=True)
+            assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+        else:
+            log = pd.read_csv(tmp_path / "cut" / name, sep="\t").drop(columns="seconds", errors="ignore")
+            pd.testing.assert_frame_equal(log, pd.read_csv(tmp_path / "straight" / name, sep="\t").drop(columns="seconds", errors="ignore"))
+    interrupt_after(4, DerivativeDataset, "write_image")  # Ctrl-C in the second subject's sessions
+    assert generate(tmp_path / "cut", tmp_path / "synth_cut") == 130
+    monkeypatch.undo()
+    assert not list((tmp_path / "synth_cut").glob("*_listing.tsv"))
+    assert generate(tmp_path / "cut", tmp_path / "synth_cut") == 0  # the unlisted subjects are written again
+    straight = sorted(p.relative_to(tmp_path / "synth_straight") for p in (tmp_path / "synth_straight").rglob("*.nii.gz"))
+    assert straight == sorted(p.relative_to(tmp_path / "synth_cut") for p in (tmp_path / "synth_cut").rglob("*.nii.gz"))
+    assert len(straight) == 9
+    for path in straight:
+        assert np.array_equal(nib.load(tmp_path / "synth_straight" / path).get_fdata(),
+                              nib.load(tmp_path / "synth_cut" / path).get_fdata()), path

@@ -43,7 +43,7 @@ def test_packaged_demo_config_is_valid_and_writes_beside_itself(tmp_path):
 def test_demo_config_only_writes_the_packaged_file_and_keeps_an_edited_one(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", str(out), "--config-only"]) == 0
-    assert (out / "demo.yaml").read_text() == demo_config_text() and sorted(os.listdir(out)) == ["demo.yaml"]
+    assert (out / "demo.yaml").read_text() == demo_config_text() and sorted(os.listdir(out)) == [".medaug-demo.json", "demo.yaml"]
     edited = demo_config_text().replace("runs: 5", "runs: 2")
     (out / "demo.yaml").write_text(edited)
     capsys.readouterr()
@@ -54,7 +54,7 @@ def test_demo_config_only_writes_the_packaged_file_and_keeps_an_edited_one(tmp_p
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "summary.md").write_text("an older quickstart's study")
     assert main(["demo", str(tmp_path / "old"), "--config-only"]) == 2
-    assert "holds no demo.yaml" in capsys.readouterr().err and not (tmp_path / "old" / "demo.yaml").exists()
+    assert "did not write (summary.md)" in capsys.readouterr().err and not (tmp_path / "old" / "demo.yaml").exists()
 
 
 def _copy_project(dest: Path) -> Path:

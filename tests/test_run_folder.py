@@ -128,6 +128,24 @@ def test_interrupted_pool_is_redone_identically_and_changed_options_redo_only_th
     assert gmm.stat().st_mtime_ns != stamps[gmm] and real.stat().st_mtime_ns != stamps[real]
 
 
+def test_cnn_settings_keep_sklearn_tasks_and_stale_folders_and_edited_provenance_are_named(
+        study_cohort, study_config, tmp_path, caplog):
+    out = tmp_path / "study"
+    run_study(_quick(study_config, study_cohort, out))
+    task = out / "runs/sklearn-knn/real/run-00/metrics.tsv"
+    stamp = task.stat().st_mtime_ns
+    run_study(_quick(study_config, study_cohort, out, classifier_training={"epochs": 7, "batch_size": 4}))
+    assert task.stat().st_mtime_ns == stamp  # a scikit-learn model reads no CNN training setting
+    record = json.loads((out / "generators" / "CN" / "best" / "provenance.json").read_text())
+    (out / "generators" / "CN" / "best" / "provenance.json").write_text(json.dumps({**record, "label": "AD"}))
+    with caplog.at_level(logging.WARNING):
+        run_study(_quick(study_config, study_cohort, out, synthetic_per_class=[4]))
+    assert "generators/CN/best/provenance.json contradicts the study's config and split in: label;" in caplog.text
+    assert json.loads((out / "generators" / "CN" / "best" / "provenance.json").read_text())["label"] == "CN"
+    assert ("task folder(s) of earlier configs are not in this study's config: runs/sklearn-knn/synthetic-gmm-n6, "
+            "runs/sklearn-knn/synthetic-prior-n6; they are kept") in caplog.text
+
+
 @pytest.mark.slow
 def test_replaced_input_image_redoes_the_stacks_generators_and_tasks(study_cohort, study_config, tmp_path):
     bids = tmp_path / "bids"
@@ -160,14 +178,14 @@ def test_run_refuses_folders_it_did_not_write(study_cohort, study_config, tmp_pa
     out = tmp_path / "mine"
     out.mkdir()
     (out / "cohort.tsv").write_text("participant_id\nsub-keep\n")
-    with pytest.raises(OutputExistsError, match="holds files that no study run wrote"):
+    with pytest.raises(OutputExistsError, match="holds files that `medaug run` did not write"):
         run_study(_quick(study_config, study_cohort, out))
     assert (out / "cohort.tsv").read_text() == "participant_id\nsub-keep\n"
     assert sorted(p.name for p in out.iterdir()) == ["cohort.tsv"]
     # the folder holding the dataset (output: the dataset's parent) is refused too
     parent = study_cohort.parent
     before = sorted(p.name for p in parent.iterdir())
-    with pytest.raises(OutputExistsError, match="holds files that no study run wrote"):
+    with pytest.raises(OutputExistsError, match="holds files that `medaug run` did not write"):
         run_study(_quick(study_config, study_cohort, parent))
     assert sorted(p.name for p in parent.iterdir()) == before
 
@@ -289,7 +307,7 @@ def test_a_copied_config_does_not_make_a_folder_of_other_files_a_study(study_coh
     (out / "config.yaml").write_text(yaml.safe_dump(_quick(study_config, study_cohort, out).to_dict()))
     for name in ("cohort.tsv", "metrics.tsv"):
         (out / name).write_text("mine\n")
-    with pytest.raises(OutputExistsError, match="holds files that no study run wrote"):
+    with pytest.raises(OutputExistsError, match="holds files that `medaug run` did not write"):
         run_study(_quick(study_config, study_cohort, out))
     assert all((out / name).read_text() == "mine\n" for name in ("cohort.tsv", "metrics.tsv"))
 

@@ -94,7 +94,7 @@ def test_the_study_report_and_interpret_find_the_simulated_effect(tmp_path, caps
         "keep": {"crop_images": False}})
     run_study(config)
     folder = study / "interpret" / "cnn" / "real" / "gradient"
-    rows, stack = split_images(study, "test")
+    rows, stack = split_images(study, "test", config.preprocessing.size)
     assert len(list(folder.glob("sub-*_saliency.nii.gz"))) == len(rows) == 8
     mean_ad = nib.load(folder / "label-AD_desc-gradient_saliency.nii.gz")
     brain = template_on_study_grid(config.preprocessing, brain_mask=True) > 0.5

@@ -90,7 +90,7 @@ def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, other_c
 
 def test_output_inside_the_input_dataset_or_a_non_independent_test_cohort_is_refused(study_cohort, study_config,
                                                                                      tmp_path):
-    with pytest.raises(ConfigError, match="inside the input dataset"):
+    with pytest.raises(ConfigError, match="is inside the input"):
         run_study(study_config(study_cohort, study_cohort / "derivatives" / "study"))
     same = {"bids": str(study_cohort), "independent_tests": [{"name": "again", "bids": str(study_cohort)}]}
     with pytest.raises(ConfigError, match="is the study's own dataset"):

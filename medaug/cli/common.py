@@ -20,12 +20,15 @@ def csv_list(value: str) -> tuple[str, ...]:
 
 
 def size_triple(value: str) -> tuple[int, int, int]:
+    from medaug.preprocessing import size_problem
+
     try:
         size = tuple(int(v) for v in value.split(","))
     except ValueError:
         size = ()
-    if len(size) != 3 or min(size) < 1:
-        raise argparse.ArgumentTypeError("expected three positive integers, for example 84,104,89")
+    problem = size_problem(size)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem}, for example 84,104,89")
     return size
 
 
@@ -56,6 +59,19 @@ def count(text: str) -> int:
     return value
 
 
+MAX_IMAGES = 100_000  # per call: ten times the thesis's 10 000 synthetic images per class
+
+
+def image_count(text: str) -> int:
+    """A number of images to write: a whole number from 1 to :data:`MAX_IMAGES` (more: call again
+    with ``--start-index``), refused before any memory or disk is used."""
+    value = count(text)
+    if value > MAX_IMAGES:
+        raise argparse.ArgumentTypeError(f"at most {MAX_IMAGES} images per call, got {value}; write more in "
+                                         "several calls with --start-index")
+    return value
+
+
 def bounded(what: str, low: float, high: float = math.inf, *, above: bool = False,
             unit: str = "") -> Callable[[str], float]:
     """A type for a finite float ≥ ``low`` (> ``low`` with ``above``) and ≤ ``high``."""
@@ -74,14 +90,9 @@ def config_sections(path: Path | None, sections: tuple[str, ...]) -> dict:
     """The sections of a YAML settings file (safe_load); unknown sections are refused by name."""
     if path is None:
         return {}
-    import yaml
+    from medaug.io import read_yaml
 
-    if not path.is_file():
-        raise ConfigError(f"{path} not found; give a YAML file with {', '.join(s + ':' for s in sections)} sections")
-    try:
-        options = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    options = read_yaml(path, f"give a YAML file with {', '.join(s + ':' for s in sections)} sections") or {}
     if not isinstance(options, dict):
         raise ConfigError(f"{path}: expected a mapping of sections ({', '.join(s + ':' for s in sections)})")
     unknown = set(options) - set(sections)

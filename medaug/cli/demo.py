@@ -3,7 +3,7 @@
 The study simulates its cohort into ``OUT_DIR/bids`` and writes ``OUT_DIR/study``, exactly as
 ``medaug run OUT_DIR/demo.yaml`` would; rerunning resumes. An ``OUT_DIR/demo.yaml`` that differs
 from the packaged one (a researcher's edits) is kept and run as it is, with a notice; a non-empty
-``OUT_DIR`` without one is refused.
+``OUT_DIR`` that no demo wrote is refused (:mod:`medaug.output_folder`).
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from medaug.cli.run import run_config
 
 def _demo(args: argparse.Namespace) -> None:
     from medaug.demo import demo_config_text
-    from medaug.errors import OutputExistsError
     from medaug.io import write_text
+    from medaug.output_folder import claim_output
 
     path = args.out_dir / "demo.yaml"
     packaged = demo_config_text()
+    claim_output(args.out_dir, "demo", own=lambda folder: (folder / "demo.yaml").is_file())  # demos before markers
     if not path.exists():
-        if args.out_dir.exists() and any(args.out_dir.iterdir()):
-            raise OutputExistsError(f"{args.out_dir} is not empty and holds no demo.yaml of an earlier `medaug demo` "
-                                    "(an older quickstart's study?); give a new or empty folder")
         write_text(path, packaged)
         print(f"demo study config written to {path}")
     elif path.read_text(encoding="utf-8") != packaged:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from medaug.cli.common import count, seed
+from medaug.cli.common import count, image_count, seed
 from medaug.compute import INFERENCE_BATCH
 from medaug.errors import ConfigError, InputDataError
 from medaug.sampling.samplers import SAMPLERS
@@ -82,11 +82,12 @@ def _generate(args: argparse.Namespace) -> None:
     from medaug.sampling.pool import draw_pool, score_pool
     from medaug.sampling.samplers import Samples, build_sampler
     from medaug.sampling.sampler import posterior_means
+    from medaug.output_folder import check_output, claim_output, derivative_named
     from medaug.sampling.synthetic import write_synthetic
 
     sampler = build_sampler(args.sampler, **_given_options(args))  # validated before any loading
-    if args.out.resolve().is_relative_to(args.model_dir.resolve()):
-        raise ConfigError(f"--out {args.out} is inside the model folder {args.model_dir}; write elsewhere")
+    output = {"inputs": [args.model_dir], "own": derivative_named("medaug-synthetic")}  # folders before markers
+    check_output(args.out, "generate", **output)
     model_dir = _model_folder(args.model_dir)
     model = load_generator(model_dir, map_location=resolve_device(args.device))
     provenance = GeneratorProvenance.read(model_dir)  # refuses an unfinished training, with the fix
@@ -100,6 +101,7 @@ def _generate(args: argparse.Namespace) -> None:
     latents, diagnostics = draw_pool(sampler, args.n, seed=args.seed, train=train,
                                      novelty_quantile=args.novelty_quantile)
     label = provenance.label
+    claim_output(args.out, "generate", **output)
     table = write_synthetic(latents.cpu(), sampler.decode(latents, args.batch_size), args.out,
                             label=label, model_dir=model_dir, sampler=sampler,
                             seed=args.seed, start_index=args.start_index, diagnostics=diagnostics)
@@ -138,7 +140,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("model_dir", type=Path, help="folder from `medaug train-generator` (or its best/)")
     parser.add_argument("--sampler", default="rhvae-hmc", choices=SAMPLERS.names(),
                         help="posterior and jitter are copy controls (re-encoded / noisy training images)")
-    parser.add_argument("-n", type=count, required=True, help="number of images")
+    parser.add_argument("-n", type=image_count, required=True, help="number of images (at most 100000 per call)")
     parser.add_argument("--out", type=Path, required=True, help="derivative folder for the synthetic images")
     parser.add_argument("--seed", type=seed, default=0, help="in [0, 2^32)")
     parser.add_argument("--batch-size", type=count, default=INFERENCE_BATCH, help="images decoded at a time")

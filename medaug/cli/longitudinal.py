@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medaug.cli.common import bounded, config_sections, count, seed, size_triple
+from medaug.cli.common import bounded, config_sections, count, image_count, seed, size_triple
 
 
 def _longitudinal_fit(args: argparse.Namespace) -> None:
@@ -13,8 +13,11 @@ def _longitudinal_fit(args: argparse.Namespace) -> None:
     from medaug.generative.config import GeneratorConfig
     from medaug.generative.training_data import read_image_table
     from medaug.longitudinal.flow_vae import FlowTraining, FlowVAEConfig
-    from medaug.longitudinal.workflow import fit_longitudinal
+    from medaug.longitudinal.workflow import fit_longitudinal, fitted_before_markers
+    from medaug.output_folder import check_output
 
+    check_output(args.out, "longitudinal fit", inputs=[args.source, args.labels, args.split, args.config],
+                 own=fitted_before_markers)
     options = config_sections(args.config, ("generator", "flow", "training"))
     generator = {"input_shape": (1, *args.size), "latent_dim": 16, **(options.get("generator") or {}),
                  "model": args.prior}
@@ -31,8 +34,10 @@ def _longitudinal_fit(args: argparse.Namespace) -> None:
 
 
 def _longitudinal_generate(args: argparse.Namespace) -> None:
-    from medaug.longitudinal.workflow import generate_longitudinal
+    from medaug.longitudinal.workflow import generate_longitudinal, written_before_markers
+    from medaug.output_folder import check_output
 
+    check_output(args.out, "longitudinal generate", inputs=[args.model_dir], own=written_before_markers)
     table = generate_longitudinal(args.model_dir, args.n, args.out, seed=args.seed, start_index=args.start_index,
                                   start=args.start, components=args.components)
     print(f"{table['participant_id'].nunique()} synthetic subjects ({len(table)} sessions) written to {args.out}")
@@ -40,8 +45,11 @@ def _longitudinal_generate(args: argparse.Namespace) -> None:
 
 def _longitudinal_impute(args: argparse.Namespace) -> None:
     from medaug.generative.training_data import read_image_table
-    from medaug.longitudinal.workflow import impute_longitudinal
+    from medaug.longitudinal.workflow import impute_longitudinal, written_before_markers
+    from medaug.output_folder import check_output
 
+    check_output(args.out, "longitudinal impute", inputs=[args.model_dir, args.source, args.labels],
+                 own=written_before_markers)
     table = read_image_table(args.source, args.labels)
     written = impute_longitudinal(args.model_dir, table, args.out, draws=args.draws, seed=args.seed,
                                   sources=[args.source])
@@ -74,7 +82,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     fit.set_defaults(handler=_longitudinal_fit, log_folder="out")
     generate = actions.add_parser("generate", help="new synthetic subjects as BIDS sessions")
     generate.add_argument("model_dir", type=Path)
-    generate.add_argument("-n", type=int, required=True, help="number of subjects")
+    generate.add_argument("-n", type=image_count, required=True, help="number of subjects (at most 100000 per call)")
     generate.add_argument("--out", type=Path, required=True)
     generate.add_argument("--seed", type=seed, default=0, help="in [0, 2^32)")
     generate.add_argument("--start-index", type=count, default=1, help="first synthetic subject number")

@@ -11,8 +11,10 @@ from medaug.errors import ConfigError, InputDataError
 
 def _preprocess(args: argparse.Namespace) -> None:
     from medaug.data.cohort import load_cohort
+    from medaug.output_folder import check_output, claim_output
     from medaug.preprocessing.pipeline import T1LinearConfig
-    from medaug.preprocessing.runner import QC_FILE, preprocess_cohort
+    from medaug.preprocessing.runner import CONFIG_FILE, QC_FILE, preprocess_cohort
+    from medaug.preprocessing.template import load_registration_template
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be ≥ 1, got {args.jobs}")
@@ -21,15 +23,32 @@ def _preprocess(args: argparse.Namespace) -> None:
                             min_ncc=args.min_ncc,
                             size=args.size, **{name: getattr(args, name) for name in LIMITS
                                                if getattr(args, name) is not None})
+    output = {"inputs": [args.bids_dir, args.template], "own": lambda folder: (folder / CONFIG_FILE).is_file()}
+    check_output(args.out_dir, "preprocess", **output)  # CAPS folders written before markers hold CONFIG_FILE
+    if args.template:  # a foreign file is refused before any output exists
+        load_registration_template(config.template, space=config.template_space)
     cohort = load_cohort(args.bids_dir, acquisition=args.acq, database_dir=args.index_cache)
     if args.participant:
-        cohort = cohort[cohort["participant_id"].isin(args.participant)]
+        cohort = cohort[cohort["participant_id"].isin(_participants(args.participant, cohort, args.bids_dir))]
+    claim_output(args.out_dir, "preprocess", **output)
     qc = preprocess_cohort(cohort, args.out_dir, config, sources=[args.bids_dir], jobs=args.jobs)
     print(qc["status"].value_counts().rename_axis("status").reset_index().to_string(index=False))
     print(f"CAPS tree in {args.out_dir}; QC table {args.out_dir / QC_FILE}")
     if len(qc) and (qc["status"] == "failed").all():
         raise InputDataError(f"every image failed t1-linear ({len(qc)} of {len(qc)}; reasons in "
                              f"{args.out_dir / QC_FILE}), first {qc['participant_id'].iloc[0]}: {qc['reason'].iloc[0]}")
+
+
+def _participants(wanted: list[str], cohort, bids_dir: Path) -> set[str]:
+    """``--participant`` values as participant ids (``sub-`` optional); one the cohort lacks is refused."""
+    ids = {value if value.startswith("sub-") else f"sub-{value}" for value in wanted}
+    known = sorted(set(cohort["participant_id"]))
+    unknown = sorted(ids - set(known))
+    if unknown:
+        raise InputDataError(f"--participant {', '.join(unknown)}: no T1w image of {bids_dir} belongs to "
+                             f"{'this participant' if len(unknown) == 1 else 'these participants'} (participants "
+                             f"there: {', '.join(known[:5])}{' …' if len(known) > 5 else ''}); check the id")
+    return ids
 
 
 LIMITS = ("max_seconds_per_image", "max_memory_gb", "spacing_range_mm", "max_field_of_view_mm")

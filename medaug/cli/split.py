@@ -10,10 +10,14 @@ from medaug.cli.common import seed
 
 def _split(args: argparse.Namespace) -> None:
     from medaug.data.splits import SplitConfig, balance_report, read_cohort, save_split, split_subjects
+    from medaug.output_folder import check_output, claim_output
 
+    output = {"inputs": [args.cohort], "own": lambda folder: (folder / "split.json").is_file()}  # before markers
+    check_output(args.output, "split", **output)
     config = SplitConfig(test_per_label=args.test_per_label, train_n=args.train_n, seed=args.seed,
                          p_threshold=args.p_threshold, max_tries=args.max_tries)
     subjects = split_subjects(read_cohort(args.cohort), config)
+    claim_output(args.output, "split", **output)
     save_split(subjects, config, args.output)
     print(balance_report(subjects).to_string(index=False))
     print(f"split written to {args.output}")

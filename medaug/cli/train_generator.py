@@ -22,8 +22,11 @@ def _train_generator(args: argparse.Namespace) -> None:
         class_split, read_image_table, record_training_data)
     from medaug.preprocessing.images import image_tensor
     from medaug.io import write_text
+    from medaug.output_folder import check_output, claim_output
     from medaug.run_folder import files_signature
 
+    output = {"inputs": [args.source, args.labels, args.split, args.config], "own": _trained_before_markers}
+    check_output(args.out, "train-generator", **output)
     options = config_sections(args.config, ("generator", "trainer"))
     generator_options = dict(options.get("generator") or {})
     generator_options.setdefault("input_shape", (1, *args.size))
@@ -41,6 +44,8 @@ def _train_generator(args: argparse.Namespace) -> None:
     # the images too (paths, sizes, mtimes): resuming on replaced or other images is refused
     settings = {"generator": config.to_dict(), "trainer": trainer.to_dict(),
                 "images": files_signature([*train_rows["path"], *validation_rows["path"]])}
+    if is_main_process():
+        claim_output(args.out, "train-generator", **output)
     if is_main_process() and not (args.out / "checkpoint.pt").exists():  # a new training: record its settings
         write_text(args.out / "train_config.yaml", yaml.safe_dump(settings, sort_keys=False))
     torch.manual_seed(trainer.seed)
@@ -53,6 +58,11 @@ def _train_generator(args: argparse.Namespace) -> None:
           f"best {'training' if trainer.selection == 'train' else 'validation'} loss "
           f"{result['best_' + ('train' if trainer.selection == 'train' else 'val') + '_loss']:.2f} at epoch "
           f"{result['best_epoch']} of {result['epochs']} ({result['steps']} steps); model in {args.out / 'best'}")
+
+
+def _trained_before_markers(folder: Path) -> bool:
+    """A training folder written before markers: its settings, checkpoint or model."""
+    return any((folder / name).exists() for name in ("train_config.yaml", "checkpoint.pt", "best"))
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

@@ -15,11 +15,13 @@ import os
 import re
 from pathlib import Path
 
+import nibabel as nib
 import pandas as pd
 
 from medaug.data.cohort import NO_SESSION, normalise_diagnoses, standard_columns
 from medaug.errors import InputDataError
-from medaug.io import write_tsv
+from medaug.io import read_table, write_tsv
+from medaug.preprocessing import CLINICA_CROP_SHAPE
 
 LABEL_COLUMNS = ["participant_id", "session_id", "diagnosis", "age", "sex"]
 CLINICA_TEMPLATE = "MNI152NLin2009cSym"
@@ -52,7 +54,8 @@ def read_labels(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise InputDataError(f"labels table {path} not found")
-    table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a", "NA", ""], keep_default_na=False)
+    table = read_table(path, f"a labels TSV has {', '.join(LABEL_COLUMNS)}", dtype=str, na_values=["n/a", "NA", ""],
+                       keep_default_na=False)
     missing = [c for c in ("participant_id", "session_id", "diagnosis") if c not in table]
     if missing:
         raise InputDataError(f"{path} lacks column(s) {', '.join(missing)} (columns: {', '.join(table.columns)}); "
@@ -91,6 +94,24 @@ def caps_t1_linear_path(caps_dir: str | os.PathLike, participant_id: str, sessio
     return _t1_linear_dir(Path(caps_dir), participant_id, session) / name
 
 
+def _check_crop_grid(paths: pd.Series) -> None:
+    """Refuse ``desc-Crop`` images that are not on t1-linear's 169×208×179 crop grid (headers only):
+    resizing them would give a classifier or a generator other anatomy than it expects."""
+    shapes = {}
+    for path in paths:
+        try:
+            shapes[path] = nib.load(path).shape[:3]
+        except Exception as error:  # noqa: BLE001 (nibabel raises many types for corrupt files)
+            raise InputDataError(f"cannot read {path} as NIfTI ({' '.join(str(error).split())}); rerun t1-linear on "
+                                 "it or remove it") from None
+    off = [f"{Path(path).name} ({'×'.join(map(str, shape))})" for path, shape in shapes.items()
+           if shape != CLINICA_CROP_SHAPE]
+    if off:
+        raise InputDataError(f"{len(off)} t1-linear crop image(s) are not on the {'×'.join(map(str, CLINICA_CROP_SHAPE))} "
+                             f"crop grid: {', '.join(off[:3])}{' …' if len(off) > 3 else ''}; rerun t1-linear on "
+                             "them (`clinica run t1-linear` or `medaug preprocess`) or remove them")
+
+
 def read_caps_t1_linear(caps_dir: str | os.PathLike, labels: pd.DataFrame | None = None,
                         cropped: bool = True, resolution: str = "1x1x1") -> pd.DataFrame:
     """Index ``t1-linear`` images of a CAPS tree: participant_id, session_id, space, naming, path.
@@ -124,6 +145,8 @@ def read_caps_t1_linear(caps_dir: str | os.PathLike, labels: pd.DataFrame | None
     if row is not None:
         raise InputDataError(f"{row['participant_id']} {row['session_id']} has several t1-linear images in "
                              f"{caps_dir} (old and new naming, or several templates); remove all but one")
+    if cropped and resolution == "1x1x1":
+        _check_crop_grid(images["path"])
     if labels is None:
         return images
     merged = labels.merge(images, on=["participant_id", "session_id"], how="left", validate="one_to_one")

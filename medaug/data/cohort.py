@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from medaug.errors import InputDataError
+from medaug.io import read_table
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +43,8 @@ _MISSING = ("", "n/a", "NA")
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, sep="\t", dtype=str, na_values=list(_MISSING), keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputDataError(f"cannot read {path} as a tab-separated table: {error}") from error
+    return read_table(path, "fix or remove the file (BIDS tables are UTF-8, tab-separated)", dtype=str,
+                      na_values=list(_MISSING), keep_default_na=False)
 
 
 def _stripped(values: pd.Series) -> pd.Series:

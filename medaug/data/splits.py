@@ -22,7 +22,7 @@ from medaug import __version__
 from medaug.data.selection import baseline_sessions
 from medaug.configuration import Config, check_seed
 from medaug.errors import BalanceError, ConfigError, InputDataError, LeakageError
-from medaug.io import write_json, write_tsv
+from medaug.io import read_table, write_json, write_tsv
 from medaug.provenance import read_json_object
 
 COHORT_COLUMNS = ("participant_id", "session_id", "diagnosis", "age", "sex", "site")
@@ -62,10 +62,7 @@ def read_cohort(path: str | os.PathLike) -> pd.DataFrame:
     fix = f"give the cohort TSV that `medaug cohort` writes (columns {', '.join(COHORT_COLUMNS)})"
     if not path.is_file():
         raise InputDataError(f"cohort table {path} not found; create it with `medaug cohort`")
-    try:
-        cohort = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputDataError(f"{path} is not a tab-separated text table ({error}); {fix}") from None
+    cohort = read_table(path, fix, na_values=["n/a"], keep_default_na=False)
     missing = [column for column in COHORT_COLUMNS if column not in cohort]
     if missing:
         raise InputDataError(f"{path} lacks column(s) {', '.join(missing)}; {fix}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from medaug import __version__
 from medaug.errors import ConfigError, InputDataError
 from medaug.generative.config import GeneratorConfig
 from medaug.generative.models import GenerativeModel, build_model
-from medaug.io import write_json, write_torch
+from medaug.io import read_torch, write_json, write_torch
 from medaug.provenance import PROVENANCE_FILE, GeneratorProvenance, read_json_object
 
 RESTORE = "restore the file from a copy, or train the model again into a new folder"
@@ -55,15 +54,7 @@ def load_model_folder(folder: str | os.PathLike, build: Callable[[dict], nn.Modu
         model = build(read_json_object(config_path, fix))
     except ConfigError as error:
         raise InputDataError(f"{config_path} is not a valid model configuration ({error}); {fix}") from None
-    with weights_path.open("rb") as file:
-        try:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            raise InputDataError(f"{weights_path} was refused by torch.load(weights_only=True): it holds objects "
-                                 f"other than tensors (an unsafe pickle, or not a checkpoint); {fix}") from None
-        except Exception:  # noqa: BLE001 (a damaged file fails in many ways: EOFError, KeyError, RuntimeError, OSError)
-            raise InputDataError(f"{weights_path} is not a readable PyTorch checkpoint (truncated, or another "
-                                 f"kind of file); {fix}") from None
+    state = read_torch(weights_path, fix)
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as error:

@@ -13,6 +13,7 @@ import pandas as pd
 from medaug.data.clinica import read_caps_t1_linear, read_labels
 from medaug.data.splits import assert_disjoint, load_split
 from medaug.errors import InputDataError
+from medaug.io import read_table
 from medaug.preprocessing.images import resized_affine
 from medaug.provenance import GeneratorProvenance
 
@@ -30,7 +31,8 @@ def read_image_table(source: str | os.PathLike, labels: str | os.PathLike | None
         return read_caps_t1_linear(source, read_labels(labels))
     if not source.is_file():
         raise InputDataError(f"{source} not found; give a cohort TSV (from `medaug cohort`) or a CAPS folder")
-    table = pd.read_csv(source, sep="\t", na_values=["n/a"], keep_default_na=False)
+    table = read_table(source, "give a cohort TSV (from `medaug cohort`) or a CAPS folder", na_values=["n/a"],
+                       keep_default_na=False)
     missing = [c for c in ("participant_id", "diagnosis", "path") if c not in table]
     if missing:
         raise InputDataError(f"{source} lacks column(s) {', '.join(missing)} (columns: {', '.join(table.columns)})")

@@ -15,9 +15,10 @@ from medaug.errors import InputDataError
 from medaug.generative.persistence import load_model_folder, save_generator
 from medaug.generative.training_data import class_split, fingerprint
 from medaug.io import write_tsv
-from medaug.longitudinal.bids_output import write_imputed_visits, write_synthetic_subjects
+from medaug.longitudinal.bids_output import DATASET_NAME, write_imputed_visits, write_synthetic_subjects
 from medaug.longitudinal.flow_vae import FlowTraining, FlowVAEConfig, LongitudinalFlowVAE, train_flow_vae
 from medaug.longitudinal.sequences import visit_grid
+from medaug.output_folder import claim_output, derivative_named
 from medaug.preprocessing.images import image_tensor, resized_affine
 from medaug.provenance import LongitudinalProvenance
 from medaug.run_folder import FolderLock, files_signature
@@ -42,6 +43,7 @@ def fit_longitudinal(table: pd.DataFrame, label: str, out_dir: str | os.PathLike
                                  "longitudinal model needs follow-up sessions (check ages and --interval)")
     torch.manual_seed(settings.seed)
     model = LongitudinalFlowVAE(config)
+    claim_output(out_dir, "longitudinal fit", own=fitted_before_markers)
     with FolderLock(out_dir, "medaug longitudinal fit"):
         model, log = train_flow_vae(model, (grids[0].values, grids[0].mask), (grids[1].values, grids[1].mask),
                                     settings, checkpoint=out_dir / "checkpoint.pt",
@@ -59,6 +61,14 @@ def fit_longitudinal(table: pd.DataFrame, label: str, out_dir: str | os.PathLike
     best = min([e for e in log if not e["warmup"]] or log, key=lambda e: e["val_loss"])  # train_flow_vae's rule
     return {"train_subjects": len(grids[0].participants), "validation_subjects": len(grids[1].participants),
             "observed_visits": int(grids[0].mask.sum()), "best_epoch": best["epoch"], "best_val_loss": best["val_loss"]}
+
+
+def fitted_before_markers(folder: Path) -> bool:
+    """A model folder of :func:`fit_longitudinal` written before markers."""
+    return any((folder / name).exists() for name in ("checkpoint.pt", "model", "training_log.tsv"))
+
+
+written_before_markers = derivative_named(DATASET_NAME)  # generate / impute folders written before markers
 
 
 def load_longitudinal(model_dir: str | os.PathLike) -> tuple[LongitudinalFlowVAE, LongitudinalProvenance, Path]:
@@ -96,6 +106,7 @@ def generate_longitudinal(model_dir: str | os.PathLike, n: int, out_dir: str | o
         sampler.fit_codes(model.frame, torch.as_tensor(record.first_visit_codes))
     images = model.sample(n, seed=seed, start=sampler)
     ages = np.random.default_rng(seed).choice(np.asarray(record.baseline_ages), n)
+    claim_output(out_dir, "longitudinal generate", inputs=[model_dir], own=written_before_markers)
     return write_synthetic_subjects(images, ages, out_dir, label=record.label,
                                     interval_years=record.interval_years, affine=record.affine,
                                     provenance=_provenance(record, folder, seed, Start=start, StartComponents=components
@@ -114,6 +125,7 @@ def impute_longitudinal(model_dir: str | os.PathLike, table: pd.DataFrame, out_d
                       visits=model.config.visits, interval_years=record.interval_years)
     images, anchors = model.impute(grid.values, grid.mask, draws, seed=seed)
     logger.info("imputation anchors (visit index): %s", np.bincount(anchors.numpy()).tolist())
+    claim_output(out_dir, "longitudinal impute", inputs=[model_dir, *sources], own=written_before_markers)
     return write_imputed_visits(images, grid, out_dir, affine=record.affine,
                                 provenance={**_provenance(record, folder, seed), "Draws": draws},
                                 sources=sources)

@@ -9,6 +9,7 @@ from monai.transforms import Compose, Resized, ScaleIntensityd
 
 from medaug.configuration import Config, check_at_least
 from medaug.errors import ConfigError
+from medaug.preprocessing import size_problem
 from medaug.preprocessing.registration import RegistrationConfig
 from medaug.preprocessing.template import CLINICA_CROP_GRID, RegistrationTemplate, load_registration_template
 from medaug.preprocessing.transforms import (
@@ -39,8 +40,9 @@ class T1LinearConfig(Config):
 
     def validate(self) -> None:
         if self.size is not None:
-            if min(self.size) < 1:
-                raise ConfigError(f"size must be three positive integers, got {self.size}")
+            problem = size_problem(self.size)
+            if problem:
+                raise ConfigError(f"size: {problem}")
         if not self.write_crop and self.size is None:
             raise ConfigError("write_crop: false keeps only the resized copy, so it needs a size")
         if self.n4_shrink_factor < 1 or self.n4_spline_distance_mm <= 0:

@@ -18,10 +18,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from medaug.errors import ConfigError, InputDataError
+from medaug.preprocessing import CLINICA_CROP_SHAPE
 from medaug.preprocessing.bias import head_mask
 from medaug.preprocessing.sitk_image import from_sitk, to_sitk
 
-CLINICA_CROP_SHAPE = (169, 208, 179)
 CLINICA_CROP_AFFINE = np.array([[1.0, 0, 0, -84.0], [0, 1.0, 0, -119.0], [0, 0, 1.0, -78.0], [0, 0, 0, 1.0]])
 NILEARN_TEMPLATE_SPACE = "MNI152NLin2009aAsym"
 
@@ -69,8 +69,12 @@ def load_registration_template(path: str | os.PathLike | None = None, *, space: 
     if space is None:
         raise ConfigError(f"name the template space of {path} (for example MNI152NLin2009cSym): "
                           "its file name has no tpl-<label> entity")
-    image = nib.as_closest_canonical(nib.load(path))
-    voxels = image.get_fdata(dtype=np.float32)
+    try:
+        image = nib.as_closest_canonical(nib.load(path))
+        voxels = image.get_fdata(dtype=np.float32)
+    except Exception as error:  # noqa: BLE001 (nibabel raises many types for foreign or corrupt files)
+        raise InputDataError(f"cannot read the template {path} as NIfTI ({' '.join(str(error).split())}); give a 3D "
+                             "T1w NIfTI template, or leave --template out for nilearn's MNI152") from None
     if voxels.ndim != 3:
         raise InputDataError(f"template {path} has shape {voxels.shape}; a 3D T1w template is expected")
     if mask_path is not None:

@@ -36,8 +36,9 @@ from medaug import __version__
 from medaug.configuration import Config
 from medaug.errors import ConfigError, InputDataError, OutputExistsError
 from medaug.io import write_json, write_nifti, write_text, write_tsv
-from medaug.logs import LOG_FILE
-from medaug.run_folder import LOCK_FILE, FolderLock
+from medaug.output_folder import check_output, claim_output
+from medaug.provenance import read_json_object
+from medaug.run_folder import FolderLock
 from medaug.simulation.anatomy import TEMPLATE_SPACE, TemplateAnatomy, install_template_anatomy, load_template_anatomy
 from medaug.simulation.primitives import (
     acquisition_grid,
@@ -322,22 +323,17 @@ def simulate_subject(subject: SubjectDraw, config: ExampleCohortConfig, out_dir:
     return records
 
 
-def _prepare_output(out_dir: Path, config: ExampleCohortConfig) -> None:
-    """Refuse to write into a folder that holds anything but an earlier run of the same config."""
+def _check_output(out_dir: Path, config: ExampleCohortConfig) -> None:
+    """Refuse a folder that holds anything but an earlier build of the same config (reads only)."""
+    check_output(out_dir, "example-cohort", marker=str(CONFIG_FILE))
     config_path = out_dir / CONFIG_FILE
-    # the CLI's log may come first; the lock is this build's
-    if out_dir.exists() and any(path.name not in (LOG_FILE, LOCK_FILE) for path in out_dir.iterdir()):
-        if not config_path.exists():
-            raise OutputExistsError(f"{out_dir} is not empty and is not a medaug example cohort; "
-                                    "choose a new output folder")
-        previous = json.loads(config_path.read_text())
+    if config_path.is_file():
+        previous = read_json_object(config_path, "choose a new output folder")
         # options added since a cohort was built hold their defaults in it
         if {**ExampleCohortConfig().to_dict(), **(previous.get("config") or {})} != config.to_dict():
             raise OutputExistsError(f"{out_dir} holds an example cohort built with other parameters "
                                     f"({config_path}); choose a new output folder")
         logger.info("resuming the example cohort in %s", out_dir)
-    write_json(config_path, {"generator": "medaug example-cohort", "medaug_version": __version__,
-                             "config": config.to_dict()})
 
 
 def _write_metadata(out_dir: Path, config: ExampleCohortConfig, subjects: list[SubjectDraw],
@@ -419,8 +415,9 @@ def build_example_cohort(out_dir: str | os.PathLike, config: ExampleCohortConfig
     if jobs > 1:
         check_main_guarded(f"build_example_cohort(jobs={jobs})")
     out_dir = Path(out_dir)
+    _check_output(out_dir, config)
     with FolderLock(out_dir, "medaug example-cohort"):  # two builds of one folder would mix their subjects
-        _prepare_output(out_dir, config)
+        claim_output(out_dir, "example-cohort", marker=str(CONFIG_FILE), record={"config": config.to_dict()})
         return _build(out_dir, config, jobs)
 
 

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
-import yaml
 
 from medaug.configuration import Config, check_device, check_seed
 from medaug.data.splits import SplitConfig
 from medaug.errors import ConfigError, InputDataError
+from medaug.io import read_yaml
 from medaug.generative.config import GeneratorConfig
 from medaug.generative.trainer import TrainerConfig
+from medaug.preprocessing import size_problem
 from medaug.preprocessing.pipeline import T1LinearConfig
 from medaug.sampling.samplers import SAMPLERS
 from medaug.simulation.example_cohort import ExampleCohortConfig
@@ -134,8 +135,9 @@ class PreprocessingSection(Config):
     def validate(self) -> None:
         if self.jobs < 1:
             raise ConfigError(f"preprocessing.jobs must be ≥ 1, got {self.jobs}")
-        if min(self.size) < 1:
-            raise ConfigError(f"preprocessing.size must be three positive integers, got {list(self.size)}")
+        problem = size_problem(self.size)
+        if problem:
+            raise ConfigError(f"preprocessing.size: {problem}")
         self.t1_linear()  # validates the pipeline fields now, not after hours of work
 
     def t1_linear(self) -> T1LinearConfig:
@@ -308,10 +310,7 @@ def load_study_config(path: str | os.PathLike) -> StudyConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"study config {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    data = read_yaml(path, "give a study YAML (see pipelines/*.yaml)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a study config is a YAML mapping with sections name:, data:, output:, ...")
     try:
@@ -334,4 +333,4 @@ def load_study(study_dir: str | os.PathLike) -> StudyConfig:
     if not path.is_file():
         raise InputDataError(f"{study_dir} is not a study folder (no config.yaml); give the output folder of "
                              "`medaug run`")
-    return StudyConfig.from_dict(yaml.safe_load(path.read_text()))
+    return StudyConfig.from_dict(read_yaml(path, "rerun `medaug run` on the study"))

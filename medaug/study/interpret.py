@@ -15,6 +15,7 @@ import torch
 
 from medaug.data.volumes import VolumeFile, Volumes
 from medaug.errors import ConfigError, InputDataError
+from medaug.logs import allow
 from medaug.preprocessing.images import resized_affine
 from medaug.run_folder import FolderLock, StepRecord, file_signature
 from medaug.study.html_report import template_on_study_grid
@@ -36,12 +37,18 @@ def default_conditions(study_dir: Path, config: StudyConfig, classifier: str) ->
     return ["real", *([str(means.idxmax())] if len(means) else [])]
 
 
-def split_images(study_dir: Path, split: str) -> tuple[pd.DataFrame, VolumeFile]:
-    """The listing and image stack of one split of a study (``images/<split>.tsv`` / ``.npy``)."""
+def split_images(study_dir: Path, split: str, size: tuple[int, ...]) -> tuple[pd.DataFrame, VolumeFile]:
+    """The listing and image stack of one split of a study (``images/<split>.tsv`` / ``.npy``); a
+    stack that is not one ``size`` image per listed row (a replaced or damaged file) is refused."""
     listing, stack = study_dir / "images" / f"{split}.tsv", study_dir / "images" / f"{split}.npy"
     if not (listing.is_file() and stack.is_file()):
         raise InputDataError(f"{study_dir} has no {split} image stack ({stack}); rerun `medaug run` on the study")
-    return pd.read_csv(listing, sep="\t", dtype=str, keep_default_na=False), VolumeFile(stack)
+    rows, volumes = pd.read_csv(listing, sep="\t", dtype=str, keep_default_na=False), VolumeFile(stack)
+    if volumes.shape[0] != len(rows) or volumes.shape[2:] != tuple(size):
+        raise InputDataError(f"{stack} holds {volumes.shape[0]} image(s) of {'×'.join(map(str, volumes.shape[2:]))} "
+                             f"voxels, where the study has {len(rows)} of {'×'.join(map(str, size))} ({listing}, "
+                             "config.yaml): it was replaced or damaged; delete it and rerun `medaug run` on the study")
+    return rows, volumes
 
 
 def mean_image(volumes: VolumeFile, batch: int = 64) -> torch.Tensor:
@@ -62,9 +69,10 @@ def interpret_study(study_dir: str | os.PathLike, *, classifier: str | None = No
         raise ConfigError(f"unknown saliency method {method!r}; choose among {', '.join(METHODS)}")
     study_dir = Path(study_dir)
     config = load_study(study_dir)
+    allow(study_dir)  # a study's folder: its log may be written
     classifier = classifier or select_classifiers(study_dir)[0].provenance.classifier
     conditions = conditions or default_conditions(study_dir, config, classifier)
-    rows, stack = split_images(study_dir, "test")
+    rows, stack = split_images(study_dir, "test", config.preprocessing.size)
     missing = next((path for path in rows["path"] if not Path(path).is_file()), None)
     if missing is not None:
         raise InputDataError(f"the study's test images (images/test.tsv) point to {missing}, which is gone (a "
@@ -82,7 +90,7 @@ def interpret_study(study_dir: str | os.PathLike, *, classifier: str | None = No
                            for m in models}})
             if not (record.renew([out], f"{method} saliency of {condition}") and (out / OVERLAY_FILE).is_file()):
                 if shown is None:
-                    train_mean = mean_image(split_images(study_dir, "train")[1])
+                    train_mean = mean_image(split_images(study_dir, "train", config.preprocessing.size)[1])
                     shown = train_mean, (template_on_study_grid(config.preprocessing) if in_template
                                          else train_mean[0].numpy())
                 interpret_condition(models, Volumes.of(stack), rows, affine, shown[1], out, method, shown[0],

@@ -27,11 +27,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from medaug import __version__
 from medaug.errors import ConfigError, OutputExistsError, StudyTaskError
 from medaug.io import write_json, write_text, write_tsv
-from medaug.logs import LOG_FILE
-from medaug.run_folder import LOCK_FILE, FolderLock, StepRecord
+from medaug.output_folder import check_output, claim_output
+from medaug.run_folder import FolderLock, StepRecord
 from medaug.study.classifiers import CLASSIFIERS
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData, prepare_data
@@ -53,11 +52,20 @@ EXTENSIBLE = ("name", "output", "runs", "classifiers", "classifier_options", "cl
               "allow_uninformative_generators", "keep")
 
 
+def _inputs(config: StudyConfig) -> list:
+    """The datasets a study reads: its output may not lie inside them."""
+    return [*config.data.sources, *(t.bids for t in config.data.independent_tests)]
+
+
+def _study_before_markers(run_dir: Path) -> bool:
+    """A study folder written before markers: its config and its split."""
+    return (run_dir / "config.yaml").is_file() and (run_dir / "split" / "split.json").is_file()
+
+
 def _check_location(config: StudyConfig, run_dir: Path) -> None:
-    """Refuse an output inside an input dataset (before anything is written)."""
-    for source in [*config.data.sources, *(t.bids for t in config.data.independent_tests)]:
-        if run_dir.resolve().is_relative_to(Path(source).resolve()):
-            raise ConfigError(f"output {run_dir} is inside the input dataset {source}; write it elsewhere")
+    """Refuse an output inside an input dataset or holding other files, an independent test cohort
+    that is the study's own (before anything is written)."""
+    check_output(run_dir, "run", inputs=_inputs(config), own=_study_before_markers, marker=STUDY_MARKER)
     for cohort in config.data.independent_tests:
         if any(Path(cohort.bids).resolve() == Path(source).resolve() for source in config.data.sources):
             raise ConfigError(f"independent test cohort {cohort.name!r} is the study's own dataset {cohort.bids}; "
@@ -65,18 +73,12 @@ def _check_location(config: StudyConfig, run_dir: Path) -> None:
 
 
 def _claim_folder(config: StudyConfig, run_dir: Path) -> None:
-    """Refuse a folder holding files no study run wrote, or another study; record the config."""
+    """Claim the folder (:func:`claim_output`: a study's own when a run marked it, or when it holds
+    a study's config and split; a config.yaml copied among other files does not make them the
+    study's); refuse one holding another study; record the config."""
+    claim_output(run_dir, "run", inputs=_inputs(config), own=_study_before_markers, marker=STUDY_MARKER)
     recorded = run_dir / "config.yaml"
     current = config.to_dict()
-    marker = run_dir / STUDY_MARKER
-    # a folder is a study's own when a run marked it (or, written before markers, holds its split too):
-    # a config.yaml copied into a folder of other files does not make them the study's
-    own = marker.exists() or (recorded.exists() and (run_dir / "split" / "split.json").exists())
-    # the command's log may be written before the claim
-    foreign = sorted(entry.name for entry in run_dir.iterdir() if entry.name not in (LOCK_FILE, LOG_FILE))
-    if foreign and not own:
-        raise OutputExistsError(f"{run_dir} holds files that no study run wrote ({', '.join(foreign[:3])}"
-                                f"{' …' if len(foreign) > 3 else ''}); give an empty or new output folder")
     if recorded.exists():
         try:
             previous = yaml.safe_load(recorded.read_text())
@@ -95,8 +97,6 @@ def _claim_folder(config: StudyConfig, run_dir: Path) -> None:
             raise OutputExistsError(f"{run_dir} holds a study with other {', '.join(changed)} settings ({recorded}); "
                                     f"use a new output folder (only {', '.join(EXTENSIBLE)} may change)")
     write_text(recorded, yaml.safe_dump(current, sort_keys=False))
-    if not marker.exists():
-        write_json(marker, {"created_by": "medaug run", "medaug_version": __version__})
 
 
 def _optimized_architecture(config: StudyConfig, data: StudyData, run_dir: Path) -> CNNArchitecture:
@@ -113,6 +113,18 @@ def _optimized_architecture(config: StudyConfig, data: StudyData, run_dir: Path)
     write_tsv(run_dir / "search" / "trials.tsv", trials)
     write_json(best, architecture.to_dict())
     return architecture
+
+
+def _warn_outside_the_config(run_dir: Path, tasks: list) -> None:
+    """Name the task folders of earlier configs (a removed condition, another synthetic count): kept
+    on disk, but outside the report, ``models.tsv`` and ``medaug predict``."""
+    current = {run_dir / task.folder for task in tasks}
+    stale = sorted(path for path in run_dir.glob("runs/*/*/run-*") if path.is_dir() and path not in current)
+    if stale:
+        names = sorted({str(path.parent.relative_to(run_dir)) for path in stale})
+        logger.warning("%d task folder(s) of earlier configs are not in this study's config: %s%s; they are kept "
+                       "but left out of the report and of `medaug predict` (delete them to free the space)",
+                       len(stale), ", ".join(names[:4]), " …" if len(names) > 4 else "")
 
 
 def run_study(config: StudyConfig) -> dict:
@@ -141,6 +153,7 @@ def _run_study(config: StudyConfig, run_dir: Path) -> dict:
     if any(CLASSIFIERS.get(name).needs_search for name in config.classifiers):
         context.optimized = _optimized_architecture(config, data, run_dir)
     tasks = study_tasks(config)
+    _warn_outside_the_config(run_dir, tasks)
     failures = run_pending(tasks, context, run_dir, config.executor)
     if failures:
         raise StudyTaskError(f"{len(failures)} of {len(tasks)} study tasks failed, listed in "

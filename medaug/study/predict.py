@@ -23,17 +23,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medaug.compute import INFERENCE_BATCH
+from medaug.compute import INFERENCE_BATCH, resolve_device
 from medaug.data.clinica import read_caps_t1_linear, read_labels
 from medaug.data.cohort import load_cohort
 from medaug.data.selection import baseline_sessions, match_labels
-from medaug.errors import ConfigError, InputDataError, OutputExistsError
-from medaug.io import write_json, write_tsv
-from medaug.logs import LOG_FILE
+from medaug.errors import InputDataError, OutputExistsError
+from medaug.io import write_tsv
 from medaug.preprocessing.images import image_stream
 from medaug.preprocessing.runner import preprocess_cohort
 from medaug.provenance import read_json_object
-from medaug.run_folder import LOCK_FILE, FolderLock
+from medaug.output_folder import check_output, claim_output
+from medaug.run_folder import FolderLock
 from medaug.study.classifier import predict_proba
 from medaug.study.config import StudyConfig, load_study
 from medaug.study.metrics import classification_metrics
@@ -55,40 +55,35 @@ class Prediction:
     models: list[str]
 
 
-def _claim_output(out: Path, study_dir: Path, source: Path) -> dict:
+def _check_output(out: Path, study_dir: Path, source: Path) -> dict:
     """Refuse an output inside the study or the input, a folder of other files, or one holding the
-    predictions of another study or input; returns the marker to write."""
-    for inside in (study_dir, source):
-        if out.resolve().is_relative_to(inside.resolve()):
-            raise ConfigError(f"output {out} is inside {inside}; write predictions elsewhere (inputs are never "
-                              "modified)")
+    predictions of another study or input; returns what the marker records."""
     marker = {"study": str(study_dir.resolve()), "source": str(source.resolve())}
-    if out.exists():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in (LOCK_FILE, LOG_FILE))
-        if foreign and not (out / PREDICT_MARKER).exists():
-            raise OutputExistsError(f"{out} holds files that `medaug predict` did not write ({', '.join(foreign[:3])}); "
-                                    "give an empty or new output folder")
-        if foreign:
-            recorded = read_json_object(out / PREDICT_MARKER, "give an empty or new output folder")
-            if recorded != marker:
-                raise OutputExistsError(f"{out} holds predictions of {recorded.get('study')} on "
-                                        f"{recorded.get('source')}; give a new output folder for another study or input")
+    check_output(out, "predict", inputs=[study_dir, source], marker=PREDICT_MARKER)
+    if (out / PREDICT_MARKER).is_file():
+        recorded = read_json_object(out / PREDICT_MARKER, "give an empty or new output folder")
+        if {key: recorded.get(key) for key in marker} != marker:
+            raise OutputExistsError(f"{out} holds predictions of {recorded.get('study')} on "
+                                    f"{recorded.get('source')}; give a new output folder for another study or input")
     return marker
 
 
-def _input_images(config: StudyConfig, source: Path, labels_tsv: str | None, out: Path,
-                  jobs: int) -> pd.DataFrame:
-    """participant_id, session_id, diagnosis, qc_status, reason, path (model-ready image or None)."""
-    if (source / "subjects").is_dir():  # a CAPS tree: Clinica's t1-linear outputs
-        table = read_labels(labels_tsv)[["participant_id", "session_id", "diagnosis"]] if labels_tsv else None
-        rows = read_caps_t1_linear(source, table)
-        if "diagnosis" not in rows:
-            rows["diagnosis"] = np.nan
-        return rows.assign(qc_status="not checked (CAPS input)", reason="")
+def _caps_images(source: Path, labels: pd.DataFrame | None) -> pd.DataFrame:
+    """The images of a CAPS tree of Clinica's t1-linear (on its crop grid), with their diagnoses
+    where ``labels`` (participant_id, session_id, diagnosis) has them."""
+    rows = read_caps_t1_linear(source, labels)
+    if "diagnosis" not in rows:
+        rows["diagnosis"] = np.nan
+    return rows.assign(qc_status="not checked (CAPS input)", reason="")
+
+
+def _bids_images(config: StudyConfig, source: Path, labels: pd.DataFrame | None, out: Path,
+                 jobs: int) -> pd.DataFrame:
+    """participant_id, session_id, diagnosis, qc_status, reason, path (model-ready image or None)
+    of a BIDS dataset, preprocessed as the study's were."""
     rows = load_cohort(source, require_diagnosis=False)
-    if labels_tsv:
-        known = read_labels(labels_tsv)[["participant_id", "session_id", "diagnosis"]]
-        rows = rows.drop(columns="diagnosis").merge(known, on=["participant_id", "session_id"], how="left")
+    if labels is not None:
+        rows = rows.drop(columns="diagnosis").merge(labels, on=["participant_id", "session_id"], how="left")
     if not config.preprocessing.enabled:  # the study read images already in template space
         return rows.assign(qc_status="not checked (preprocessing disabled)", reason="")
     if config.data.caps is not None:
@@ -175,20 +170,25 @@ def predict(study_dir: str | os.PathLike, source: str | os.PathLike, out: str | 
     """Predict the diagnosis of every image of ``source`` (BIDS or CAPS) with the study's saved
     classifier(s); write ``out/predictions.tsv`` (and ``out/metrics.tsv`` for diagnosed images)."""
     study_dir, source, out = Path(study_dir), Path(source), Path(out)
+    device = resolve_device(device)  # CUDA that this torch cannot reach: refused with the fix, before any work
     if not source.is_dir():
         raise InputDataError(f"{source} not found: give a BIDS dataset or a CAPS folder")
+    marker = _check_output(out, study_dir, source)
     config = load_study(study_dir)
     models = select_classifiers(study_dir, classifier, condition, ensemble)
     for model in models:
         if model.provenance.preprocessing != config.preprocessing.to_dict():
             raise InputDataError(f"{model.folder} was trained on images preprocessed otherwise than "
                                  f"{study_dir / 'config.yaml'} says; rerun `medaug run` on the study")
-    marker = _claim_output(out, study_dir, source)
+    # the inputs that need no preprocessing are read (and checked) before anything is written
+    labels = read_labels(labels_tsv)[["participant_id", "session_id", "diagnosis"]] if labels_tsv else None
+    caps = _caps_images(source, labels) if (source / "subjects").is_dir() else None
     with FolderLock(out, "medaug predict"):
+        claim_output(out, "predict", inputs=[study_dir, source], marker=PREDICT_MARKER, record=marker)
         for name in (PREDICTIONS_FILE, METRICS_FILE):  # an earlier run's results never outlive a failed rerun
             (out / name).unlink(missing_ok=True)
-        write_json(out / PREDICT_MARKER, marker)
-        rows = _input_images(config, source, labels_tsv, out, jobs).reset_index(drop=True)
+        rows = caps if caps is not None else _bids_images(config, source, labels, out, jobs)
+        rows = rows.reset_index(drop=True)
         if "age" not in rows:  # a CAPS input without a labels TSV
             rows["age"] = np.nan
         rows["diagnosis"] = match_labels(rows["diagnosis"], config.data.labels)

@@ -51,6 +51,22 @@ class FittedGenerator:
     fingerprint: str
 
 
+def _retrain_if_contradicted(best: Path, label: str, train_rows: pd.DataFrame, out: Path) -> None:
+    """A finished generator whose ``provenance.json`` names another label or other training subjects
+    than the study's (an edited or copied-in file) is retrained, with a warning naming the keys:
+    its synthetic images would otherwise carry the wrong label or training record."""
+    if not GeneratorProvenance.is_finished(best):
+        return
+    recorded = GeneratorProvenance.read(best)
+    expected = {"label": label, "train_participants": sorted(train_rows["participant_id"].unique())}
+    changed = [key for key, value in expected.items()
+               if getattr(recorded, key) != value and (key == "label" or getattr(recorded, key) is not None)]
+    if changed:
+        logger.warning("%s contradicts the study's config and split in: %s; retraining the %s generator",
+                       best / "provenance.json", ", ".join(changed), label)
+        remove_outputs([out])
+
+
 def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[str, FittedGenerator]:
     """One generator per diagnosis (seed ``config.seed + class index``), retrained when its settings
     or training / validation images change."""
@@ -69,6 +85,7 @@ def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[
             "train_images": data.train.class_fingerprints[label],
             "validation_images": data.validation.class_fingerprints[label]})
         record.renew([out], f"the {label} generator ({out})")
+        _retrain_if_contradicted(best, label, train_rows, out)
         if not GeneratorProvenance.is_finished(best):
             torch.manual_seed(trainer.seed)
             model = build_model(config.generator_config())

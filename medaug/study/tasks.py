@@ -72,16 +72,18 @@ def task_inputs(task: StudyTask, context: StudyContext) -> dict:
     config, data = context.config, context.data
     kind = CONDITIONS.get(task.condition.kind)
     pools = sorted(context.pools) if kind.gan_test else [task.condition.sampler] if kind.uses_synthetic else []
-    saved = {"model_format": MODEL_FORMAT} if CLASSIFIERS.get(task.classifier).saves_model else {}
+    classifier = CLASSIFIERS.get(task.classifier)
+    saved = {"model_format": MODEL_FORMAT} if classifier.saves_model else {}
     return {**saved, "classifier": task.classifier,
             "options": CLASSIFIERS.options(task.classifier, config.classifier_options.get(task.classifier)).to_dict(),
-            "training": config.classifier_settings().to_dict(), "condition": dataclasses.asdict(task.condition),
+            "training": config.classifier_settings().to_dict() if classifier.trains_network else None,
+            "condition": dataclasses.asdict(task.condition),
             "labels": list(config.data.labels), "positive": config.data.positive, "seed": config.seed + task.run,
             "images": {name: image_set.fingerprint for name, image_set in
                        {"train": data.train, "validation": data.validation, "test": data.test,
                         **data.independent}.items()},
             "pools": {name: context.pool_fingerprints.get(name) for name in pools},
-            "architecture": context.optimized.to_dict() if CLASSIFIERS.get(task.classifier).needs_search else None}
+            "architecture": context.optimized.to_dict() if classifier.needs_search else None}
 
 
 def study_conditions(config: StudyConfig) -> list[Condition]:

@@ -27,11 +27,13 @@ CLASSIFIERS: Registry[type[Classifier]] = Registry("classifier", __name__)
 
 class Classifier:
     """Base of study classifiers. ``needs_search``: the study runs the CNN architecture search
-    (:mod:`medaug.study.search`) before its tasks."""
+    (:mod:`medaug.study.search`) before its tasks; ``trains_network``: it reads
+    ``classifier_training`` (its tasks are redone when those settings change, the others are not)."""
 
     name: ClassVar[str]
     Options: ClassVar[type[Config]] = NoOptions
     needs_search: ClassVar[bool] = False
+    trains_network: ClassVar[bool] = False
     saves_model: ClassVar[bool] = False  # ``save`` keeps the fitted model (:mod:`medaug.study.models`)
 
     def __init__(self, options: Config | None = None) -> None:

@@ -13,6 +13,7 @@ from medaug.study.search import CNNArchitecture
 
 class _CNN(Classifier):
     saves_model = True
+    trains_network = True
 
     def architecture(self, context) -> CNNArchitecture:
         raise NotImplementedError
