@@ -340,3 +340,27 @@ def test_a_second_build_of_an_example_cohort_is_refused_while_one_runs(tmp_path)
     finally:
         holder.kill()
         holder.wait(10)
+
+
+def test_two_option_sets_of_one_sampler_are_two_labelled_pools_and_conditions(study_config, study_cohort, tmp_path):
+    from medaug.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="two entries name the pool gmm; give each entry of one sampler its own label"):
+        _quick(study_config, study_cohort, tmp_path / "x", samplers=[{"name": "gmm"}, {"name": "gmm"}])
+    with pytest.raises(ConfigError, match=r"samplers\[0\].label '../up': use letters"):
+        _quick(study_config, study_cohort, tmp_path / "x", samplers=[{"name": "gmm", "label": "../up"}])
+    one = {"name": "gmm", "options": {"n_components": 1}}
+    two = {"name": "gmm", "label": "gmm-two", "options": {"n_components": 2}}
+    config = _quick(study_config, study_cohort, tmp_path / "study", samplers=[one, two])
+    assert [spec.to_dict() for spec in config.samplers] == [one, two]  # no label key where none was given
+    results = run_study(config)
+    out = tmp_path / "study"
+    assert set(results["metrics"]["condition"]) == {"real", "synthetic-gmm-n6", "synthetic-gmm-two-n6"}
+    listings = {name: out / f"synthetic/{name}/synthetic_CN_seed{pool_seed(0, name, 0)}.tsv" for name in ("gmm", "gmm-two")}
+    assert all(path.is_file() for path in listings.values())
+    first, second = (np.load(path.with_suffix(".npy")) for path in listings.values())
+    assert first.shape == second.shape and not np.array_equal(first, second)
+    record = json.loads(listings["gmm-two"].with_suffix(".inputs.json").read_text())["inputs"]
+    assert record["sampler"] == "gmm" and record["options"]["n_components"] == 2
+    # the pool's label, not the sampler's name, keys the quality table and the copy audit
+    assert set(pd.read_csv(out / "quality.tsv", sep="\t")["sampler"]) == {"gmm", "gmm-two"}

@@ -79,11 +79,10 @@ def _generate(args: argparse.Namespace) -> None:
     from medaug.generative.persistence import load_generator
     from medaug.preprocessing.images import image_tensor
     from medaug.provenance import GeneratorProvenance
-    from medaug.sampling.pool import draw_pool, score_pool
+    from medaug.sampling.pool import draw_pool, write_pool
     from medaug.sampling.samplers import Samples, build_sampler
     from medaug.sampling.sampler import posterior_means
     from medaug.output_folder import check_output, claim_output, derivative_named
-    from medaug.sampling.synthetic import write_synthetic
 
     sampler = build_sampler(args.sampler, **_given_options(args))  # validated before any loading
     output = {"inputs": [args.model_dir], "own": derivative_named("medaug-synthetic")}  # folders before markers
@@ -98,17 +97,11 @@ def _generate(args: argparse.Namespace) -> None:
     train = image_tensor(provenance.train_images, shape)
     device = next(model.parameters()).device
     sampler.fit(model, train.to(device), allow_uninformative=args.allow_uninformative)
-    latents, diagnostics = draw_pool(sampler, args.n, seed=args.seed, train=train,
-                                     novelty_quantile=args.novelty_quantile)
-    label = provenance.label
+    drawn = draw_pool(sampler, args.n, seed=args.seed, train=train, novelty_quantile=args.novelty_quantile)
     claim_output(args.out, "generate", **output)
-    table = write_synthetic(latents.cpu(), sampler.decode(latents, args.batch_size), args.out,
-                            label=label, model_dir=model_dir, sampler=sampler,
-                            seed=args.seed, start_index=args.start_index, diagnostics=diagnostics)
-    names = [Path(path).name for path in provenance.train_images]
-    quality = score_pool(sampler, latents, train, args.out, label=label, seed=args.seed, quantile=args.quantile,
-                         participants=list(table["participant_id"]), training_names=list(names),
-                         diagnostics=diagnostics)
+    written = write_pool(sampler, drawn, args.out, model_dir=model_dir, train=train, seed=args.seed,
+                         quantile=args.quantile, start_index=args.start_index, batch_size=args.batch_size)
+    latents, diagnostics, quality = written.latents, written.diagnostics, written.quality
     if args.figure:
         from medaug.sampling.figure import plot_latent_geometry
 
@@ -119,7 +112,7 @@ def _generate(args: argparse.Namespace) -> None:
     chains = ", ".join(f"{key} {diagnostics[key]:.3g}" for key in ("acceptance_rate", "step_size", "sigma",
                                                                      "ess_per_draw", "split_r_hat")
                        if key in diagnostics)
-    print(f"{len(table)} synthetic images written to {args.out}" + (f"; {chains}" if chains else ""))
+    print(f"{len(written.table)} synthetic images written to {args.out}" + (f"; {chains}" if chains else ""))
     print(f"quality (first {quality['synthetic']} images, intensity space): diversity {quality['diversity']:.2f}, "
           f"coverage {quality['coverage']:.2f}, largest nearest-neighbour share {quality['max_nn_share']:.2f}, "
           f"precision {quality['precision']:.2f}, recall {quality['recall']:.2f}; novel / copies / averages "

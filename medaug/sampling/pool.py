@@ -1,7 +1,7 @@
-"""The one path that draws and scores a pool of synthetic images, for ``medaug generate`` and the
-study alike: the same novelty filter, the same quality measures against the generator's training
-images (:mod:`medaug.sampling.quality`) and the same files beside the pool's listing
-``synthetic_<label>_seed<seed>.tsv``:
+"""The one path that draws, writes and scores a pool of synthetic images (:func:`write_pool`), for
+``medaug generate`` and the study alike: the same novelty filter, the same quality measures against
+the generator's training images (:mod:`medaug.sampling.quality`), named as its provenance records
+them (:func:`image_name`), and the same files beside the pool's listing ``synthetic_<label>_seed<seed>.tsv``:
 
 - ``.quality.json``: the pool's measures and warnings (first :data:`QUALITY_IMAGES` images);
 - ``.nearest.tsv``: per scored sample, its nearest and second-nearest training image distances, how
@@ -13,16 +13,20 @@ images (:mod:`medaug.sampling.quality`) and the same files beside the pool's lis
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from medaug.compute import INFERENCE_BATCH
 from medaug.errors import ConfigError
 from medaug.io import write_json, write_tsv
+from medaug.provenance import GeneratorProvenance
 from medaug.sampling.quality import QUALITY_IMAGES, novel, quality_warnings, reconstruct, sample_quality
 from medaug.sampling.sampler import Sampler
-from medaug.sampling.synthetic import synthetic_listing
+from medaug.sampling.synthetic import synthetic_listing, write_synthetic
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +73,42 @@ def draw_pool(sampler: Sampler, count: int, *, seed: int, train: torch.Tensor,
                               "dropped": drawn - found}
     logger.info("%s: novelty filter dropped %d of %d samples", sampler.name, drawn - found, drawn)
     return torch.cat(kept)[:count], diagnostics
+
+
+@dataclass(frozen=True)
+class WrittenPool:
+    """What :func:`write_pool` wrote: the listing table, the latent codes (CPU), the chains'
+    diagnostics and the quality record with every warning (the chains' included)."""
+
+    table: pd.DataFrame
+    latents: torch.Tensor
+    diagnostics: dict
+    quality: dict
+
+
+def image_name(path: str | os.PathLike) -> str:
+    """A training image's name in the copy audit: its BIDS subject and session (``sub-01_ses-M000``),
+    else its file name."""
+    name = Path(path).name
+    return "_".join(part for part in name.split("_") if part.startswith(("sub-", "ses-"))) or name
+
+
+def write_pool(sampler: Sampler, drawn: tuple[torch.Tensor, dict], out_dir: str | os.PathLike, *,
+               model_dir: str | os.PathLike, train: torch.Tensor, seed: int, quantile: float, start_index: int = 1,
+               batch_size: int = INFERENCE_BATCH, stack: bool = False) -> WrittenPool:
+    """Write the images of the codes and diagnostics that :func:`draw_pool` ``drew`` with ``seed``
+    as synthetic (:func:`~medaug.sampling.synthetic.write_synthetic`; ``stack``: also the float16
+    stack studies stream from), then score them against ``train``, the generator's training images,
+    under the names its provenance records (:func:`score_pool`)."""
+    provenance = GeneratorProvenance.read(model_dir)
+    latents, diagnostics = drawn[0].cpu(), drawn[1]
+    table = write_synthetic(latents, sampler.decode(latents, batch_size), out_dir, label=provenance.label,
+                            model_dir=model_dir, sampler=sampler, seed=seed, start_index=start_index, pool=stack,
+                            diagnostics=diagnostics)
+    quality = score_pool(sampler, latents, train, Path(out_dir), label=provenance.label, seed=seed, quantile=quantile,
+                         participants=list(table["participant_id"]),
+                         training_names=[image_name(path) for path in provenance.train_images], diagnostics=diagnostics)
+    return WrittenPool(table, latents, diagnostics, quality)
 
 
 def score_pool(sampler: Sampler, latents: torch.Tensor, train: torch.Tensor, out_dir: Path, *, label: str,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -146,16 +147,37 @@ class PreprocessingSection(Config):
 
 @dataclass
 class SamplerSpec(Config):
-    """A registered sampler (:mod:`medaug.sampling.samplers`) and its options, validated now."""
+    """A registered sampler (:mod:`medaug.sampling.samplers`) and its options, validated now.
+    ``label`` (default: the sampler's name) names its pool: the folder ``synthetic/<label>``, the
+    pool's seed and the conditions ``…-<label>-n<N>``, so one study can compare two option sets of
+    one sampler."""
 
     section: ClassVar[str] = "samplers"
 
     name: str
     options: dict = field(default_factory=dict)
+    label: str | None = None
+
+    @property
+    def pool(self) -> str:
+        """The pool's name: ``label``, else the sampler's name."""
+        return self.label or self.name
 
     def validate(self) -> None:
         SAMPLERS.get(self.name, f"{self.section}.name")
         SAMPLERS.options(self.name, self.options, where=f"{self.section}.options ({self.name})")
+        if self.label is not None and not POOL_LABEL.fullmatch(self.label):
+            raise ConfigError(f"{self.section}.label {self.label!r}: use letters, digits, '-', '_' and '.' "
+                              "(it names a folder), starting with a letter or digit")
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        if data["label"] is None:  # the config.yaml of older studies still matches
+            del data["label"]
+        return data
+
+
+POOL_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass
@@ -269,6 +291,11 @@ class StudyConfig(Config):
         if "write_crop" in self.preprocessing.pipeline:
             raise ConfigError("preprocessing.pipeline.write_crop is set by keep.crop_images; remove it")
         model = self.generator_config().model  # validates the generator section now
+        pools = [spec.pool for spec in self.samplers]
+        repeated = sorted({pool for pool in pools if pools.count(pool) > 1})
+        if repeated:
+            raise ConfigError(f"samplers: two entries name the pool {', '.join(repeated)}; give each entry of one "
+                              "sampler its own label (for example {name: rhvae-hmc, label: rhvae-hmc-fixed, options: …})")
         for index, spec in enumerate(self.samplers):
             models = SAMPLERS.get(spec.name).models
             if models is not None and self.needs_synthetic and model not in models:

@@ -1,7 +1,7 @@
 """Per-class generators fitted on the train split only, and pools of synthetic images per sampler.
 
-``generators/<label>/`` holds each model (resumable training, ``best/``); ``synthetic/<sampler>/``
-is a BIDS derivative of ``desc-synthetic`` images with provenance sidecars, plus a float16 stack
+``generators/<label>/`` holds each model (resumable training, ``best/``); ``synthetic/<pool>/`` (the
+sampler entry's label, default its name) is a BIDS derivative of ``desc-synthetic`` images with provenance sidecars, plus a float16 stack
 of each pool that studies stream from; a resumed study uses exactly the images a fresh one wrote.
 
 Each generator and pool has a :class:`~medaug.run_folder.StepRecord` (``generators/<label>.inputs.json``,
@@ -34,9 +34,9 @@ from medaug.generative.training_data import record_training_data
 from medaug.provenance import GeneratorProvenance
 from medaug.run_folder import StepRecord, fingerprint, remove_outputs
 from medaug.sampling.posterior_check import MIN_DECODED_SPREAD
-from medaug.sampling.pool import draw_pool, score_files, score_pool
+from medaug.sampling.pool import draw_pool, score_files, write_pool
 from medaug.sampling.samplers import SAMPLERS, build_sampler
-from medaug.sampling.synthetic import label_token, pool_file, synthetic_listing, write_synthetic
+from medaug.sampling.synthetic import label_token, pool_file, synthetic_listing
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData
 
@@ -125,8 +125,9 @@ def pool_outputs(out: Path, label: str) -> list[Path]:
 
 def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, FittedGenerator],
                     run_dir: Path) -> tuple[dict[str, dict[int, Volumes]], dict[str, str]]:
-    """``max(synthetic_per_class)`` images per class and sampler, keyed by sampler then class code,
-    and each sampler's fingerprint (of its pools' records).
+    """``max(synthetic_per_class)`` images per class and sampler entry, keyed by the entry's pool name
+    (:attr:`~medaug.study.config.SamplerSpec.pool`) then class code, and each entry's fingerprint
+    (of its pools' records).
 
     Chains and decoding run on ``config.device``; images are written as they are decoded, then
     scored against the class's training images (:mod:`medaug.sampling.pool`, as ``medaug
@@ -137,10 +138,10 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
     pools: dict[str, dict[int, Volumes]] = {}
     fingerprints: dict[str, str] = {}
     for spec in config.samplers:
-        out = run_dir / "synthetic" / spec.name
-        pools[spec.name], records = {}, []
+        out = run_dir / "synthetic" / spec.pool
+        pools[spec.pool], records = {}, []
         for index, label in enumerate(config.data.labels):
-            seed = pool_seed(config.seed, spec.name, index)
+            seed = pool_seed(config.seed, spec.pool, index)
             listing, report = synthetic_listing(out, label, seed), score_files(out, label, seed)["quality"]
             record = StepRecord(listing.with_suffix(".inputs.json"), {
                 "sampler": spec.name, "options": SAMPLERS.options(spec.name, spec.options).to_dict(), "seed": seed, "count": count,
@@ -149,34 +150,29 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
                 "novelty_quantile": config.novelty_quantile, "audit_quantile": config.memorization_quantile})
             records.append(record.fingerprint)
             # the quality record, written after the listing, commits the pool
-            if not (record.renew(pool_outputs(out, label), f"the {spec.name} pool of {label} ({out})")
+            if not (record.renew(pool_outputs(out, label), f"the {spec.pool} pool of {label} ({out})")
                     and listing.exists() and report.exists()):
                 remove_outputs(pool_outputs(out, label))  # an interrupted write: its files are not listed
                 model = load_generator(generators[label].best, map_location=device)
                 train = _class_images(data.train, index)
                 sampler = build_sampler(spec.name, **spec.options).fit(
                     model, train.to(device), allow_uninformative=config.allow_uninformative_generators)
-                latents, diagnostics = draw_pool(sampler, count, seed=seed, train=train,
-                                                 novelty_quantile=config.novelty_quantile)
-                table = write_synthetic(latents.cpu(), sampler.decode(latents), out, label=label,
-                                        model_dir=generators[label].best, sampler=sampler, seed=seed, pool=True,
-                                        diagnostics=diagnostics)
-                train_rows = data.train.rows[data.train.rows["diagnosis"] == label]
-                score_pool(sampler, latents, train, out, label=label, seed=seed, quantile=config.memorization_quantile,
-                           participants=list(table["participant_id"]),
-                           training_names=list(train_rows["participant_id"]), diagnostics=diagnostics)
+                drawn = draw_pool(sampler, count, seed=seed, train=train, novelty_quantile=config.novelty_quantile)
+                diagnostics = write_pool(sampler, drawn, out, model_dir=generators[label].best, train=train, seed=seed,
+                                         quantile=config.memorization_quantile, stack=True).diagnostics
                 rate = diagnostics.get("acceptance_rate")
-                logger.info("%s: %d synthetic %s images%s", spec.name, count, label,
+                logger.info("%s: %d synthetic %s images%s", spec.pool, count, label,
                             f" (acceptance {rate:.2f})" if rate is not None else "")
-            pools[spec.name][index] = _pool(out, label, seed, count)
-        fingerprints[spec.name] = fingerprint(records)
+            pools[spec.pool][index] = _pool(out, label, seed, count)
+        fingerprints[spec.pool] = fingerprint(records)
     return pools, fingerprints
 
 
-def pool_seed(seed: int, sampler: str, code: int) -> int:
-    """The seed of a sampler's pool of class ``code``: from the sampler's name, not its place in the
-    list, so adding or reordering samplers leaves the other pools (and their results) as they were."""
-    offset = int.from_bytes(hashlib.sha256(sampler.encode()).digest()[:2], "big")
+def pool_seed(seed: int, pool: str, code: int) -> int:
+    """The seed of a pool of class ``code``: from the pool's name (its sampler entry's label), not
+    its place in the list, so adding or reordering samplers leaves the other pools (and their
+    results) as they were."""
+    offset = int.from_bytes(hashlib.sha256(pool.encode()).digest()[:2], "big")
     return (seed + 100 * offset + code) % 2**32
 
 
@@ -185,7 +181,7 @@ def quality_table(config: StudyConfig, run_dir: Path) -> pd.DataFrame:
     rows = []
     for spec in config.samplers:
         for index, label in enumerate(config.data.labels):
-            files = score_files(run_dir / "synthetic" / spec.name, label, pool_seed(config.seed, spec.name, index))
+            files = score_files(run_dir / "synthetic" / spec.pool, label, pool_seed(config.seed, spec.pool, index))
             if not files["quality"].exists():
                 continue
             quality = json.loads(files["quality"].read_text())
@@ -193,7 +189,7 @@ def quality_table(config: StudyConfig, run_dir: Path) -> pd.DataFrame:
             warnings = quality.pop("warnings") + chains["chains"].get("warnings", [])
             if chains["posterior"] and chains["posterior"].get("decoded_spread", 1.0) < MIN_DECODED_SPREAD:
                 warnings.append("uninformative generator (collapsed posterior): allowed by allow_uninformative_generators")
-            rows.append({"sampler": spec.name, "diagnosis": label, **quality,
+            rows.append({"sampler": spec.pool, "diagnosis": label, **quality,
                          **{k: chains["chains"][k] for k in CHAIN_COLUMNS if k in chains["chains"]},
                          "warnings": "; ".join(warnings)})
     return pd.DataFrame(rows)

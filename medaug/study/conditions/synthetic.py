@@ -35,7 +35,7 @@ class _SyntheticKind(ConditionKind):
 
     @classmethod
     def variants(cls, config):
-        return [Condition(cls.name, f"{cls.name}-{spec.name}-n{n}", spec.name, n)
+        return [Condition(cls.name, f"{cls.name}-{spec.pool}-n{n}", spec.pool, n)
                 for spec in config.samplers for n in config.synthetic_per_class]
 
 
