@@ -78,9 +78,10 @@ def split(images, targets, train: int, seed: int, classes: int = 10):
 
 
 def train_digit_generator(model: str, train, validation, seed: int, out: Path, args):
-    config = GeneratorConfig(input_shape=(1, 8, 8), model=model, latent_dim=10, hidden=(400,), metric_hidden=400,
-                             leapfrog_steps=3, step_size=1e-2, temperature=1.5, regularization=1e-3,
-                             sqrt_beta_zero=0.3)
+    rhvae = {"metric_hidden": 400, "leapfrog_steps": 3, "step_size": 1e-2, "temperature": 1.5, "regularization": 1e-3,
+             "sqrt_beta_zero": 0.3}
+    config = GeneratorConfig(input_shape=(1, 8, 8), model=model, latent_dim=10, hidden=(400,),
+                             options=rhvae if model == "rhvae" else {})
     torch.manual_seed(seed)
     result = train_generator(build_model(config), train, validation, out,
                              TrainerConfig(learning_rate=1e-3, batch_size=len(train), max_steps=args.max_steps,

@@ -44,8 +44,9 @@ from medaug.study.classifier import ClassifierTraining, train_classifier
 from medaug.study.training_sets import build_training_set
 from scale_tools import PeakMemory, volumes
 
-THESIS_GENERATOR = dict(model="rhvae", network="mlp", latent_dim=10, hidden=(500, 500, 400), metric_hidden=400,
-                        leapfrog_steps=3, step_size=0.001, temperature=1.5, regularization=0.01, sqrt_beta_zero=0.3)
+THESIS_GENERATOR = dict(model="rhvae", network="mlp", latent_dim=10, hidden=(500, 500, 400),
+                        options=dict(metric_hidden=400, leapfrog_steps=3, step_size=0.001, temperature=1.5,
+                                     regularization=0.01, sqrt_beta_zero=0.3))
 HMC = dict(steps=300, leapfrog_steps=15, step_size=0.01)
 
 

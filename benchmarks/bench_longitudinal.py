@@ -39,7 +39,7 @@ LATENT = 8  # the thesis uses 16 for rotMNIST; each inverse flow costs one MADE 
 
 
 # per data set: frame VAE options and batch size
-FRAMES = {"digits": (dict(hidden=(256, 1024), pseudo_inputs=100), 64),
+FRAMES = {"digits": (dict(hidden=(256, 1024), pseudo_inputs=100), 64),  # pseudo_inputs: for the vamp prior
           "cohort": (dict(hidden=(500, 400), pseudo_inputs=50, likelihood="gaussian", gaussian_sigma=0.1), 16)}
 
 
@@ -51,7 +51,10 @@ def hide(values, mask, rate, seed):
 
 def fit(train, validation, epochs, data, *, prior="vae", posterior="gaussian", per_visit=False, seed=0):
     frame, batch_size = FRAMES[data]
-    generator = GeneratorConfig(input_shape=tuple(train[0].shape[2:]), model=prior, latent_dim=LATENT, **frame)
+    frame = dict(frame)
+    pseudo_inputs = frame.pop("pseudo_inputs")
+    generator = GeneratorConfig(input_shape=tuple(train[0].shape[2:]), model=prior, latent_dim=LATENT,
+                                options={"pseudo_inputs": pseudo_inputs} if prior == "vamp" else {}, **frame)
     config = FlowVAEConfig(generator, visits=train[0].shape[1], posterior=posterior, made_hidden=64)
     milestones = tuple(m for m in (epochs // 2, 3 * epochs // 4) if m > 0)
     settings = FlowTraining(epochs=epochs, warmup_epochs=epochs if per_visit else max(1, epochs // 10),

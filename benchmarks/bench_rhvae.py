@@ -89,8 +89,9 @@ def pythae_rhvae(shape, hidden, metric_hidden):
 
 
 def medaug_model(name, shape, hidden, metric_hidden, **options):
-    return build_model(GeneratorConfig(input_shape=shape, model=name, hidden=hidden, metric_hidden=metric_hidden,
-                                       **THESIS, **options))
+    flow = {key: value for key, value in THESIS.items() if key != "latent_dim"}
+    return build_model(GeneratorConfig(input_shape=shape, model=name, hidden=hidden, latent_dim=THESIS["latent_dim"],
+                                       options={"metric_hidden": metric_hidden, **flow, **options} if name == "rhvae" else {}))
 
 
 def pythae_loss(model, x):

@@ -43,8 +43,8 @@ def trained_model(epochs: int, seed: int = 0):
     digits = load_digits()
     data = torch.tensor(digits.images[:1000] / 16.0, dtype=torch.float32)[:, None]
     torch.manual_seed(seed)
-    model = build_model(GeneratorConfig(input_shape=(1, 8, 8), model="rhvae", hidden=(400,), metric_hidden=400,
-                                        step_size=1e-2, regularization=1e-2))
+    model = build_model(GeneratorConfig(input_shape=(1, 8, 8), model="rhvae", hidden=(400,),
+                                        options={"metric_hidden": 400, "step_size": 1e-2, "regularization": 1e-2}))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(epochs):
         for batch in data[torch.randperm(len(data))].split(100):
@@ -60,8 +60,8 @@ def pythae_sampler(model):
     reference = pythae_rhvae((1, 8, 8), (400,), 400)
     reference.decoder.net.load_state_dict(model.decoder.state_dict())
     with torch.no_grad():  # pythae keeps T and λ as parameters
-        reference.temperature.fill_(model.config.temperature)
-        reference.lbd.fill_(model.config.regularization)
+        reference.temperature.fill_(model.options.temperature)
+        reference.lbd.fill_(model.options.regularization)
     reference.M = deque([(model.factors @ model.factors.transpose(-1, -2)).clone()])
     reference.centroids = deque([model.centroids.clone()])
     reference._update_metric()  # G and G_inv from these tensors, not the start-up identity metric

@@ -51,7 +51,7 @@ def study(bids: Path, output: Path, synthetic: int) -> dict:
             "data": {"bids": str(bids), "labels": ["CN", "AD"], "positive": "AD"},
             "preprocessing": {"enabled": False, "size": list(SIZE)},
             "split": {"test_per_label": 100, "validation_fraction": 0.2, "seed": 0},
-            "generator": {"model": "rhvae", "network": "mlp", "latent_dim": 4, "hidden": [32], "metric_hidden": 16},
+            "generator": {"model": "rhvae", "network": "mlp", "latent_dim": 4, "hidden": [32], "options": {"metric_hidden": 16}},
             "trainer": {"max_steps": 1, "batch_size": 25, "learning_rate": 0.0001},
             "samplers": [{"name": "rhvae-hmc", "options": {"steps": 20, "leapfrog_steps": 3, "step_size": 0.01}}],
             "synthetic_per_class": [synthetic], "conditions": ["real", "real+synthetic"],

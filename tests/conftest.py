@@ -66,7 +66,7 @@ def study_config():
                 "data": {"bids": str(bids), "labels": ["CN", "AD"], "positive": "AD"},
                 "preprocessing": {"enabled": False, "size": [12, 14, 12]},
                 "split": {"test_per_label": 1, "p_threshold": 0.0},
-                "generator": {"model": "rhvae", "latent_dim": 2, "hidden": [32], "metric_hidden": 16},
+                "generator": {"model": "rhvae", "latent_dim": 2, "hidden": [32], "options": {"metric_hidden": 16}},
                 "trainer": {"max_steps": 3, "batch_size": 4},
                 "samplers": [{"name": "prior"}, {"name": "rhvae-hmc", "options": {"steps": 5, "leapfrog_steps": 3}}],
                 "synthetic_per_class": [4], "conditions": ["real", "synthetic", "real+synthetic", "classic"],

@@ -29,8 +29,8 @@ def test_cuda_without_a_gpu_is_refused_with_the_fix(monkeypatch):
 
 def _rhvae():
     torch.manual_seed(0)
-    return build_model(GeneratorConfig(input_shape=SHAPE, model="rhvae", latent_dim=3, hidden=(32,), metric_hidden=8,
-                                       step_size=0.01))
+    return build_model(GeneratorConfig(input_shape=SHAPE, model="rhvae", latent_dim=3, hidden=(32,),
+                                       options={"metric_hidden": 8, "step_size": 0.01}))
 
 
 @cuda

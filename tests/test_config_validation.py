@@ -82,7 +82,7 @@ def _run_exits_2(tmp_path, capsys, changes: dict, message: str) -> None:
     ({"trainer": {"lr": 1}}, "trainer: unknown option(s) lr; allowed: learning_rate"),
     ({"synthetic_per_class": [2.5]}, "synthetic_per_class[0]: expected a whole number, got 2.5"),
     ({"generator": {"hidden": "abc"}}, "generator.hidden: expected a list of whole numbers, got 'abc'"),
-    ({"generator": {"hidden": [-5]}}, "hidden, channels and metric_hidden need layer sizes ≥ 1"),
+    ({"generator": {"hidden": [-5]}}, "hidden and channels need layer sizes ≥ 1"),
     ({"classifier_training": {"learning_rate": float("nan")}},
      "classifier_training.learning_rate: expected a finite number, got nan"),
     ({"memorization_quantile": 5}, "memorization_quantile must be in (0, 1), got 5.0"),

@@ -17,7 +17,7 @@ from medaug.longitudinal.flow_vae import (
 def _model(latent_dim=2, visits=4, model="vae", posterior="gaussian", seed=0):
     torch.manual_seed(seed)
     generator = GeneratorConfig(input_shape=(1, 4, 4), model=model, latent_dim=latent_dim, hidden=(16,),
-                                pseudo_inputs=3)
+                                options={"pseudo_inputs": 3} if model == "vamp" else {})
     return LongitudinalFlowVAE(FlowVAEConfig(generator, visits=visits, made_hidden=16, posterior=posterior)).eval()
 
 

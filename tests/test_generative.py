@@ -17,10 +17,13 @@ from medaug.sampling.samplers import build_sampler
 SHAPE = (1, 4, 3, 2)
 
 
+TINY_OPTIONS = {"rhvae": {"metric_hidden": 8, "step_size": 0.01}, "vamp": {"pseudo_inputs": 4}}
+
+
 def _tiny(model="vae", latent_dim=2, **changes):
     torch.manual_seed(0)
     return build_model(GeneratorConfig(input_shape=SHAPE, model=model, latent_dim=latent_dim, hidden=(16,),
-                                       metric_hidden=8, pseudo_inputs=4, step_size=0.01, **changes))
+                                       options=TINY_OPTIONS.get(model, {}), **changes))
 
 
 def _quadrature_log_likelihood(model, x, half_width=6.0, points=241):
@@ -99,7 +102,7 @@ def test_rhvae_is_stable_on_mri_sized_inputs():
     """pythae 0.1.2 produced NaN within three steps here; thesis ADNI hyper-parameters, a large learning rate."""
     torch.manual_seed(0)
     shape = (1, 32, 40, 32)
-    model = build_model(GeneratorConfig(input_shape=shape, model="rhvae", hidden=(64, 64, 32), metric_hidden=32))
+    model = build_model(GeneratorConfig(input_shape=shape, model="rhvae", hidden=(64, 64, 32), options={"metric_hidden": 32}))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     data = torch.rand(10, *shape)
     for _ in range(6):
@@ -182,7 +185,8 @@ def test_generate_command_writes_labelled_synthetic_images(tiny_cohort, tmp_path
         nearest = (out / "synthetic_CN_seed7.nearest.tsv").read_text().splitlines()
         assert nearest[0].split("\t") == ["participant_id", "nearest_training", "nearest_distance", "second_distance",
                                           "training_within_threshold", "median_distance", "kind"] and len(nearest) == 4
-        assert nearest[1].split("\t")[1] in {Path(p).name for p in recorded["train_images"]}
+        # the training image by subject and session, as a study names it
+        assert nearest[1].split("\t")[1] in {Path(p).name.removesuffix("_T1w.nii.gz") for p in recorded["train_images"]}
         images = sorted(out.glob("sub-synthCN*/anat/*_desc-synthetic_T1w.nii.gz"))
         assert len(images) == 3
         sidecar = json.loads(images[0].with_name(images[0].name.replace(".nii.gz", ".json")).read_text())

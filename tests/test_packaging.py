@@ -20,7 +20,7 @@ DEMO = "medaug/demo/demo.yaml"
 TINY_STUDY = {  # the packaged demo cut down to seconds: every step of the study, once
     "preprocessing": {"enabled": False, "size": [12, 14, 12]},
     "split": {"test_per_label": 1, "p_threshold": 0.0},
-    "generator": {"model": "rhvae", "latent_dim": 2, "hidden": [16], "metric_hidden": 8},
+    "generator": {"model": "rhvae", "latent_dim": 2, "hidden": [16], "options": {"metric_hidden": 8}},
     "trainer": {"max_steps": 1, "batch_size": 4},
     "samplers": [{"name": "prior"}],
     "allow_uninformative_generators": True,  # one optimiser step: a collapsed generator, sampled anyway

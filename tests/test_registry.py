@@ -86,3 +86,63 @@ def test_registries_list_their_components_and_refuse_unknown_names():
     empty = Registry("widget")
     with pytest.raises(TypeError, match="needs an Options class"):
         empty.register(type("Widget", (), {"name": "w"}))
+
+
+@dataclass
+class ScaledOptions(Config):
+    section: ClassVar[str] = "scaled options"
+    scale: float = 1.0
+
+
+def test_a_registered_model_takes_its_own_options_and_no_other_models(monkeypatch):
+    from medaug.generative.config import GeneratorConfig
+    from medaug.generative.models import build_model
+    from medaug.generative.models.vae import VAE
+
+    class ScaledVAE(VAE):
+        """A VAE whose decoder output is scaled: a test model."""
+
+        name = "scaled"
+        Options = ScaledOptions
+
+    monkeypatch.setitem(MODELS._entries, ScaledVAE.name, ScaledVAE)
+    model = build_model(GeneratorConfig(input_shape=(1, 4, 4), model="scaled", options={"scale": 2}))
+    assert model.options == ScaledOptions(scale=2.0) and model.config.options == {"scale": 2.0}
+    with pytest.raises(ConfigError, match=r"generator.options \(scaled\): unknown option\(s\) temperature; allowed: scale"):
+        GeneratorConfig(input_shape=(1, 4, 4), model="scaled", options={"temperature": 2})
+    # a VAE records no RHVAE settings, and every RHVAE setting is recorded, defaults filled in
+    assert GeneratorConfig(input_shape=(1, 4, 4), model="vae").to_dict()["options"] == {}
+    rhvae = GeneratorConfig(input_shape=(1, 4, 4), options={"temperature": 2}).to_dict()["options"]
+    assert rhvae["temperature"] == 2.0 and rhvae["leapfrog_steps"] == 3 and "pseudo_inputs" not in rhvae
+
+
+def test_the_older_flat_spelling_and_saved_configs_still_load(tmp_path, caplog):
+    import json
+    import logging
+
+    from medaug.generative.config import GeneratorConfig
+    from medaug.generative.models import build_model
+    from medaug.generative.persistence import load_generator, save_generator
+
+    with caplog.at_level(logging.WARNING):
+        flat = GeneratorConfig.from_dict({"input_shape": [1, 4, 4], "model": "rhvae", "temperature": 2.0,
+                                          "rae_latent_weight": 0.5, "pseudo_inputs": 50})
+    assert flat.options["temperature"] == 2.0 and "latent_weight" not in flat.options
+    assert "generator.temperature: an older spelling, read as generator.options.temperature" in caplog.text
+    assert "generator.rae_latent_weight: not an option of the rhvae model; ignored" in caplog.text
+    assert "pseudo_inputs" not in caplog.text  # another model's default, as older config.json files hold it
+    vae = GeneratorConfig.from_dict({"input_shape": [1, 4, 4], "model": "vae", "temperature": 3.0})
+    assert vae == GeneratorConfig(input_shape=(1, 4, 4), model="vae")  # an RHVAE setting cannot change a VAE
+    with pytest.raises(ConfigError, match="generator: unknown option.s. tempreature"):
+        GeneratorConfig.from_dict({"input_shape": [1, 4, 4], "tempreature": 2.0})
+    # a model folder saved before per-model options: config.json lists every model's settings flat
+    torch.manual_seed(0)
+    model = build_model(GeneratorConfig(input_shape=(1, 4, 4), hidden=(8,), options={"metric_hidden": 4}))
+    save_generator(model, tmp_path)
+    recorded = json.loads((tmp_path / "config.json").read_text())
+    options = recorded.pop("options")
+    older = {**recorded, **options, "pseudo_inputs": 50, "rae_latent_weight": 0.01, "rae_decoder_weight": 0.0001}
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    loaded = load_generator(tmp_path)
+    assert loaded.config == model.config
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))

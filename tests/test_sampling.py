@@ -58,7 +58,7 @@ def test_hmc_on_a_single_centroid_metric_samples_its_gaussian_volume_element():
 def _tiny_rhvae():
     torch.manual_seed(0)
     model = build_model(GeneratorConfig(input_shape=(1, 6, 5), model="rhvae", latent_dim=2, hidden=(16,),
-                                        metric_hidden=8))
+                                        options={"metric_hidden": 8}))
     data = torch.rand(30, 1, 6, 5)
     model.update_metric([data])
     return model.eval(), data
@@ -100,14 +100,14 @@ def test_rhvae_samplers_use_the_metric_at_the_sampling_temperature(name):
     model, data = _tiny_rhvae()
     sampler = build_sampler(name, temperature=0.7).fit(model, data, allow_uninformative=True)
     assert sampler.metric.temperature == 0.7 and sampler.metric.centroids is model.centroids
-    metric = Metric(model.centroids, model.factors, 0.7, model.config.regularization)
+    metric = Metric(model.centroids, model.factors, 0.7, model.options.regularization)
     z = model.centroids[:5] + 0.3 * torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
     value, gradient = sampler.log_density(z)
     centroids, factors = model.centroids.double(), model.factors.double()
     z64 = z.double().requires_grad_(True)
     weights = torch.exp(-(z64[:, None] - centroids).pow(2).sum(-1) / 0.7**2)
     inverse = torch.einsum("bn,nkl->bkl", weights, factors @ factors.transpose(-1, -2))
-    reference = 0.5 * torch.logdet(inverse + model.config.regularization * torch.eye(2, dtype=torch.float64))
+    reference = 0.5 * torch.logdet(inverse + model.options.regularization * torch.eye(2, dtype=torch.float64))
     (autograd,) = torch.autograd.grad(reference.sum(), z64)
     torch.testing.assert_close(value.double(), reference.detach(), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(gradient.double(), autograd, rtol=1e-3, atol=1e-4)
@@ -312,7 +312,7 @@ def test_two_stage_sampler_api():
 def test_vamp_sampler_draws_from_the_pseudo_input_posteriors():
     torch.manual_seed(0)
     vamp = build_model(GeneratorConfig(input_shape=(1, 6, 5), model="vamp", latent_dim=2, hidden=(16,),
-                                       pseudo_inputs=3))
+                                       options={"pseudo_inputs": 3}))
     samples = build_sampler("vamp").fit(vamp).sample(3000, seed=0)
     with torch.no_grad():
         mean, log_var = vamp.encoder(torch.sigmoid(vamp.pseudo_inputs))

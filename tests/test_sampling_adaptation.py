@@ -100,8 +100,9 @@ def _trained_digit_model(epochs=800):
     digits = load_digits()
     images = torch.tensor(digits.images[digits.target == 3][:20] / 16.0, dtype=torch.float32)[:, None]
     torch.manual_seed(0)
-    config = dict(input_shape=(1, 8, 8), latent_dim=3, hidden=(64,), metric_hidden=32, regularization=1e-3)
-    vae, rhvae = build_model(GeneratorConfig(model="vae", **config)), build_model(GeneratorConfig(model="rhvae", **config))
+    config = dict(input_shape=(1, 8, 8), latent_dim=3, hidden=(64,))
+    vae = build_model(GeneratorConfig(model="vae", **config))
+    rhvae = build_model(GeneratorConfig(model="rhvae", options={"metric_hidden": 32, "regularization": 1e-3}, **config))
     optimizer = torch.optim.Adam(vae.parameters(), lr=3e-3)
     for _ in range(epochs):
         optimizer.zero_grad()
@@ -143,7 +144,7 @@ def test_sampling_temperature_and_support_follow_the_code_spacing(digit_model):
     assert bool(auto.inside(centroids).all())
     assert auto.radius == pytest.approx(float((centroids - centroids.mean(0)).norm(dim=1).max()) + 2 * auto.temperature)
     thesis = build_sampler("rhvae-hmc", temperature="model", support="thesis").fit(model, images)
-    assert thesis.temperature == model.config.temperature
+    assert thesis.temperature == model.options.temperature
     assert thesis.radius == pytest.approx(2 * float(centroids.norm(dim=1).max()))
     fixed = build_sampler("rhvae-hmc", temperature=0.7).fit(model, images)
     assert fixed.temperature == 0.7

@@ -1,22 +1,32 @@
-"""Configuration of a generative model; round-trips through JSON / YAML (``to_dict`` / ``from_dict``)."""
+"""Configuration of a generative model; round-trips through JSON / YAML (``to_dict`` / ``from_dict``).
+
+The common settings (shape, latent size, networks, likelihood) are fields; a model's own settings
+(an RHVAE's flow and metric, a VAMP prior's pseudo-inputs, an RAE's penalty weights) are its
+``Options`` dataclass, given as ``options`` and stored complete (defaults filled in).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from medaug.configuration import Config
 from medaug.errors import ConfigError
 from medaug.registry import Registry
 
-MODELS = Registry("model", "medaug.generative.models")  # the classes of medaug.generative.models
+logger = logging.getLogger(__name__)
+
+MODELS = Registry("model", "medaug.generative.models")  # one module per model in that package
 NETWORKS = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian")
+RENAMED = {"rae_latent_weight": "latent_weight", "rae_decoder_weight": "decoder_weight"}  # flat name → option
 
 
 @dataclass
 class GeneratorConfig(Config):
-    """Model, networks and hyper-parameters (defaults: thesis Table 1.14 for ADNI, RHVAE)."""
+    """Model, networks and the model's ``options`` (defaults: thesis Table 1.14 for ADNI, RHVAE)."""
 
     section: ClassVar[str] = 'generator'
 
@@ -28,22 +38,19 @@ class GeneratorConfig(Config):
     channels: tuple[int, ...] = (16, 32, 64)
     likelihood: str = "bernoulli"
     gaussian_sigma: float = 0.1
-    # RHVAE (Eq. 1.5-1.7)
-    leapfrog_steps: int = 3
-    step_size: float = 1e-3
-    temperature: float = 1.5
-    regularization: float = 1e-2
-    sqrt_beta_zero: float = 0.3
-    fixed_point_iterations: int = 3
-    # False: ∇U inside the leapfrog is a constant for the parameter gradient (a first-order
-    # approximation; the ELBO value is unchanged; pythae differentiates its last half-step only).
-    # True: exact gradient of Eq. 1.6 through the decoder gradients (double backward, about twice the cost).
-    second_order: bool = False
-    metric_hidden: int = 400
-    # VAMP prior and RAE
-    pseudo_inputs: int = 50
-    rae_latent_weight: float = 1e-2
-    rae_decoder_weight: float = 1e-4
+    options: dict = field(default_factory=dict)   # the model's Options (medaug.generative.models.<model>)
+
+    @classmethod
+    def from_dict(cls, data: Mapping | None, where: str | None = None) -> GeneratorConfig:
+        """As :meth:`Config.from_dict`; also reads the older flat spelling (model options beside the
+        common fields, as every ``config.json`` saved before per-model options holds them)."""
+        if isinstance(data, Mapping):
+            data = _nest_model_options(dict(data), where or cls.section)
+        return super().from_dict(data, where)
+
+    def model_options(self) -> Config:
+        """The validated ``Options`` of ``model``."""
+        return MODELS.options(self.model, self.options, f"{self.section}.options ({self.model})")
 
     def validate(self) -> None:
         MODELS.get(self.model, f"{self.section}.model")
@@ -53,18 +60,42 @@ class GeneratorConfig(Config):
             raise ConfigError(f"unknown likelihood {self.likelihood!r}; choose among {', '.join(LIKELIHOODS)}")
         if len(self.input_shape) not in (3, 4):
             raise ConfigError(f"input_shape is (channels, X, Y[, Z]), got {self.input_shape}")
-        if self.latent_dim < 1 or self.leapfrog_steps < 1 or self.fixed_point_iterations < 1:
-            raise ConfigError("latent_dim, leapfrog_steps and fixed_point_iterations must be ≥ 1")
-        if min(self.hidden, default=1) < 1 or min(self.channels, default=1) < 1 or self.metric_hidden < 1:
-            raise ConfigError("hidden, channels and metric_hidden need layer sizes ≥ 1, "
+        if self.latent_dim < 1 or min(self.input_shape) < 1:
+            raise ConfigError("latent_dim and every input_shape entry must be ≥ 1")
+        if min(self.hidden, default=1) < 1 or min(self.channels, default=1) < 1:
+            raise ConfigError("hidden and channels need layer sizes ≥ 1, "
                               f"got hidden {list(self.hidden)}, channels {list(self.channels)}")
-        if self.pseudo_inputs < 1 or min(self.input_shape) < 1:
-            raise ConfigError("pseudo_inputs and every input_shape entry must be ≥ 1")
-        if min(self.rae_latent_weight, self.rae_decoder_weight) < 0:
-            raise ConfigError("rae_latent_weight and rae_decoder_weight must be ≥ 0")
-        if not 0.0 < self.sqrt_beta_zero <= 1.0:
-            raise ConfigError(f"sqrt_beta_zero must be in (0, 1], got {self.sqrt_beta_zero}")
-        if min(self.step_size, self.temperature, self.regularization, self.gaussian_sigma) <= 0:
-            raise ConfigError("step_size, temperature, regularization and gaussian_sigma must be > 0")
+        if self.gaussian_sigma <= 0:
+            raise ConfigError(f"gaussian_sigma must be > 0, got {self.gaussian_sigma}")
+        self.options = self.model_options().to_dict()  # complete: a saved config.json names every value
 
 
+def _nest_model_options(data: dict, where: str) -> dict:
+    """Read the older flat spelling: move the model's options given beside the common fields
+    (``generator: {model: rhvae, temperature: 2}``) into ``options``, and drop another model's (older
+    ``config.json`` files list every model's; one YAML may serve two models), with a warning for
+    each value that is not its default."""
+    model = data.get("model", GeneratorConfig.model)
+    common = set(GeneratorConfig.option_names())
+    flat = {key: data.pop(key) for key in list(data) if key not in common}
+    if not flat or not isinstance(model, str) or model not in MODELS:
+        data.update(flat)  # unknown keys or model: refused by name as usual
+        return data
+    defaults = {name: value for other in MODELS.names() for name, value in MODELS.get(other).Options().to_dict().items()}
+    own = MODELS.get(model).Options.option_names()
+    options = dict(data.get("options") or {})
+    for key, value in flat.items():
+        name = RENAMED.get(key, key)
+        if name in own:
+            options.setdefault(name, value)
+            if value != defaults[name]:
+                logger.warning("%s.%s: an older spelling, read as %s.options.%s; write it there", where, key, where,
+                               name)
+        elif name in defaults:
+            if value != defaults[name]:
+                logger.warning("%s.%s: not an option of the %s model; ignored", where, key, model)
+        else:
+            data[key] = value  # refused by name as usual
+    if options:
+        data["options"] = options
+    return data

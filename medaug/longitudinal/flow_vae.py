@@ -46,7 +46,7 @@ POSTERIORS = ("gaussian", "iaf")
 @dataclass
 class FlowVAEConfig(Config):
     """Networks and flows (App. 6.7.3: 2 IAF blocks of 3-layer MADE with 128 units per transition;
-    VAMP prior from ``generator.pseudo_inputs``; IAF posterior of 3 blocks of 2-layer MADE)."""
+    VAMP prior from ``generator.options.pseudo_inputs``; IAF posterior of 3 blocks of 2-layer MADE)."""
 
     section: ClassVar[str] = 'flow'
 

@@ -10,7 +10,7 @@ import torch
 from medaug.compute import INFERENCE_BATCH
 from medaug.errors import ConfigError
 from medaug.generative.metric import Metric
-from medaug.generative.models import RHVAE
+from medaug.generative.models.rhvae import RHVAE
 from medaug.sampling.diagnostics import chain_diagnostics
 from medaug.sampling.geometric import max_min_spacing
 from medaug.sampling.hmc import hmc
@@ -86,9 +86,9 @@ class RHVAEHMCSampler(Sampler):
                 raise ConfigError("the RHVAE has no stored metric: pass its training data to fit()")
             self.model.update_metric(train_data.split(INFERENCE_BATCH))
         centroids = self.centroids = self.model.centroids
-        self.temperature = sampling_temperature(self.options.temperature, centroids, self.model.config.temperature)
+        self.temperature = sampling_temperature(self.options.temperature, centroids, self.model.options.temperature)
         # Eq. 1.7 with the trained centroids and factors, at the sampling temperature
-        self.metric = Metric(centroids, self.model.factors, self.temperature, self.model.config.regularization)
+        self.metric = Metric(centroids, self.model.factors, self.temperature, self.model.options.regularization)
         if self.options.support == "thesis":
             self.centre = torch.zeros_like(centroids[0])
             self.radius = 2.0 * float(centroids.norm(dim=1).max())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from medaug.errors import ConfigError
-from medaug.generative.models import VAMP
+from medaug.generative.models.vamp import VAMP
 from medaug.sampling.sampler import Sampler
 from medaug.sampling.samplers import SAMPLERS
 
