@@ -69,9 +69,11 @@ def study_config():
                 "generator": {"model": "rhvae", "latent_dim": 2, "hidden": [32], "options": {"metric_hidden": 16}},
                 "trainer": {"max_steps": 3, "batch_size": 4},
                 "samplers": [{"name": "prior"}, {"name": "rhvae-hmc", "options": {"steps": 5, "leapfrog_steps": 3}}],
-                "synthetic_per_class": [4], "conditions": ["real", "synthetic", "real+synthetic", "classic"],
-                "classic_copies": [1], "classifiers": ["cnn", "sklearn-knn"],
-                "classifier_training": {"epochs": 2, "batch_size": 4}, "runs": 2,
+                "conditions": ["real", {"kind": "synthetic", "options": {"per_class": [4]}},
+                               {"kind": "real+synthetic", "options": {"per_class": [4]}},
+                               {"kind": "classic", "options": {"copies": [1]}}],
+                "classifiers": [{"name": "cnn", "options": {"training": {"epochs": 2, "batch_size": 4}}}, "sklearn-knn"],
+                "runs": 2,
                 "allow_uninformative_generators": True}  # 3-epoch generators on 4 images are collapsed
         return StudyConfig.from_dict({**data, **changes})
 

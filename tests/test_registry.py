@@ -17,7 +17,7 @@ from medaug.sampling.samplers import SAMPLERS, build_sampler
 from medaug.study.classifiers import CLASSIFIERS
 from medaug.study.conditions import CONDITIONS, Condition, ConditionKind, Part
 from medaug.study.config import StudyConfig
-from medaug.study.tasks import study_conditions
+
 from medaug.study.training_sets import build_training_set
 
 
@@ -66,7 +66,7 @@ def test_a_registered_sampler_and_condition_reach_cli_config_and_training_sets(r
     config = StudyConfig.from_dict({"name": "t", "output": "o", "data": {"bids": "b"},
                                     "samplers": [{"name": "shifted", "options": {"shift": 3}}],
                                     "conditions": ["real", "doubled", "real+synthetic"], "synthetic_per_class": [4]})
-    assert [c.name for c in study_conditions(config)] == ["real", "doubled", "real+synthetic-shifted-n4"]
+    assert [c.name for c in config.study_conditions()] == ["real", "doubled", "real+synthetic-shifted-n4"]
     real, labels = torch.rand(6, 1, 2, 2, 2), torch.tensor([0, 1] * 3)
     doubled = build_training_set(real, labels, Condition("doubled", "doubled"))
     assert len(doubled.images) == 12 and not doubled.synthetic.any()

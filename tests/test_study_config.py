@@ -5,7 +5,7 @@ import yaml
 
 from medaug.errors import ConfigError
 from medaug.study.config import StudyConfig, load_study_config
-from medaug.study.tasks import study_conditions, study_tasks
+from medaug.study.tasks import study_tasks
 
 BASE = {"name": "t", "output": "out", "data": {"bids": "bids"}}
 
@@ -26,7 +26,7 @@ def test_config_resolves_paths_and_round_trips(tmp_path):
     assert again == config
     assert config.executor.address == "auto" and config.executor.max_retries == 1
     assert config.generator_config().input_shape == (1, 84, 104, 89)
-    names = [c.name for c in study_conditions(config)]
+    names = [c.name for c in config.study_conditions()]
     assert names == ["real", "synthetic-geometric-n10", "synthetic-geometric-n20", "real+synthetic-geometric-n10",
                      "real+synthetic-geometric-n20", "classic-x2"]
     assert len(study_tasks(config)) == len(names) * config.runs
@@ -36,9 +36,9 @@ def test_config_resolves_paths_and_round_trips(tmp_path):
     ({"colour": 1}, r"unknown option\(s\) colour; allowed: name, data, output"),
     ({"data": {"bids": "b", "positive": "MCI"}}, "data.positive 'MCI' is not one of"),
     ({"data": {"bids": "b", "sessions": "last"}}, "data.sessions: expected one of 'baseline', 'all', got 'last'"),
-    ({"conditions": ["real", "gan"]}, r"conditions\[1\]: unknown condition 'gan'"),
+    ({"conditions": ["real", "gan"]}, r"conditions\[1\].kind: unknown condition 'gan'"),
     ({"conditions": ["synthetic"]}, "must include 'real'"),
-    ({"classifiers": ["xgboost"]}, r"classifiers\[0\]: unknown classifier 'xgboost'"),
+    ({"classifiers": ["xgboost"]}, r"classifiers\[0\].name: unknown classifier 'xgboost'"),
     ({"samplers": [{"name": "magic"}]}, "unknown sampler 'magic'"),
     ({"samplers": [{"name": "rhvae-hmc", "options": {"step_sise": 0.1}}]}, r"unknown option\(s\) step_sise"),
     ({"samplers": [{"name": "rhvae-hmc", "options": {"target_acceptance": 2}}]}, "target_acceptance in"),
@@ -51,10 +51,10 @@ def test_config_resolves_paths_and_round_trips(tmp_path):
     ({"train_subset": "train_n"}, "needs split.train_n"),
     ({"runs": 0}, "runs must be"),
     ({"device": "tpu"}, "device: expected cpu, cuda or cuda:<index>"),
-    ({"synthetic_per_class": [0]}, "synthetic_per_class ≥ 1"),
+    ({"synthetic_per_class": [0]}, r"conditions\[1\].options.per_class must be ≥ 1, got \[0\]"),
     ({"executor": {"kind": "dask"}}, "executor.kind: expected one of 'sequential', 'ray', got 'dask'"),
     ({"classifier_training": {"loader_workers": -1}}, "loader_workers must be ≥ 0"),
-    ({"classifier_training": {"batch_size": 1}}, "batch_size ≥ 2"),
+    ({"classifiers": [{"name": "cnn", "options": {"training": {"batch_size": 1}}}]}, "batch_size ≥ 2"),
     ({"trainer": {"checkpoint_minutes": -1}}, "checkpoint_minutes must be ≥ 0"),
     ({"executor": {"workers": 2}}, r"executor: unknown option\(s\) workers"),
     ({"executor": {"kind": "ray", "cpus_per_task": 0}}, "executor.cpus_per_task must be ≥ 1"),
@@ -85,4 +85,4 @@ def test_missing_or_invalid_yaml(tmp_path):
 def test_shipped_pipelines_are_valid():
     for path in sorted((Path(__file__).parents[1] / "pipelines").glob("*.yaml")):
         config = load_study_config(path)
-        assert config.runs >= 1 and "real" in config.conditions, path
+        assert config.runs >= 1 and "real" in [spec.kind for spec in config.conditions], path

@@ -17,7 +17,7 @@ def _results(folder):
 
 
 def test_a_failed_task_is_listed_and_rerunning_completes_the_study(study_cohort, study_config, tmp_path, monkeypatch):
-    config = study_config(study_cohort, tmp_path / "s", conditions=["real", "classic"], runs=1)
+    config = study_config(study_cohort, tmp_path / "s", conditions=["real", {"kind": "classic", "options": {"copies": [1]}}], runs=1)
     run_dir = tmp_path / "s"
     calls = []
 

@@ -44,7 +44,7 @@ def test_saved_classifier_round_trips_and_refuses_unsafe_weights(tmp_path):
 
 
 def test_the_validation_split_chooses_run_and_condition_never_the_test(tmp_path, study_config):
-    config = study_config(tmp_path / "bids", tmp_path / "study", conditions=["real", "classic"], runs=2,
+    config = study_config(tmp_path / "bids", tmp_path / "study", conditions=["real", {"kind": "classic", "options": {"copies": [1]}}], runs=2,
                           classifiers=["cnn"])
     tasks = study_tasks(config)
     validation = {("real", 0): 0.6, ("real", 1): 0.7, ("classic-x1", 0): 0.9, ("classic-x1", 1): 0.9}

@@ -75,7 +75,7 @@ def test_study_runs_end_to_end_resumes_and_is_reproducible(study_cohort, other_c
     assert marker.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(again["metrics"], metrics)
     more = run_study(study_config(study_cohort, tmp_path / "a", data=independent, runs=3,
-                                  classifiers=["cnn", "sklearn-knn", "sklearn-svm"]))
+                                  classifiers=[*config.to_dict()["classifiers"], "sklearn-svm"]))
     assert more["tasks"] == 54 and (run_dir / "runs/cnn/real/run-02/metrics.tsv").exists()
     assert (run_dir / "runs/sklearn-svm/real/run-00/metrics.tsv").exists()
     assert marker.stat().st_mtime_ns == stamp

@@ -2,19 +2,24 @@
 
 Sections: ``data``, ``preprocessing`` (:class:`T1LinearConfig` fields + ``enabled``, ``jobs``),
 ``split`` (:class:`SplitConfig`), ``generator`` (:class:`GeneratorConfig` without the input shape),
-``trainer`` (:class:`TrainerConfig`), ``samplers``, ``synthetic_per_class``, ``conditions``,
-``classifiers`` (with ``classifier_options``), ``classifier_training``, ``search``, ``executor``
-(:class:`ExecutorSection`), ``runs``, ``seed``, ``device``, ``output``. Samplers, conditions and
-classifiers are the names in their registries (:mod:`medaug.registry`), their options validated
-by the registered options dataclasses. Unknown keys and bad values raise :class:`ConfigError`
-naming the key, before any work; relative paths are read relative to the YAML file.
+``trainer`` (:class:`TrainerConfig`), ``samplers``, ``conditions``, ``classifiers``, ``executor``
+(:class:`ExecutorSection`), ``keep``, ``runs``, ``seed``, ``device``, ``output``. Samplers,
+conditions and classifiers are entries of their registries (:mod:`medaug.registry`) with their
+own ``options``, validated by the registered options dataclasses (a condition's sizes, a CNN's
+``training`` and ``search``); an entry without options may be its bare name. The older spelling
+(``synthetic_per_class``, ``classic_copies``, ``classifier_options``, ``classifier_training``,
+``search`` at the top) is still read, with a warning. Unknown keys and bad values raise
+:class:`ConfigError` naming the key, before any work; relative paths are read relative to the
+YAML file. This module imports the registries; none of their components imports it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -30,9 +35,10 @@ from medaug.preprocessing import size_problem
 from medaug.preprocessing.pipeline import T1LinearConfig
 from medaug.sampling.samplers import SAMPLERS
 from medaug.simulation.example_cohort import ExampleCohortConfig
-from medaug.study.classifier import ClassifierTraining
 from medaug.study.classifiers import CLASSIFIERS
-from medaug.study.conditions import CONDITIONS
+from medaug.study.conditions import CONDITIONS, Condition
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -165,7 +171,7 @@ class SamplerSpec(Config):
 
     def validate(self) -> None:
         SAMPLERS.get(self.name, f"{self.section}.name")
-        SAMPLERS.options(self.name, self.options, where=f"{self.section}.options ({self.name})")
+        SAMPLERS.options(self.name, self.options, where=f"{self.section}.options")
         if self.label is not None and not POOL_LABEL.fullmatch(self.label):
             raise ConfigError(f"{self.section}.label {self.label!r}: use letters, digits, '-', '_' and '.' "
                               "(it names a folder), starting with a letter or digit")
@@ -181,20 +187,92 @@ POOL_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass
-class SearchSection(Config):
-    """Random search of the optimized CNN on cross-validation of the train split."""
+class ConditionSpec(Config):
+    """A registered condition kind (:mod:`medaug.study.conditions`) and its options, validated now."""
 
-    section: ClassVar[str] = "search"
+    section: ClassVar[str] = "conditions"
 
-    trials: int = 8
-    folds: int = 3
-    epochs: int = 20
-    seed: int = 0
+    kind: str
+    options: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        if self.trials < 1 or self.folds < 2 or self.epochs < 1:
-            raise ConfigError("search needs trials ≥ 1, folds ≥ 2 and epochs ≥ 1")
-        check_seed(self.seed, "search.seed")
+        CONDITIONS.get(self.kind, f"{self.section}.kind")
+        self.parsed()
+
+    def parsed(self) -> Config:
+        return CONDITIONS.options(self.kind, self.options, where=f"{self.section}.options")
+
+    def variants(self, pools: tuple[str, ...]) -> list[Condition]:
+        """Its named training sets, given the study's synthetic pools."""
+        return CONDITIONS.get(self.kind).variants(self.parsed(), pools)
+
+
+@dataclass
+class ClassifierSpec(Config):
+    """A registered classifier (:mod:`medaug.study.classifiers`) and its options, validated now."""
+
+    section: ClassVar[str] = "classifiers"
+
+    name: str
+    options: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        CLASSIFIERS.get(self.name, f"{self.section}.name")
+        self.parsed()
+
+    def parsed(self) -> Config:
+        return CLASSIFIERS.options(self.name, self.options, where=f"{self.section}.options")
+
+
+def _entry(value, key: str):
+    """A bare registered name is the entry ``{key: name}``."""
+    return {key: value} if isinstance(value, str) else value
+
+
+def _spelled(entry: dict, key: str):
+    """An entry as the YAML spells it: its bare name when it has no options."""
+    return entry[key] if not entry["options"] else entry
+
+
+OLDER_SPELLING = {  # top-level key → (section, the option its entries take it as)
+    "synthetic_per_class": ("conditions", "per_class"), "classic_copies": ("conditions", "copies"),
+    "classifier_training": ("classifiers", "training"), "search": ("classifiers", "search")}
+
+
+def _read_older_spelling(data: dict) -> dict:
+    """Move the older top-level keys into the entries whose options take them (with a warning)."""
+    data = dict(data)
+    for section, key in (("conditions", "kind"), ("classifiers", "name")):
+        if isinstance(data.get(section), (list, tuple)):
+            data[section] = [_entry(value, key) for value in data[section]]
+    older = [key for key in (*OLDER_SPELLING, "classifier_options") if key in data]
+    if not older:
+        return data
+    logger.warning("%s: an older spelling, read into the options of the conditions and classifiers; write for "
+                   "example conditions: [real, {kind: classic, options: {copies: [5]}}] and classifiers: "
+                   "[{name: cnn, options: {training: {epochs: 50}}}]", ", ".join(older))
+    defaults = {"conditions": [{"kind": c.kind} for c in StudyConfig.defaults("conditions")],
+                "classifiers": [{"name": c.name} for c in StudyConfig.defaults("classifiers")]}
+    for section in ("conditions", "classifiers"):
+        data[section] = [dict(entry) if isinstance(entry, Mapping) else entry for entry in data.get(section, defaults[section])]
+    named = {entry.get("name"): entry for entry in data["classifiers"] if isinstance(entry, Mapping)}
+    options = data.pop("classifier_options", None) or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"classifier_options: expected a mapping of classifier name → options, got {options!r}")
+    for name, given in options.items():
+        if name not in named:
+            raise ConfigError(f"classifier_options.{name}: {name!r} is not in classifiers {list(named)}")
+        named[name]["options"] = {**(given or {}), **(named[name].get("options") or {})}
+    for old, (section, option) in OLDER_SPELLING.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        key, registry = ("kind", CONDITIONS) if section == "conditions" else ("name", CLASSIFIERS)
+        for entry in data[section]:
+            if (isinstance(entry, Mapping) and entry.get(key) in registry
+                    and option in registry.get(entry[key]).Options.option_names()):
+                entry["options"] = {option: value, **(entry.get("options") or {})}
+    return data
 
 
 @dataclass
@@ -247,13 +325,9 @@ class StudyConfig(Config):
     generator: dict = field(default_factory=dict)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     samplers: tuple[SamplerSpec, ...] = (SamplerSpec("rhvae-hmc"),)
-    synthetic_per_class: tuple[int, ...] = (500,)
-    conditions: tuple[str, ...] = ("real", "synthetic", "real+synthetic", "classic")
-    classic_copies: tuple[int, ...] = (5,)
-    classifiers: tuple[str, ...] = ("cnn",)
-    classifier_options: dict = field(default_factory=dict)  # {classifier name: its options}
-    classifier_training: ClassifierTraining = field(default_factory=ClassifierTraining)
-    search: SearchSection = field(default_factory=SearchSection)
+    conditions: tuple[ConditionSpec, ...] = tuple(ConditionSpec(kind) for kind in
+                                                  ("real", "synthetic", "real+synthetic", "classic"))
+    classifiers: tuple[ClassifierSpec, ...] = (ClassifierSpec("cnn"),)
     executor: ExecutorSection = field(default_factory=ExecutorSection)
     keep: KeepSection = field(default_factory=KeepSection)
     runs: int = 5
@@ -264,19 +338,56 @@ class StudyConfig(Config):
     novelty_quantile: float | None = None  # drop samples nearer to a training image than this quantile (None: keep all)
     allow_uninformative_generators: bool = False  # sample from collapsed generators (smoke tests), with a warning
 
+    @classmethod
+    def from_dict(cls, data, where=None):
+        if isinstance(data, Mapping):
+            data = _read_older_spelling(data)
+        return super().from_dict(data, where)
+
+    @classmethod
+    def defaults(cls, name: str):
+        """The default value of field ``name``."""
+        default = cls.__dataclass_fields__[name]
+        return default.default_factory() if default.default is dataclasses.MISSING else default.default
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        data["conditions"] = [_spelled(entry, "kind") for entry in data["conditions"]]
+        data["classifiers"] = [_spelled(entry, "name") for entry in data["classifiers"]]
+        return data
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        """The synthetic pools: each sampler entry's label."""
+        return tuple(spec.pool for spec in self.samplers)
+
+    def study_conditions(self) -> list[Condition]:
+        """Every variant of every condition, in config order."""
+        return [variant for spec in self.conditions for variant in spec.variants(self.pools)]
+
+    @property
+    def synthetic_per_class(self) -> int:
+        """Synthetic images per class that each pool must hold (the largest a condition uses)."""
+        return max((CONDITIONS.get(spec.kind).synthetic_per_class(spec.parsed()) for spec in self.conditions), default=0)
+
+    def classifier(self, name: str) -> ClassifierSpec:
+        return next(spec for spec in self.classifiers if spec.name == name)
+
     def validate(self) -> None:
-        for index, kind in enumerate(self.conditions):
-            CONDITIONS.get(kind, f"conditions[{index}]").check(self)
-        if "real" not in self.conditions:
+        pools = [spec.pool for spec in self.samplers]
+        repeated = sorted({pool for pool in pools if pools.count(pool) > 1})
+        if repeated:
+            raise ConfigError(f"samplers: two entries name the pool {', '.join(repeated)}; give each entry of one "
+                              "sampler its own label (for example {name: rhvae-hmc, label: rhvae-hmc-fixed, options: …})")
+        if "real" not in [spec.kind for spec in self.conditions]:
             raise ConfigError("conditions must include 'real' (the reference of every comparison)")
         if not self.classifiers:
             raise ConfigError(f"classifiers is empty; choose among {', '.join(CLASSIFIERS.names())}")
-        for index, name in enumerate(self.classifiers):
-            CLASSIFIERS.get(name, f"classifiers[{index}]")
-        for name, options in self.classifier_options.items():
-            if name not in self.classifiers:
-                raise ConfigError(f"classifier_options.{name}: {name!r} is not in classifiers {list(self.classifiers)}")
-            CLASSIFIERS.options(name, options, f"classifier_options.{name}")
+        for section, names in (("classifiers", [spec.name for spec in self.classifiers]),
+                               ("conditions", [c.name for c in self.study_conditions()])):
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ConfigError(f"{section}: {', '.join(repeated)} given twice; give each once")
         if self.train_subset == "train_n" and self.split.train_n is None:
             raise ConfigError("train_subset: train_n needs split.train_n")
         if self.runs < 1:
@@ -291,11 +402,6 @@ class StudyConfig(Config):
         if "write_crop" in self.preprocessing.pipeline:
             raise ConfigError("preprocessing.pipeline.write_crop is set by keep.crop_images; remove it")
         model = self.generator_config().model  # validates the generator section now
-        pools = [spec.pool for spec in self.samplers]
-        repeated = sorted({pool for pool in pools if pools.count(pool) > 1})
-        if repeated:
-            raise ConfigError(f"samplers: two entries name the pool {', '.join(repeated)}; give each entry of one "
-                              "sampler its own label (for example {name: rhvae-hmc, label: rhvae-hmc-fixed, options: …})")
         for index, spec in enumerate(self.samplers):
             models = SAMPLERS.get(spec.name).models
             if models is not None and self.needs_synthetic and model not in models:
@@ -318,13 +424,9 @@ class StudyConfig(Config):
         """The preprocessing pipeline, writing the 1 mm crop images when ``keep.crop_images``."""
         return dataclasses.replace(self.preprocessing.t1_linear(), write_crop=self.keep.crop_images)
 
-    def classifier_settings(self) -> ClassifierTraining:
-        """``classifier_training`` on the study's device and precision."""
-        return dataclasses.replace(self.classifier_training, device=self.device, mixed_precision=self.mixed_precision)
-
     @property
     def needs_synthetic(self) -> bool:
-        return any(CONDITIONS.get(kind).uses_synthetic for kind in self.conditions)
+        return any(CONDITIONS.get(spec.kind).uses_synthetic for spec in self.conditions)
 
     def generator_config(self) -> GeneratorConfig:
         if "input_shape" in self.generator:

@@ -22,7 +22,7 @@ from medaug.study.html_report import template_on_study_grid
 from medaug.study.models import MODELS_FILE, select_classifiers
 from medaug.study.config import StudyConfig, load_study
 from medaug.study.saliency import INTERPRET_DIR, METHODS, OVERLAY_FILE, Method, interpret_condition
-from medaug.study.tasks import study_conditions
+
 
 SALIENCY_FORMAT = 1  # in the step records: maps written by an older medaug are redone
 
@@ -30,7 +30,7 @@ SALIENCY_FORMAT = 1  # in the step records: maps written by an older medaug are 
 def default_conditions(study_dir: Path, config: StudyConfig, classifier: str) -> list[str]:
     """``real`` and the augmented condition (any kind but real-only and synthetic-only) with the
     best mean validation score, when the study has one."""
-    augmented = {c.name for c in study_conditions(config) if c.kind not in ("real", "synthetic")}
+    augmented = {c.name for c in config.study_conditions() if c.kind not in ("real", "synthetic")}
     table = pd.read_csv(study_dir / MODELS_FILE, sep="\t", keep_default_na=False)
     table = table[(table["classifier"] == classifier) & table["condition"].isin(augmented)]
     means = table.groupby("condition", sort=False)["val_balanced_accuracy"].mean().round(9)

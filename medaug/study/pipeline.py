@@ -41,14 +41,13 @@ from medaug.study.html_report import StudyImages, template_outline
 from medaug.study.report import memorization_table, write_report
 from medaug.study.search import CNNArchitecture, random_search
 from medaug.study.synthesis import fit_generators, quality_table, synthetic_pools
-from medaug.study.tasks import METRICS_FILE, StudyContext, study_tasks
+from medaug.study.tasks import METRICS_FILE, StudyContext, study_tasks, training_settings
 
 logger = logging.getLogger(__name__)
 STUDY_MARKER = ".medaug-study.json"  # written by the first run into a folder: the folder is the study's
 # may change in an existing folder: they add tasks, or the step records redo what depends on them
 # (classifier settings, the architecture search); `output` is where the folder is now (a moved folder resumes)
-EXTENSIBLE = ("name", "output", "runs", "classifiers", "classifier_options", "classifier_training", "search",
-              "conditions", "classic_copies", "samplers", "synthetic_per_class", "memorization_quantile", "executor",
+EXTENSIBLE = ("name", "output", "runs", "classifiers", "conditions", "samplers", "memorization_quantile", "executor",
               "allow_uninformative_generators", "keep")
 
 
@@ -100,16 +99,17 @@ def _claim_folder(config: StudyConfig, run_dir: Path) -> None:
 
 
 def _optimized_architecture(config: StudyConfig, data: StudyData, run_dir: Path) -> CNNArchitecture:
-    """The CNN architecture search on the train split, redone when its settings or images change."""
-    best, search = run_dir / "search" / "best.json", config.search
+    """The CNN architecture search on the train split, with the options of the classifier that
+    needs it (``search``, ``training``), redone when those settings or the images change."""
+    options = next(spec.parsed() for spec in config.classifiers if CLASSIFIERS.get(spec.name).needs_search)
+    best, search, training = run_dir / "search" / "best.json", options.search, training_settings(options, config)
     record = StepRecord(run_dir / "search.inputs.json", {"search": search.to_dict(), "images": data.train.fingerprint,
-                                                         "training": config.classifier_settings().to_dict()})
+                                                         "training": training.to_dict()})
     if record.renew([run_dir / "search"], "the CNN architecture search") and best.exists():
         return CNNArchitecture.from_dict(json.loads(best.read_text()))
     architecture, trials = random_search(data.train.images, data.train.labels,
                                          data.train.rows["participant_id"].to_numpy(), trials=search.trials,
-                                         folds=search.folds, epochs=search.epochs, seed=search.seed,
-                                         base=config.classifier_settings())
+                                         folds=search.folds, epochs=search.epochs, seed=search.seed, base=training)
     write_tsv(run_dir / "search" / "trials.tsv", trials)
     write_json(best, architecture.to_dict())
     return architecture
@@ -150,7 +150,7 @@ def _run_study(config: StudyConfig, run_dir: Path) -> dict:
         memorization = memorization_table(context.pools, data.train.images, data.train.labels, config.data.labels,
                                           config.memorization_quantile)
         quality = quality_table(config, run_dir)
-    if any(CLASSIFIERS.get(name).needs_search for name in config.classifiers):
+    if any(CLASSIFIERS.get(spec.name).needs_search for spec in config.classifiers):
         context.optimized = _optimized_architecture(config, data, run_dir)
     tasks = study_tasks(config)
     _warn_outside_the_config(run_dir, tasks)

@@ -20,7 +20,8 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
-from medaug.configuration import Config
+from medaug.configuration import Config, check_seed
+from medaug.errors import ConfigError
 from medaug.data.volumes import Volumes
 from medaug.nets.classifiers import Conv5FC3
 from medaug.study.classifier import ClassifierTraining, train_classifier
@@ -46,6 +47,24 @@ class CNNArchitecture(Config):
     def training(self, base: ClassifierTraining, seed: int, epochs: int | None = None) -> ClassifierTraining:
         return dataclasses.replace(base, learning_rate=self.learning_rate, weight_decay=self.weight_decay, seed=seed,
                                    epochs=epochs or base.epochs)
+
+
+@dataclass
+class SearchSettings(Config):
+    """The random search of ``cnn-optimized``: ``trials`` architectures, each scored by ``folds``-fold
+    cross-validation of the train split with ``epochs`` per fold."""
+
+    section: ClassVar[str] = "search"
+
+    trials: int = 8
+    folds: int = 3
+    epochs: int = 20
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.trials < 1 or self.folds < 2 or self.epochs < 1:
+            raise ConfigError("search needs trials ≥ 1, folds ≥ 2 and epochs ≥ 1")
+        check_seed(self.seed, f"{self.section}.seed")
 
 
 def draw_architecture(rng: np.random.Generator) -> CNNArchitecture:

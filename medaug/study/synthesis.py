@@ -125,7 +125,7 @@ def pool_outputs(out: Path, label: str) -> list[Path]:
 
 def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, FittedGenerator],
                     run_dir: Path) -> tuple[dict[str, dict[int, Volumes]], dict[str, str]]:
-    """``max(synthetic_per_class)`` images per class and sampler entry, keyed by the entry's pool name
+    """``config.synthetic_per_class`` images per class and sampler entry, keyed by the entry's pool name
     (:attr:`~medaug.study.config.SamplerSpec.pool`) then class code, and each entry's fingerprint
     (of its pools' records).
 
@@ -133,7 +133,7 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
     scored against the class's training images (:mod:`medaug.sampling.pool`, as ``medaug
     generate``). Sampler seeds come from :func:`pool_seed`.
     """
-    count = max(config.synthetic_per_class)
+    count = config.synthetic_per_class
     device = resolve_device(config.device)
     pools: dict[str, dict[int, Volumes]] = {}
     fingerprints: dict[str, str] = {}

@@ -26,7 +26,7 @@ from medaug.data.volumes import Volumes
 from medaug.io import write_tsv
 from medaug.sampling.synthetic import label_token
 from medaug.run_folder import StepRecord
-from medaug.study.classifiers import CLASSIFIERS, build_classifier
+from medaug.study.classifiers import CLASSIFIERS, FitContext, build_classifier
 from medaug.study.conditions import CONDITIONS, Condition
 from medaug.study.config import StudyConfig
 from medaug.study.data import ImageSet, StudyData
@@ -66,17 +66,27 @@ class StudyContext:
     optimized: CNNArchitecture | None = None
 
 
+def training_settings(options, config: StudyConfig):
+    """A classifier's ``training`` options on the study's device and precision (None: it has none)."""
+    training = getattr(options, "training", None)
+    return None if training is None else dataclasses.replace(training, device=config.device,
+                                                              mixed_precision=config.mixed_precision)
+
+
 def task_inputs(task: StudyTask, context: StudyContext) -> dict:
-    """What defines a task's result: classifier with options and training settings, condition,
-    seed, image-set fingerprints, the pools it trains or is scored on, the searched architecture."""
+    """What defines a task's result: classifier with options and training settings (on the study's
+    device), condition, seed, image-set fingerprints, the pools it trains or is scored on, the
+    searched architecture (whose search settings its record holds)."""
     config, data = context.config, context.data
     kind = CONDITIONS.get(task.condition.kind)
     pools = sorted(context.pools) if kind.gan_test else [task.condition.sampler] if kind.uses_synthetic else []
     classifier = CLASSIFIERS.get(task.classifier)
     saved = {"model_format": MODEL_FORMAT} if classifier.saves_model else {}
+    options = config.classifier(task.classifier).parsed()
+    training = training_settings(options, config)
     return {**saved, "classifier": task.classifier,
-            "options": CLASSIFIERS.options(task.classifier, config.classifier_options.get(task.classifier)).to_dict(),
-            "training": config.classifier_settings().to_dict() if classifier.trains_network else None,
+            "options": {k: v for k, v in options.to_dict().items() if k not in ("training", "search")},
+            "training": None if training is None else training.to_dict(),
             "condition": dataclasses.asdict(task.condition),
             "labels": list(config.data.labels), "positive": config.data.positive, "seed": config.seed + task.run,
             "images": {name: image_set.fingerprint for name, image_set in
@@ -86,15 +96,11 @@ def task_inputs(task: StudyTask, context: StudyContext) -> dict:
             "architecture": context.optimized.to_dict() if classifier.needs_search else None}
 
 
-def study_conditions(config: StudyConfig) -> list[Condition]:
-    """Every variant of every condition of the study, in config order."""
-    return [variant for kind in config.conditions for variant in CONDITIONS.get(kind, "conditions").variants(config)]
-
-
 def study_tasks(config: StudyConfig) -> list[StudyTask]:
     """Run-major order: an interrupted study has complete, paired runs of every condition."""
-    return [StudyTask(classifier, condition, run) for run in range(config.runs) for classifier in config.classifiers
-            for condition in study_conditions(config)]
+    conditions = config.study_conditions()
+    return [StudyTask(spec.name, condition, run) for run in range(config.runs) for spec in config.classifiers
+            for condition in conditions]
 
 
 def _evaluation_sets(context: StudyContext, task: StudyTask) -> dict[str, ImageSet]:
@@ -134,8 +140,10 @@ def run_task(task: StudyTask, context: StudyContext, run_dir: Path) -> pd.DataFr
     train = build_training_set(data.train.images, data.train.labels, condition,
                                synthetic=context.pools.get(condition.sampler), seed=seed)
     sets = _evaluation_sets(context, task)
-    classifier = build_classifier(task.classifier, config.classifier_options.get(task.classifier))
-    probabilities, log = classifier.fit_predict(context, train, seed, sets)
+    classifier = build_classifier(task.classifier, config.classifier(task.classifier).parsed())
+    fit = FitContext(labels=tuple(config.data.labels), validation=data.validation, device=config.device,
+                     mixed_precision=config.mixed_precision, architecture=context.optimized)
+    probabilities, log = classifier.fit_predict(fit, train, seed, sets)
     if classifier.saves_model:
         _save_model(classifier, task, context, run_dir, train, seed, log)
     names = np.array(config.data.labels)

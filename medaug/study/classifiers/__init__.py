@@ -1,14 +1,18 @@
 """Classifiers of the augmentation study, one module each, registered by name.
 
-A classifier registers itself with ``@CLASSIFIERS.register``; ``fit_predict`` trains it on one
-task's training set and returns class probabilities (N, classes) on each evaluation set, plus a
-per-epoch training log or None. Its options are the study's ``classifier_options: {name: {...}}``.
+A classifier registers itself with ``@CLASSIFIERS.register`` and declares its ``Options`` (a
+study YAML gives them as ``classifiers: [{name: sklearn-knn, options: {n_neighbors: 3}}]``; a
+CNN's ``training`` and ``search`` settings are among its options). ``fit_predict`` trains it on
+one task's training set and returns class probabilities (N, classes) on each evaluation set, plus
+a per-epoch training log or None. A classifier sees its options and a :class:`FitContext`, never
+the study.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -16,38 +20,48 @@ import pandas as pd
 from medaug.configuration import Config
 from medaug.registry import NoOptions, Registry
 
-if TYPE_CHECKING:
-    from medaug.study.data import ImageSet
-    from medaug.study.models import ClassifierProvenance
-    from medaug.study.tasks import StudyContext
-    from medaug.study.training_sets import TrainingSet
-
 CLASSIFIERS: Registry[type[Classifier]] = Registry("classifier", __name__)
+
+
+@dataclass
+class FitContext:
+    """What a task gives its classifier besides the training set: the class names, the validation
+    images (model selection: ``images``, ``labels``), the study's device and precision, and the
+    architecture the study's search chose (classifiers that ``needs_search``)."""
+
+    labels: tuple[str, ...]
+    validation: Any
+    device: str = "cpu"
+    mixed_precision: bool = False
+    architecture: Any = None
 
 
 class Classifier:
     """Base of study classifiers. ``needs_search``: the study runs the CNN architecture search
-    (:mod:`medaug.study.search`) before its tasks; ``trains_network``: it reads
-    ``classifier_training`` (its tasks are redone when those settings change, the others are not)."""
+    (:mod:`medaug.study.search`, with its ``options.search`` and ``options.training``) before
+    its tasks; ``saves_model``: ``save`` keeps the fitted model (:mod:`medaug.study.models`)."""
 
     name: ClassVar[str]
     Options: ClassVar[type[Config]] = NoOptions
     needs_search: ClassVar[bool] = False
-    trains_network: ClassVar[bool] = False
-    saves_model: ClassVar[bool] = False  # ``save`` keeps the fitted model (:mod:`medaug.study.models`)
+    saves_model: ClassVar[bool] = False
 
     def __init__(self, options: Config | None = None) -> None:
         self.options = options if options is not None else self.Options()
 
-    def fit_predict(self, context: StudyContext, train: TrainingSet, seed: int,
-                    sets: dict[str, ImageSet]) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
+    def fit_predict(self, fit: FitContext, train, seed: int,
+                    sets: dict) -> tuple[dict[str, np.ndarray], pd.DataFrame | None]:
+        """Train on ``train`` (images, labels, synthetic flags) with ``seed``; probabilities on each
+        of ``sets`` (name → images, labels)."""
         raise NotImplementedError
 
-    def save(self, folder: Path, provenance: ClassifierProvenance) -> None:
+    def save(self, folder: Path, provenance) -> None:
         """Keep the model fitted by the last :meth:`fit_predict` in ``folder``."""
         raise NotImplementedError
 
 
-def build_classifier(name: str, options: dict | None = None) -> Classifier:
+def build_classifier(name: str, options: dict | Config | None = None) -> Classifier:
     """The classifier registered as ``name`` with its validated options."""
-    return CLASSIFIERS.get(name, "classifiers")(CLASSIFIERS.options(name, options, f"classifier_options.{name}"))
+    if isinstance(options, Config):
+        return CLASSIFIERS.get(name, "classifiers")(options)
+    return CLASSIFIERS.get(name, "classifiers")(CLASSIFIERS.options(name, options, f"classifiers ({name}) options"))

@@ -48,7 +48,7 @@ class _ScikitLearn(Classifier):
         """(N, 2) class probabilities of the fitted pipeline."""
         return model.predict_proba(features)
 
-    def fit_predict(self, context, train, seed, sets):
+    def fit_predict(self, fit, train, seed, sets):
         model = self.pipeline(seed)
         model.fit(downsample(train.images), train.labels.numpy())
         return {name: self.probabilities(model, downsample(s.images)) for name, s in sets.items()}, None

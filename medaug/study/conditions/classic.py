@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
+from medaug.configuration import Config, check_at_least
 from medaug.data.volumes import AugmentedVolumes, Volumes
 from medaug.errors import ConfigError
 from medaug.study.conditions import CONDITIONS, Condition, ConditionKind, Part
+
+
+@dataclass
+class ClassicOptions(Config):
+    section: ClassVar[str] = "classic condition options"
+
+    copies: tuple[int, ...] = (5,)   # one variant per value: augmented copies of each real image
+
+    def validate(self) -> None:
+        if not self.copies:
+            raise ConfigError(f"{self.section}.copies: give at least one number of copies")
+        check_at_least(self, copies=1)
 
 
 def classic_augmentation():
@@ -36,20 +52,16 @@ def augmented_copies(images, copies: int, seed: int) -> AugmentedVolumes:
 
 @CONDITIONS.register
 class Classic(ConditionKind):
-    """The real images plus ``classic_copies`` TorchIO-augmented copies of each (affine, elastic,
-    bias field, noise, motion)."""
+    """The real images plus ``copies`` TorchIO-augmented copies of each (affine, elastic, bias
+    field, noise, motion)."""
 
     name = "classic"
+    Options = ClassicOptions
     colour = "tab:orange"
 
     @classmethod
-    def check(cls, config):
-        if not config.classic_copies or min(config.classic_copies) < 1:
-            raise ConfigError("condition 'classic' needs classic_copies ≥ 1")
-
-    @classmethod
-    def variants(cls, config):
-        return [Condition(cls.name, f"classic-x{k}", copies=k) for k in config.classic_copies]
+    def variants(cls, options, pools):
+        return [Condition(cls.name, f"classic-x{k}", copies=k) for k in options.copies]
 
     @classmethod
     def parts(cls, condition, real, labels, synthetic, seed):
