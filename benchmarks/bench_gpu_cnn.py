@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 
 from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
 from medaug.nets.classifiers import Conv5FC3
-from medaug.study.classifier import ClassifierTraining, train_classifier
+from medaug.study.network_training import ClassifierTraining, train_classifier
 from scale_tools import volumes
 
 SIZE = (84, 104, 89)

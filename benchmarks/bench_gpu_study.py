@@ -38,9 +38,9 @@ from medaug.generative.models import build_model
 from medaug.generative.trainer import TrainerConfig, train_generator
 from medaug.nets.classifiers import Conv5FC3
 from medaug.sampling.samplers import build_sampler
-from medaug.sampling.synthetic import pool_file, write_synthetic
+from medaug.sampling.synthetic_dataset import pool_file, write_synthetic
 from medaug.sampling.quality import copy_audit
-from medaug.study.classifier import ClassifierTraining, train_classifier
+from medaug.study.network_training import ClassifierTraining, train_classifier
 from medaug.study.training_sets import build_training_set
 from scale_tools import PeakMemory, volumes
 

@@ -24,7 +24,7 @@ from medaug.preprocessing.images import resized_affine
 from medaug.simulation.anatomy import effect_region
 from medaug.study.html_report import template_on_study_grid
 from medaug.study.interpret import split_images, mean_image
-from medaug.study.models import select_classifiers
+from medaug.study.saved_classifiers import select_classifiers
 from medaug.study.config import load_study
 from medaug.study.saliency import METHODS, region_auc, saliency
 from medaug.study.search import CNNArchitecture

@@ -12,7 +12,7 @@ from medaug.generative.models import build_model
 from medaug.generative.trainer import TrainerConfig, train_generator
 from medaug.nets.classifiers import Conv5FC3
 from medaug.sampling.samplers import build_sampler
-from medaug.study.classifier import ClassifierTraining, predict_proba, train_classifier
+from medaug.study.network_training import ClassifierTraining, predict_proba, train_classifier
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 SHAPE = (1, 8, 10, 6)

@@ -12,7 +12,7 @@ from medaug.generative.config import GeneratorConfig
 from medaug.generative.models import build_model
 from medaug.generative.trainer import TrainerConfig, train_generator
 from medaug.nets.classifiers import Conv5FC3
-from medaug.study.classifier import ClassifierTraining, predict_proba, train_classifier
+from medaug.study.network_training import ClassifierTraining, predict_proba, train_classifier
 
 SHAPE = (1, 4, 3, 2)
 

@@ -17,7 +17,7 @@ from medaug.data.derivatives import DerivativeDataset
 from medaug.errors import OutputExistsError
 from medaug.run_folder import LOCK_FILE, FolderLock, StepRecord, file_signature
 from medaug.study.pipeline import run_study
-from medaug.study.synthesis import pool_seed
+from medaug.study.generation import pool_seed
 
 HOLD_LOCK = ("import sys, time; from medaug.run_folder import FolderLock\n"
              "with FolderLock(sys.argv[1], 'test holder'):\n    print('held', flush=True); time.sleep(60)\n")

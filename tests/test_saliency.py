@@ -77,7 +77,7 @@ def test_the_study_report_and_interpret_find_the_simulated_effect(tmp_path, caps
     from medaug.study.config import StudyConfig
     from medaug.study.html_report import template_on_study_grid
     from medaug.study.interpret import split_images
-    from medaug.study.models import select_classifiers
+    from medaug.study.saved_classifiers import select_classifiers
     from medaug.study.pipeline import run_study
     from medaug.study.saliency import region_auc
     from medaug.study.search import CNNArchitecture

@@ -172,7 +172,7 @@ def test_random_walk_concentrates_where_the_volume_element_is_small():
 
 
 def test_geometric_metric_gradient_matches_autograd():
-    from medaug.sampling.geometric import GeometricMetric
+    from medaug.sampling.posterior_metric import GeometricMetric
 
     g = torch.Generator().manual_seed(5)
     metric = GeometricMetric(torch.randn(6, 3, generator=g, dtype=torch.float64),
@@ -190,7 +190,7 @@ def test_geometric_metric_gradient_matches_autograd():
 
 def test_geometric_hmc_on_one_centroid_samples_its_gaussian():
     """One centroid, precisions p, λ → 0: √det G ∝ exp(−(d/2) Σ pₖ zₖ² / ρ²) = N(0, ρ²/(d pₖ))."""
-    from medaug.sampling.geometric import GeometricMetric
+    from medaug.sampling.posterior_metric import GeometricMetric
 
     precisions = torch.tensor([[1.0, 4.0]], dtype=torch.float64)
     metric = GeometricMetric(torch.zeros(1, 2, dtype=torch.float64), precisions, 1.0, 1e-12)

@@ -134,7 +134,7 @@ def test_collapsed_generators_are_refused_and_trained_ones_pass(digit_model):
 
 
 def test_sampling_temperature_and_support_follow_the_code_spacing(digit_model):
-    from medaug.sampling.geometric import max_min_spacing
+    from medaug.sampling.posterior_metric import max_min_spacing
     from medaug.sampling.samplers import build_sampler
 
     model, images = digit_model

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from medaug.nets.classifiers import Conv5FC3
-from medaug.study.classifier import ClassifierTraining, predict_proba, train_classifier
+from medaug.study.network_training import ClassifierTraining, predict_proba, train_classifier
 from medaug.study.metrics import classification_metrics
 
 

@@ -9,7 +9,7 @@ from conftest import renamed_subject_copy
 from medaug.cli import main
 from medaug.errors import ConfigError, InputDataError, OutputExistsError
 from medaug.simulation.example_cohort import ExampleCohortConfig, build_example_cohort
-from medaug.study.models import (
+from medaug.study.saved_classifiers import (
     MODELS_FILE,
     ClassifierProvenance,
     load_classifier,

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medaug.study.classifier import ClassifierTraining
+from medaug.study.network_training import ClassifierTraining
 from medaug.study.report import gan_table, memorization_table, paired_differences, summary_table
 from medaug.study.search import CNNArchitecture, draw_architecture, random_search
 from medaug.study.classifiers import build_classifier

@@ -19,7 +19,7 @@ from medaug.data.derivatives import DerivativeDataset
 from medaug.io import write_text, write_tsv
 from medaug.run_folder import FolderLock, replace_unlisted
 from medaug.longitudinal.sequences import VisitGrid, session_label
-from medaug.sampling.synthetic import label_token
+from medaug.sampling.synthetic_dataset import label_token
 
 DATASET_NAME = "medaug-longitudinal"
 

@@ -26,7 +26,7 @@ from medaug.io import write_json, write_tsv
 from medaug.provenance import GeneratorProvenance
 from medaug.sampling.quality import QUALITY_IMAGES, novel, quality_warnings, reconstruct, sample_quality
 from medaug.sampling.sampler import Sampler
-from medaug.sampling.synthetic import synthetic_listing, write_synthetic
+from medaug.sampling.synthetic_dataset import synthetic_listing, write_synthetic
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def write_pool(sampler: Sampler, drawn: tuple[torch.Tensor, dict], out_dir: str 
                model_dir: str | os.PathLike, train: torch.Tensor, seed: int, quantile: float, start_index: int = 1,
                batch_size: int = INFERENCE_BATCH, stack: bool = False) -> WrittenPool:
     """Write the images of the codes and diagnostics that :func:`draw_pool` ``drew`` with ``seed``
-    as synthetic (:func:`~medaug.sampling.synthetic.write_synthetic`; ``stack``: also the float16
+    as synthetic (:func:`~medaug.sampling.synthetic_dataset.write_synthetic`; ``stack``: also the float16
     stack studies stream from), then score them against ``train``, the generator's training images,
     under the names its provenance records (:func:`score_pool`)."""
     provenance = GeneratorProvenance.read(model_dir)

@@ -23,7 +23,7 @@ from medaug.errors import ConfigError
 from medaug.io import write_tsv
 from medaug.study.config import ExecutorSection
 from medaug.study.classifiers import CLASSIFIERS
-from medaug.study.models import MODEL_DIR, model_complete
+from medaug.study.saved_classifiers import MODEL_DIR, model_complete
 from medaug.study.tasks import METRICS_FILE, StudyContext, StudyTask, run_task
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from medaug.logs import allow
 from medaug.preprocessing.images import resized_affine
 from medaug.run_folder import FolderLock, StepRecord, file_signature
 from medaug.study.html_report import template_on_study_grid
-from medaug.study.models import MODELS_FILE, select_classifiers
+from medaug.study.saved_classifiers import MODELS_FILE, select_classifiers
 from medaug.study.config import StudyConfig, load_study
 from medaug.study.saliency import INTERPRET_DIR, METHODS, OVERLAY_FILE, Method, interpret_condition
 

@@ -35,12 +35,12 @@ from medaug.study.classifiers import CLASSIFIERS
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData, prepare_data
 from medaug.study.interpret import interpret_study
-from medaug.study.models import MODELS_FILE, TRAINING_IMAGES_FILE, model_table, training_images_table
+from medaug.study.saved_classifiers import MODELS_FILE, TRAINING_IMAGES_FILE, model_table, training_images_table
 from medaug.study.executors import FAILURES_FILE, run_pending
 from medaug.study.html_report import StudyImages, template_outline
 from medaug.study.report import memorization_table, write_report
 from medaug.study.search import CNNArchitecture, random_search
-from medaug.study.synthesis import fit_generators, quality_table, synthetic_pools
+from medaug.study.generation import fit_generators, quality_table, synthetic_pools
 from medaug.study.tasks import METRICS_FILE, StudyContext, study_tasks, training_settings
 
 logger = logging.getLogger(__name__)

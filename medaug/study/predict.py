@@ -4,7 +4,7 @@ New images are preprocessed exactly as the study's were (its ``preprocessing`` s
 ``OUT/caps``), or read from a CAPS tree of Clinica's ``t1-linear`` (resized and rescaled like the
 study's). An image is refused when it fails QC, when its subject was in the study's train or
 validation split, or when it is, voxel for voxel, one of those images under another name
-(:func:`~medaug.study.models.image_sha256`). ``OUT/predictions.tsv`` holds per image the class
+(:func:`~medaug.study.saved_classifiers.image_sha256`). ``OUT/predictions.tsv`` holds per image the class
 probabilities, the predicted label, the QC status, the refusal reason and the model(s) that
 predicted; with ``ensemble`` the probabilities are the mean over the condition's runs. When the
 images have diagnoses, ``OUT/metrics.tsv`` holds the study report's metrics on one image per
@@ -34,10 +34,10 @@ from medaug.preprocessing.runner import preprocess_cohort
 from medaug.provenance import read_json_object
 from medaug.output_folder import check_output, claim_output
 from medaug.run_folder import FolderLock
-from medaug.study.classifier import predict_proba
+from medaug.study.network_training import predict_proba
 from medaug.study.config import StudyConfig, load_study
 from medaug.study.metrics import classification_metrics
-from medaug.study.models import TRAINING_IMAGES_FILE, SavedClassifier, image_sha256, select_classifiers
+from medaug.study.saved_classifiers import TRAINING_IMAGES_FILE, SavedClassifier, image_sha256, select_classifiers
 from medaug.study.report import balanced_accuracy_ci
 
 logger = logging.getLogger(__name__)

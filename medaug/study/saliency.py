@@ -45,7 +45,7 @@ from torch import nn
 from medaug.data.volumes import Volumes
 from medaug.io import atomic_write, write_nifti
 from medaug.study.html_report import png_bytes
-from medaug.study.models import SavedClassifier
+from medaug.study.saved_classifiers import SavedClassifier
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

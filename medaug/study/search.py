@@ -24,7 +24,7 @@ from medaug.configuration import Config, check_seed
 from medaug.errors import ConfigError
 from medaug.data.volumes import Volumes
 from medaug.nets.classifiers import Conv5FC3
-from medaug.study.classifier import ClassifierTraining, train_classifier
+from medaug.study.network_training import ClassifierTraining, train_classifier
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@ evaluate on the test split (and independent cohorts; the real-only classifier al
 sampler's synthetic pool, the GAN-test of thesis Table 1.2), write the task's folder.
 
 Task folder ``runs/<classifier>/<condition>/run-<r>/``: ``predictions.tsv`` (ClinicaDL-like
-columns), ``training_log.tsv`` and ``model/`` (CNNs: the selected weights, :mod:`medaug.study.models`)
+columns), ``training_log.tsv`` and ``model/`` (CNNs: the selected weights, :mod:`medaug.study.saved_classifiers`)
 and ``metrics.tsv``, written last, which marks it done.
 Beside it, ``run-<r>.inputs.json`` records what defines the result (:func:`task_inputs`): a task
 whose classifier settings, images or synthetic pool changed is run again.
@@ -24,14 +24,14 @@ import torch
 from medaug.data.splits import assert_disjoint
 from medaug.data.volumes import Volumes
 from medaug.io import write_tsv
-from medaug.sampling.synthetic import label_token
+from medaug.sampling.synthetic_dataset import label_token
 from medaug.run_folder import StepRecord
 from medaug.study.classifiers import CLASSIFIERS, FitContext, build_classifier
 from medaug.study.conditions import CONDITIONS, Condition
 from medaug.study.config import StudyConfig
 from medaug.study.data import ImageSet, StudyData
 from medaug.study.metrics import classification_metrics
-from medaug.study.models import MODEL_DIR, MODEL_FORMAT, ClassifierProvenance
+from medaug.study.saved_classifiers import MODEL_DIR, MODEL_FORMAT, ClassifierProvenance
 from medaug.study.search import CNNArchitecture
 from medaug.study.training_sets import build_training_set
 

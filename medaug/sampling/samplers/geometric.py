@@ -9,7 +9,7 @@ import torch
 
 from medaug.errors import ConfigError
 from medaug.sampling.diagnostics import chain_diagnostics
-from medaug.sampling.geometric import build_geometric_metric
+from medaug.sampling.posterior_metric import build_geometric_metric
 from medaug.sampling.hmc import hmc
 from medaug.sampling.sampler import TRACED_CHAINS, ChainOptions, Sampler, check_step, posterior_parameters, random_starts
 from medaug.sampling.samplers import SAMPLERS

@@ -12,7 +12,7 @@ from medaug.errors import ConfigError
 from medaug.generative.metric import Metric
 from medaug.generative.models.rhvae import RHVAE
 from medaug.sampling.diagnostics import chain_diagnostics
-from medaug.sampling.geometric import max_min_spacing
+from medaug.sampling.posterior_metric import max_min_spacing
 from medaug.sampling.hmc import hmc
 from medaug.sampling.sampler import TRACED_CHAINS, ChainOptions, Sampler, check_step, random_starts
 from medaug.sampling.samplers import SAMPLERS

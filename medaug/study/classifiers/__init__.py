@@ -39,7 +39,7 @@ class FitContext:
 class Classifier:
     """Base of study classifiers. ``needs_search``: the study runs the CNN architecture search
     (:mod:`medaug.study.search`, with its ``options.search`` and ``options.training``) before
-    its tasks; ``saves_model``: ``save`` keeps the fitted model (:mod:`medaug.study.models`)."""
+    its tasks; ``saves_model``: ``save`` keeps the fitted model (:mod:`medaug.study.saved_classifiers`)."""
 
     name: ClassVar[str]
     Options: ClassVar[type[Config]] = NoOptions

@@ -10,9 +10,9 @@ import pandas as pd
 import torch
 
 from medaug.configuration import Config
-from medaug.study.classifier import ClassifierTraining, predict_proba, train_classifier
+from medaug.study.network_training import ClassifierTraining, predict_proba, train_classifier
 from medaug.study.classifiers import CLASSIFIERS, Classifier
-from medaug.study.models import save_classifier
+from medaug.study.saved_classifiers import save_classifier
 from medaug.study.search import CNNArchitecture, SearchSettings
 
 

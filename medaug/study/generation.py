@@ -36,7 +36,7 @@ from medaug.run_folder import StepRecord, fingerprint, remove_outputs
 from medaug.sampling.posterior_check import MIN_DECODED_SPREAD
 from medaug.sampling.pool import draw_pool, score_files, write_pool
 from medaug.sampling.samplers import SAMPLERS, build_sampler
-from medaug.sampling.synthetic import label_token, pool_file, synthetic_listing
+from medaug.sampling.synthetic_dataset import label_token, pool_file, synthetic_listing
 from medaug.study.config import StudyConfig
 from medaug.study.data import StudyData
 
