@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -364,3 +365,30 @@ def test_two_option_sets_of_one_sampler_are_two_labelled_pools_and_conditions(st
     assert record["sampler"] == "gmm" and record["options"]["n_components"] == 2
     # the pool's label, not the sampler's name, keys the quality table and the copy audit
     assert set(pd.read_csv(out / "quality.tsv", sep="\t")["sampler"]) == {"gmm", "gmm-two"}
+
+
+def test_a_sampler_entry_with_its_own_generator_trains_it_beside_the_studys(study_config, study_cohort, tmp_path):
+    """A latent diffusion model (MONAI components) beside the study's RHVAE, with the copy controls."""
+    from medaug.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"the ldm sampler needs a generator.model in ldm, got rhvae; .*generator: \{model: ldm\}"):
+        _quick(study_config, study_cohort, tmp_path / "x", samplers=[{"name": "ldm"}])
+    ldm = {"name": "ldm", "options": {"steps": 4},
+           "generator": {"model": "ldm", "options": {"autoencoder_channels": [4, 4], "unet_channels": [4, 8],
+                                                     "norm_groups": 4, "train_timesteps": 50}},
+           "trainer": {"max_steps": 2}}
+    config = _quick(study_config, study_cohort, tmp_path / "study", samplers=[{"name": "posterior"}, ldm],
+                    conditions=["real", "real+synthetic"])
+    assert config.generator_config(config.samplers[1]).options["train_timesteps"] == 50
+    assert config.trainer_config(config.samplers[1]).max_steps == 2 and config.trainer_config().max_steps == 3
+    results = run_study(config)
+    out = tmp_path / "study"
+    assert set(results["metrics"]["condition"]) == {"real", "real+synthetic-posterior-n6", "real+synthetic-ldm-n6"}
+    for label in ("CN", "AD"):
+        assert json.loads((out / "generators" / label / "best" / "config.json").read_text())["model"] == "rhvae"
+        own = out / "generators" / "by-sampler" / "ldm" / label / "best"
+        assert json.loads((own / "config.json").read_text())["model"] == "ldm"
+        listing = pd.read_csv(out / f"synthetic/ldm/synthetic_{label}_seed{pool_seed(0, 'ldm', 0 if label == 'CN' else 1)}.tsv", sep="\t")
+        sidecar = json.loads(open(listing["path"][0].replace(".nii.gz", ".json")).read())
+        assert sidecar["Synthetic"] is True and sidecar["GeneratorModel"] == "ldm" and Path(sidecar["Generator"]) == own.resolve()
+    assert set(pd.read_csv(out / "quality.tsv", sep="\t")["sampler"]) == {"posterior", "ldm"}

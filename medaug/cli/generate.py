@@ -91,8 +91,10 @@ def _generate(args: argparse.Namespace) -> None:
     model = load_generator(model_dir, map_location=resolve_device(args.device))
     provenance = GeneratorProvenance.read(model_dir)  # refuses an unfinished training, with the fix
     if sampler.models is not None and model.config.model not in sampler.models:
+        own = [name for name in SAMPLERS.names() if model.config.model in (SAMPLERS.get(name).models or ())]
         raise ConfigError(f"--sampler {args.sampler} needs a {' or '.join(sampler.models)} generator; {model_dir} "
-                          f"holds a {model.config.model}: use another --sampler (for example gmm or prior)")
+                          f"holds a {model.config.model}: use another --sampler (for example "
+                          f"{' or '.join(own or ['gmm', 'prior'])})")
     shape = model.config.input_shape[1:]
     train = image_tensor(provenance.train_images, shape)
     device = next(model.parameters()).device

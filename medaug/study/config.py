@@ -156,13 +156,16 @@ class SamplerSpec(Config):
     """A registered sampler (:mod:`medaug.sampling.samplers`) and its options, validated now.
     ``label`` (default: the sampler's name) names its pool: the folder ``synthetic/<label>``, the
     pool's seed and the conditions ``…-<label>-n<N>``, so one study can compare two option sets of
-    one sampler."""
+    one sampler. ``generator`` / ``trainer`` give the entry generators of its own (for example
+    ``{model: ldm}`` beside the study's RHVAE), trained per class like the study's."""
 
     section: ClassVar[str] = "samplers"
 
     name: str
     options: dict = field(default_factory=dict)
     label: str | None = None
+    generator: dict | None = None   # this entry's own generators: keys over the study's generator section
+    trainer: dict | None = None     # and their training: keys over the study's trainer section
 
     @property
     def pool(self) -> str:
@@ -178,8 +181,9 @@ class SamplerSpec(Config):
 
     def to_dict(self) -> dict:
         data = super().to_dict()
-        if data["label"] is None:  # the config.yaml of older studies still matches
-            del data["label"]
+        for key in ("label", "generator", "trainer"):  # the config.yaml of older studies still matches
+            if data[key] is None:
+                del data[key]
         return data
 
 
@@ -401,12 +405,14 @@ class StudyConfig(Config):
         self._check_executor_device()
         if "write_crop" in self.preprocessing.pipeline:
             raise ConfigError("preprocessing.pipeline.write_crop is set by keep.crop_images; remove it")
-        model = self.generator_config().model  # validates the generator section now
+        self.generator_config()  # validates the generator section now
         for index, spec in enumerate(self.samplers):
-            models = SAMPLERS.get(spec.name).models
-            if models is not None and self.needs_synthetic and model not in models:
+            models, own = SAMPLERS.get(spec.name).models, self.generator_config(spec).model
+            self.trainer_config(spec)
+            if models is not None and self.needs_synthetic and own not in models:
                 raise ConfigError(f"samplers[{index}]: the {spec.name} sampler needs a generator.model in "
-                                  f"{', '.join(models)}, got {model}; change generator.model or the sampler")
+                                  f"{', '.join(models)}, got {own}; change generator.model, give the entry its "
+                                  f"own (generator: {{model: {models[0]}}}) or change the sampler")
 
     def _check_executor_device(self) -> None:
         executor = self.executor
@@ -428,10 +434,21 @@ class StudyConfig(Config):
     def needs_synthetic(self) -> bool:
         return any(CONDITIONS.get(spec.kind).uses_synthetic for spec in self.conditions)
 
-    def generator_config(self) -> GeneratorConfig:
-        if "input_shape" in self.generator:
+    def generator_config(self, spec: SamplerSpec | None = None) -> GeneratorConfig:
+        """The generator section, with the keys of ``spec.generator`` over it when given."""
+        own = (spec.generator if spec is not None else None) or {}
+        if "input_shape" in {**self.generator, **own}:
             raise ConfigError("generator.input_shape comes from preprocessing.size; remove it")
-        return GeneratorConfig.from_dict({**self.generator, "input_shape": (1, *self.preprocessing.size)})
+        if own and "model" in own and own["model"] != self.generator.get("model") and "options" not in own:
+            own = {**own, "options": {}}  # another model: the study's model options are not its own
+        return GeneratorConfig.from_dict({**self.generator, **own, "input_shape": (1, *self.preprocessing.size)},
+                                         where="generator" if not own else f"samplers ({spec.pool}).generator")
+
+    def trainer_config(self, spec: SamplerSpec | None = None) -> TrainerConfig:
+        """The trainer section, with the keys of ``spec.trainer`` over it when given."""
+        own = (spec.trainer if spec is not None else None) or {}
+        return TrainerConfig.from_dict({**self.trainer.to_dict(), **own},
+                                       where="trainer" if not own else f"samplers ({spec.pool}).trainer")
 
 
 def load_study_config(path: str | os.PathLike) -> StudyConfig:

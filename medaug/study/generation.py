@@ -27,6 +27,7 @@ from medaug.compute import resolve_device
 from medaug.data.cohort import load_image
 from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
 from medaug.data.splits import assert_disjoint
+from medaug.generative.config import GeneratorConfig
 from medaug.generative.models import build_model
 from medaug.generative.persistence import load_generator
 from medaug.generative.trainer import CHECKPOINT_FILE, TrainerConfig, train_generator
@@ -67,20 +68,34 @@ def _retrain_if_contradicted(best: Path, label: str, train_rows: pd.DataFrame, o
         remove_outputs([out])
 
 
-def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[str, FittedGenerator]:
-    """One generator per diagnosis (seed ``config.seed + class index``), retrained when its settings
-    or training / validation images change."""
+def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[str | None, dict[str, FittedGenerator]]:
+    """One generator per diagnosis (seed ``trainer.seed + class index``) and per generator setting:
+    the study's own (key None, ``generators/<label>/``) for the sampler entries without a
+    ``generator`` of their own, and each entry's own (key: its pool label,
+    ``generators/by-sampler/<pool>/<label>/``). Retrained when settings or images change."""
+    fitted = {}
+    for spec in config.samplers:
+        key = spec.pool if spec.generator is not None else None
+        if key not in fitted:
+            folder = run_dir / "generators" / ("by-sampler" if key else "") / (key or "")
+            fitted[key] = _fit_class_generators(config, data, folder, config.generator_config(spec),
+                                                config.trainer_config(spec))
+    return fitted
+
+
+def _fit_class_generators(config: StudyConfig, data: StudyData, folder: Path, generator: GeneratorConfig,
+                          trainer_settings: TrainerConfig) -> dict[str, FittedGenerator]:
     fitted = {}
     for index, label in enumerate(config.data.labels):
-        out = run_dir / "generators" / label
+        out = folder / label
         best = out / "best"
         train_rows = data.train.rows[data.train.rows["diagnosis"] == label]
         validation_rows = data.validation.rows[data.validation.rows["diagnosis"] == label]
         assert_disjoint(generator_train=train_rows, test=data.test.rows)
-        trainer = TrainerConfig(**{**config.trainer.to_dict(), "seed": config.trainer.seed + index,
+        trainer = TrainerConfig(**{**trainer_settings.to_dict(), "seed": trainer_settings.seed + index,
                                    "device": config.device, "mixed_precision": config.mixed_precision})
         record = StepRecord(out.with_name(f"{label}.inputs.json"), {
-            "label": label, "code": index, "generator": config.generator_config().to_dict(),
+            "label": label, "code": index, "generator": generator.to_dict(),
             "trainer": {k: v for k, v in trainer.to_dict().items() if k != "device"},
             "train_images": data.train.class_fingerprints[label],
             "validation_images": data.validation.class_fingerprints[label]})
@@ -88,8 +103,8 @@ def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[
         _retrain_if_contradicted(best, label, train_rows, out)
         if not GeneratorProvenance.is_finished(best):
             torch.manual_seed(trainer.seed)
-            model = build_model(config.generator_config())
-            logger.info("training the %s generator on %d images", label, len(train_rows))
+            model = build_model(generator)
+            logger.info("training the %s %s generator on %d images", label, generator.model, len(train_rows))
             train_generator(model, _class_images(data.train, index), _class_images(data.validation, index), out, trainer)
             record_training_data(best, label, train_rows, validation_rows, config.preprocessing.size)
         if not config.keep.generator_checkpoints:
@@ -123,7 +138,7 @@ def pool_outputs(out: Path, label: str) -> list[Path]:
     return files + [p for p in out.glob("sub-synth*") if subjects.match(p.name)]
 
 
-def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, FittedGenerator],
+def synthetic_pools(config: StudyConfig, data: StudyData, fitted: dict[str | None, dict[str, FittedGenerator]],
                     run_dir: Path) -> tuple[dict[str, dict[int, Volumes]], dict[str, str]]:
     """``config.synthetic_per_class`` images per class and sampler entry, keyed by the entry's pool name
     (:attr:`~medaug.study.config.SamplerSpec.pool`) then class code, and each entry's fingerprint
@@ -140,6 +155,7 @@ def synthetic_pools(config: StudyConfig, data: StudyData, generators: dict[str, 
     for spec in config.samplers:
         out = run_dir / "synthetic" / spec.pool
         pools[spec.pool], records = {}, []
+        generators = fitted[spec.pool if spec.generator is not None else None]
         for index, label in enumerate(config.data.labels):
             seed = pool_seed(config.seed, spec.pool, index)
             listing, report = synthetic_listing(out, label, seed), score_files(out, label, seed)["quality"]

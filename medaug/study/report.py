@@ -322,8 +322,10 @@ def _image_sections(run_dir: Path, images: StudyImages | None, logs: pd.DataFram
     sections = [Section("Learning curves", "Train loss and validation balanced accuracy per epoch, mean over runs "
                         "per condition (training_log.tsv of the CNN runs).",
                         _save(curves, figures / "learning_curves.png") if curves else None)]
-    generator_logs = {path.parent.name: pd.read_csv(path)
-                      for path in sorted((run_dir / "generators").glob("*/training_log.csv"))}
+    generators = run_dir / "generators"
+    generator_logs = {**{path.parent.name: pd.read_csv(path) for path in sorted(generators.glob("*/training_log.csv"))},
+                      **{f"{path.parent.parent.name} {path.parent.name}": pd.read_csv(path)
+                         for path in sorted(generators.glob("by-sampler/*/*/training_log.csv"))}}
     generator_curves = generator_curves_figure(generator_logs)
     if generator_curves is not None:
         sections.append(Section("Generator training", "Training and validation loss per epoch of each class's "

@@ -36,6 +36,12 @@ class GenerativeModel(nn.Module):
         super().__init__()
         self.config = config
         self.options = config.model_options()
+        self.build_networks()
+
+    def build_networks(self) -> None:
+        """``encoder`` x ↦ (μ, log σ²) and ``decoder`` z ↦ logits: MLP or convolutional, from the
+        common settings (``network``, ``hidden``, ``channels``, ``latent_dim``)."""
+        config = self.config
         shape, d = config.input_shape, config.latent_dim
         if config.network == "mlp":
             self.encoder, self.decoder = MLPEncoder(shape, d, config.hidden), MLPDecoder(shape, d, config.hidden)

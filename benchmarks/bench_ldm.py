@@ -1,0 +1,126 @@
+"""A latent diffusion model beside the geometry-aware RHVAE and the copy controls, in one study.
+
+The packaged demo study (or ``--config``), with one more sampler entry: ``ldm`` with generators of
+its own (MONAI AutoencoderKL + DiffusionModelUNet, trained per class on the class's training
+images, ``--ldm-steps`` optimiser steps at most). Same cohort, split, quality measures, copy
+controls and classifier runs for every pool. Printed and written to ``--out``:
+
+- per pool and class: generator training time (sum of its epochs), sampling time for ``--timed``
+  images (re-drawn after the study, same seed), diversity, novel / copy / average fractions;
+- per classifier and condition: balanced accuracy mean ± std over runs and the paired difference
+  against real only, with the study's bootstrap 95% CI over runs.
+
+Run: python benchmarks/bench_ldm.py [--runs 3] [--size 24,30,24] [--ldm-steps 1500]
+     [--bids DEMO/bids --study DEMO/study] [--out benchmarks/results_ldm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from medaug.demo import demo_config_text
+from medaug.generative.persistence import load_generator
+from medaug.preprocessing.images import image_tensor
+from medaug.provenance import GeneratorProvenance
+from medaug.sampling.pool import draw_pool
+from medaug.sampling.samplers import build_sampler
+from medaug.study.config import StudyConfig
+from medaug.study.generation import pool_seed
+from medaug.study.pipeline import run_study
+
+LDM_OPTIONS = {"autoencoder_channels": [8, 16, 16], "unet_channels": [16, 32], "norm_groups": 8}
+
+
+def study(args) -> StudyConfig:
+    data = yaml.safe_load(args.config.read_text() if args.config else demo_config_text())
+    out = args.out.resolve()
+    data.update(output=str((args.study or out / "study").resolve()), runs=args.runs)
+    data["data"]["bids"] = str(args.bids.resolve() if args.bids else out / "bids")
+    if args.size:
+        data["preprocessing"]["size"] = list(args.size)
+    data["samplers"] = [*data["samplers"], {
+        "name": "ldm", "options": {"steps": 50},
+        "generator": {"model": "ldm", "options": LDM_OPTIONS},
+        "trainer": {"learning_rate": 1e-3, "max_steps": args.ldm_steps, "patience_steps": args.ldm_steps // 4}}]
+    return StudyConfig.from_dict(data)
+
+
+def generator_folder(run_dir: Path, spec, label: str) -> Path:
+    return run_dir / "generators" / (f"by-sampler/{spec.pool}/" if spec.generator else "") / label
+
+
+def pool_rows(config: StudyConfig, run_dir: Path, timed: int) -> pd.DataFrame:
+    quality = pd.read_csv(run_dir / "quality.tsv", sep="\t")
+    rows = []
+    for spec in config.samplers:
+        for code, label in enumerate(config.data.labels):
+            folder = generator_folder(run_dir, spec, label)
+            trained = pd.read_csv(folder / "training_log.csv")["seconds"].sum()
+            model = load_generator(folder / "best")
+            train = image_tensor(GeneratorProvenance.read(folder / "best").train_images, model.config.input_shape[1:])
+            sampler = build_sampler(spec.name, **spec.options).fit(model, train, allow_uninformative=True)
+            start = time.perf_counter()
+            draw_pool(sampler, timed, seed=pool_seed(config.seed, spec.pool, code), train=train)
+            seconds = time.perf_counter() - start
+            measured = quality[(quality["sampler"] == spec.pool) & (quality["diagnosis"] == label)].iloc[0]
+            rows.append({"pool": spec.pool, "diagnosis": label, "model": model.config.model,
+                         "train_s": round(float(trained), 1), f"sample_{timed}_s": round(seconds, 2),
+                         **{key: round(float(measured[key]), 3) for key in
+                            ("diversity", "novel_fraction", "copy_fraction", "average_fraction", "real_copy_fraction")}})
+    return pd.DataFrame(rows)
+
+
+def accuracy_rows(run_dir: Path) -> pd.DataFrame:
+    summary = pd.read_csv(run_dir / "summary.tsv", sep="\t")
+    summary = summary[summary["test_set"] == "test"]
+    differences = pd.read_csv(run_dir / "differences.tsv", sep="\t")
+    differences = differences[differences["test_set"] == "test"].set_index(["classifier", "condition"])
+    rows = []
+    for row in summary.itertuples():
+        key = (row.classifier, row.condition)
+        difference = (f"{100 * differences.loc[key, 'balanced_accuracy_difference']:+.1f} "
+                      f"[{100 * differences.loc[key, 'ci_low']:+.1f}, {100 * differences.loc[key, 'ci_high']:+.1f}]"
+                      if key in differences.index else "reference")
+        rows.append({"classifier": row.classifier, "condition": row.condition, "runs": row.runs,
+                     "balanced_accuracy": f"{100 * row.balanced_accuracy_mean:.1f} ± {100 * row.balanced_accuracy_std:.1f}",
+                     "vs real (points, 95% CI)": difference})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=None, help="a study YAML (default: the packaged demo)")
+    parser.add_argument("--bids", type=Path, default=None, help="an existing cohort (default: simulated into OUT/bids)")
+    parser.add_argument("--study", type=Path, default=None,
+                        help="study folder (default OUT/study); a finished demo's study resumes: only the ldm "
+                             "generators, pools and runs are added")
+    parser.add_argument("--size", type=lambda text: tuple(int(v) for v in text.split(",")), default=None)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ldm-steps", type=int, default=1500)
+    parser.add_argument("--timed", type=int, default=20, help="images per pool re-drawn to time the sampler")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results_ldm"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    config = study(args)
+    start = time.perf_counter()
+    run_study(config)
+    elapsed = time.perf_counter() - start
+    run_dir = Path(config.output)
+    pools, accuracy = pool_rows(config, run_dir, args.timed), accuracy_rows(run_dir)
+    args.out.mkdir(parents=True, exist_ok=True)
+    pools.to_csv(args.out / "pools.tsv", sep="\t", index=False)
+    accuracy.to_csv(args.out / "accuracy.tsv", sep="\t", index=False)
+    text = (f"study: {elapsed:.0f} s; size {config.preprocessing.size}; runs {config.runs}\n\n"
+            f"{pools.to_string(index=False)}\n\n{accuracy.to_string(index=False)}\n")
+    (args.out / "summary.txt").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
