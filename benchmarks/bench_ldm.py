@@ -1,16 +1,16 @@
 """A latent diffusion model beside the geometry-aware RHVAE and the copy controls, in one study.
 
-The packaged demo study (or ``--config``), with one more sampler entry: ``ldm`` with generators of
-its own (MONAI AutoencoderKL + DiffusionModelUNet, trained per class on the class's training
-images, ``--ldm-steps`` optimiser steps at most). Same cohort, split, quality measures, copy
-controls and classifier runs for every pool. Printed and written to ``--out``:
+``pipelines/ldm_beside_rhvae.yaml`` (or ``--config``): the demo study with one more sampler entry,
+``ldm``, with generators of its own (MONAI AutoencoderKL + DiffusionModelUNet, trained per class on
+the class's training images). Same cohort, split, quality measures, copy controls and classifier
+runs for every pool. Printed and written to ``--out``:
 
 - per pool and class: generator training time (sum of its epochs), sampling time for ``--timed``
   images (re-drawn after the study, same seed), diversity, novel / copy / average fractions;
 - per classifier and condition: balanced accuracy mean ± std over runs and the paired difference
   against real only, with the study's bootstrap 95% CI over runs.
 
-Run: python benchmarks/bench_ldm.py [--runs 3] [--size 24,30,24] [--ldm-steps 1500]
+Run: python benchmarks/bench_ldm.py [--config pipelines/ldm_beside_rhvae.yaml] [--runs R]
      [--bids DEMO/bids --study DEMO/study] [--out benchmarks/results_ldm]
 """
 
@@ -22,33 +22,27 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 
-from medaug.demo import demo_config_text
 from medaug.generative.persistence import load_generator
 from medaug.preprocessing.images import image_tensor
 from medaug.provenance import GeneratorProvenance
 from medaug.sampling.pool import draw_pool
 from medaug.sampling.samplers import build_sampler
-from medaug.study.config import StudyConfig
+from medaug.study.config import StudyConfig, load_study_config
 from medaug.study.generation import pool_seed
 from medaug.study.pipeline import run_study
 
-LDM_OPTIONS = {"autoencoder_channels": [8, 16, 16], "unet_channels": [16, 32], "norm_groups": 8}
-
-
 def study(args) -> StudyConfig:
-    data = yaml.safe_load(args.config.read_text() if args.config else demo_config_text())
-    out = args.out.resolve()
-    data.update(output=str((args.study or out / "study").resolve()), runs=args.runs)
-    data["data"]["bids"] = str(args.bids.resolve() if args.bids else out / "bids")
-    if args.size:
-        data["preprocessing"]["size"] = list(args.size)
-    data["samplers"] = [*data["samplers"], {
-        "name": "ldm", "options": {"steps": 50},
-        "generator": {"model": "ldm", "options": LDM_OPTIONS},
-        "trainer": {"learning_rate": 1e-3, "max_steps": args.ldm_steps, "patience_steps": args.ldm_steps // 4}}]
-    return StudyConfig.from_dict(data)
+    """The study YAML, with ``--runs``, ``--bids`` and ``--study`` over it."""
+    config = load_study_config(args.config)
+    changes = {"runs": args.runs} if args.runs else {}
+    if args.study:
+        changes["output"] = str(args.study.resolve())
+    data = config.to_dict()
+    if args.bids:
+        data["data"] = {**data["data"], "bids": str(args.bids.resolve())}
+        data["data"].pop("simulate", None)
+    return StudyConfig.from_dict({**data, **changes})
 
 
 def generator_folder(run_dir: Path, spec, label: str) -> Path:
@@ -95,14 +89,12 @@ def accuracy_rows(run_dir: Path) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=None, help="a study YAML (default: the packaged demo)")
+    parser.add_argument("--config", type=Path, default=Path(__file__).parents[1] / "pipelines" / "ldm_beside_rhvae.yaml")
     parser.add_argument("--bids", type=Path, default=None, help="an existing cohort (default: simulated into OUT/bids)")
     parser.add_argument("--study", type=Path, default=None,
                         help="study folder (default OUT/study); a finished demo's study resumes: only the ldm "
                              "generators, pools and runs are added")
-    parser.add_argument("--size", type=lambda text: tuple(int(v) for v in text.split(",")), default=None)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--ldm-steps", type=int, default=1500)
+    parser.add_argument("--runs", type=int, default=None, help="override the YAML's runs")
     parser.add_argument("--timed", type=int, default=20, help="images per pool re-drawn to time the sampler")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results_ldm"))
     args = parser.parse_args()

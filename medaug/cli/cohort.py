@@ -17,7 +17,12 @@ def _cohort(args: argparse.Namespace) -> None:
     for output in filter(None, (args.output, args.labels)):
         if output.resolve().is_relative_to(args.bids_dir.resolve()):
             raise ConfigError(f"{output} is inside the input dataset {args.bids_dir}; write it elsewhere")
-    cohort = load_cohort(args.bids_dir, acquisition=args.acq, database_dir=args.index_cache)
+    needs_diagnosis = bool(args.labels or args.stable_diagnosis)  # indexing alone needs none
+    cohort = load_cohort(args.bids_dir, acquisition=args.acq, database_dir=args.index_cache,
+                         require_diagnosis=needs_diagnosis)
+    if not needs_diagnosis and cohort["diagnosis"].isna().all():
+        print(f"{args.bids_dir} records no diagnosis (participants.tsv or sessions.tsv): indexed with the diagnosis "
+              "column empty; a study, --labels and --stable-diagnosis need one")
     if args.stable_diagnosis:
         cohort = stable_diagnosis(cohort)
     if args.baseline:

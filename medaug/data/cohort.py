@@ -274,7 +274,7 @@ def load_image(path: str | os.PathLike) -> tuple[torch.Tensor, np.ndarray]:
 def summarize_table(cohort: pd.DataFrame) -> pd.DataFrame:
     """Per diagnosis: subjects, images, subjects per sex (F, M) and age mean ± std (all images)."""
     rows = []
-    for label, group in cohort.groupby(cohort["diagnosis"].fillna("n/a"), sort=True):
+    for label, group in cohort.groupby(cohort["diagnosis"].astype(object).fillna("n/a"), sort=True):
         sex = group.drop_duplicates("participant_id")["sex"]
         rows.append({"diagnosis": label, "subjects": group["participant_id"].nunique(), "images": len(group),
                      "F": int((sex == "F").sum()), "M": int((sex == "M").sum()),
