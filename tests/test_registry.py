@@ -75,11 +75,11 @@ def test_a_registered_sampler_and_condition_reach_cli_config_and_training_sets(r
 
 def test_registries_list_their_components_and_refuse_unknown_names():
     assert {"rhvae-hmc", "random-walk", "geometric", "gmm", "prior", "two-stage", "vamp", "posterior",
-            "jitter"} == set(SAMPLERS.names())
+            "jitter", "ldm"} == set(SAMPLERS.names())
     assert {"real", "synthetic", "real+synthetic", "classic"} == set(CONDITIONS.names())
     assert {"cnn", "cnn-optimized", "sklearn-svm", "sklearn-knn", "sklearn-random_forest",
             "sklearn-mlp"} == set(CLASSIFIERS.names())
-    assert {"vae", "rhvae", "vamp", "rae_l2", "rae_gp"} == set(MODELS.names())
+    assert {"vae", "rhvae", "vamp", "rae_l2", "rae_gp", "ldm"} == set(MODELS.names())
     assert "steps" in SAMPLERS.help() and "n_neighbors" in CLASSIFIERS.help()
     with pytest.raises(ConfigError, match="here: unknown sampler 'hmc'; choose among geometric, gmm, jitter"):
         SAMPLERS.get("hmc", "here")

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from medaug.study.network_training import ClassifierTraining
@@ -34,13 +35,55 @@ def test_summary_is_mean_and_sample_std_over_runs():
     assert np.isclose(row["balanced_accuracy_std"], np.std(values, ddof=1))
 
 
-def test_paired_differences_pair_runs_and_cover_the_true_shift():
-    differences = paired_differences(_metrics())
-    row = differences[(differences["condition"] == "real+synthetic-prior-n5") & (differences["test_set"] == "test")].iloc[0]
-    assert row["runs"] == 6
-    assert abs(row["balanced_accuracy_difference"] - 0.05) < 0.02
+def _predictions(correct: dict, runs: int = 3, per_label: int = 10) -> pd.DataFrame:
+    """Predictions of conditions on ``per_label`` CN and AD test subjects: ``correct[condition]``
+    (subject index → correct?) for every run."""
+    rows = []
+    for condition, is_correct in correct.items():
+        for run in range(runs):
+            for index in range(2 * per_label):
+                truth = "CN" if index < per_label else "AD"
+                wrong = "AD" if truth == "CN" else "CN"
+                rows.append({"classifier": "sklearn-svm", "condition": condition, "run": run, "test_set": "test",
+                             "participant_id": f"sub-{index:02d}", "session_id": "ses-M000", "true_label": truth,
+                             "predicted_label": truth if is_correct(index) else wrong})
+    return pd.DataFrame(rows)
+
+
+def test_paired_differences_resample_test_subjects_with_a_known_answer():
+    """Identical runs (a deterministic classifier); B is right on one more CN subject than real.
+    The difference is 1/(2·10) = 0.05 per resample times the number of times that subject is drawn
+    (Binomial(10, 1/10)): the 2.5 % quantile is 0 (P(0 draws) = 0.35) and the 97.5 % quantile 3
+    draws (P(≤ 2) = 0.93, P(≤ 3) = 0.987), so the CI is exactly [0, 0.15]: inconclusive, where a CI
+    over runs alone would be [0.05, 0.05]."""
+    predictions = _predictions({"real": lambda i: i % 2 == 1, "better": lambda i: i % 2 == 1 or i == 0,
+                                "same": lambda i: i % 2 == 1})
+    differences = paired_differences(predictions).set_index("condition")
+    assert differences.loc["better", "balanced_accuracy_difference"] == pytest.approx(0.05)
+    assert (differences.loc["better", "ci_low"], differences.loc["better", "ci_high"]) == (0.0, pytest.approx(0.15))
+    assert tuple(differences.loc["same", ["balanced_accuracy_difference", "ci_low", "ci_high"]]) == (0.0, 0.0, 0.0)
+    assert differences.loc["better", "runs"] == 3 and "test subjects" in differences.loc["better", "resampled"]
+
+
+def test_paired_differences_pair_runs_and_subjects():
+    """A run effect shared by both conditions cancels; a subject effect shared by both does too."""
+    rng = np.random.default_rng(0)
+    hard = rng.random(40) < 0.3  # subjects both conditions get wrong
+    rows = []
+    for run in range(6):
+        noise = rng.random(40) < 0.05 * run  # run-specific errors, shared by both conditions
+        for condition, extra in (("real", 0.0), ("real+synthetic-prior-n5", 0.1)):
+            fixed = rng.random(40) < extra
+            for index in range(40):
+                truth = "CN" if index < 20 else "AD"
+                right = (not hard[index] and not noise[index]) or fixed[index]
+                rows.append({"classifier": "cnn", "condition": condition, "run": run, "test_set": "test",
+                             "participant_id": f"sub-{index:02d}", "session_id": "ses-M000", "true_label": truth,
+                             "predicted_label": truth if right else ("AD" if truth == "CN" else "CN")})
+    row = paired_differences(pd.DataFrame(rows)).iloc[0]
+    assert row["condition"] == "real+synthetic-prior-n5" and row["runs"] == 6
     assert row["ci_low"] <= row["balanced_accuracy_difference"] <= row["ci_high"]
-    assert row["ci_high"] - row["ci_low"] < 0.04  # paired: the shared run trend cancels
+    assert 0 < row["balanced_accuracy_difference"] < 0.15 and row["ci_high"] - row["ci_low"] < 0.2
 
 
 def test_gan_train_and_gan_test_read_the_right_rows():

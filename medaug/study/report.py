@@ -18,7 +18,6 @@ import torch  # noqa: E402
 from medaug.data.volumes import Volumes  # noqa: E402
 from medaug.io import atomic_write, write_text, write_tsv  # noqa: E402
 from medaug.sampling.quality import copy_audit  # noqa: E402
-from medaug.study.audit import paired_bootstrap_ci  # noqa: E402
 from medaug.study.classifiers import CLASSIFIERS  # noqa: E402
 from medaug.study.conditions import CONDITIONS  # noqa: E402
 from medaug.study.html_report import (EXAMPLES, Section, StudyImages, generator_curves_figure,  # noqa: E402
@@ -42,19 +41,52 @@ def summary_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def paired_differences(metrics: pd.DataFrame, seed: int = 0, metric: str = "balanced_accuracy") -> pd.DataFrame:
-    """Each condition minus real-only, paired by run (same seed), with a bootstrap 95% CI."""
+def paired_differences(predictions: pd.DataFrame, seed: int = 0, resamples: int = 2000) -> pd.DataFrame:
+    """Each condition minus real-only, per classifier and test set: the mean over runs of the
+    balanced-accuracy difference, paired by run (same seed) and by test subject, with a bootstrap
+    95% CI that resamples test subjects within label and runs, the same draws for both conditions
+    (:func:`balanced_accuracy_difference_ci`)."""
     rows = []
-    for (classifier, test_set), group in metrics.groupby(["classifier", "test_set"], sort=False):
-        reference = group[group["condition"] == "real"].set_index("run")[metric]
-        for condition, other in group[group["condition"] != "real"].groupby("condition", sort=False):
-            paired = other.set_index("run")[metric].to_frame("value").join(reference.rename("real"), how="inner")
-            if paired.empty:
+    correct = _correct_tables(predictions)
+    for (classifier, test_set), tables in correct.items():
+        if "real" not in tables:
+            continue
+        reference, labels = tables["real"]
+        for condition, (table, _) in tables.items():
+            if condition == "real":
                 continue
-            mean, low, high = paired_bootstrap_ci(paired["value"].to_numpy(), paired["real"].to_numpy(), seed=seed)
-            rows.append({"classifier": classifier, "test_set": test_set, "condition": condition,
-                         "runs": len(paired), f"{metric}_difference": mean, "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows)
+            runs = reference.index.intersection(table.index)
+            if runs.empty:
+                continue
+            mean, low, high = balanced_accuracy_difference_ci(table.loc[runs].to_numpy(bool),
+                                                              reference.loc[runs].to_numpy(bool), labels,
+                                                              resamples=resamples, seed=seed)
+            rows.append({"classifier": classifier, "test_set": test_set, "condition": condition, "runs": len(runs),
+                         "balanced_accuracy_difference": mean, "ci_low": low, "ci_high": high,
+                         "resampled": "test subjects within label, and runs"})
+    return pd.DataFrame(rows, columns=["classifier", "test_set", "condition", "runs", "balanced_accuracy_difference",
+                                       "ci_low", "ci_high", "resampled"])
+
+
+def _correct_tables(predictions: pd.DataFrame) -> dict:
+    """(classifier, test set) → condition → (runs × subjects correctness table, the subjects' labels),
+    subjects in one order for every condition of a test set."""
+    keys = ["participant_id", "session_id"]
+    out: dict = {}
+    for (classifier, test_set), group in predictions.groupby(["classifier", "test_set"], sort=False):
+        group = group.fillna({"session_id": "n/a"})
+        subjects = group.drop_duplicates(keys).set_index(keys)["true_label"]
+        for condition, rows in group.groupby("condition", sort=False):
+            table = rows.assign(correct=rows["predicted_label"] == rows["true_label"]).pivot_table(
+                index="run", columns=keys, values="correct", aggfunc="first").reindex(columns=subjects.index)
+            out.setdefault((classifier, test_set), {})[condition] = (table, subjects.to_numpy())
+        common = None
+        for table, _ in out[(classifier, test_set)].values():
+            complete = table.columns[table.notna().all()]
+            common = complete if common is None else common.intersection(complete)
+        out[(classifier, test_set)] = {condition: (table[common], subjects.reindex(common).to_numpy())
+                                       for condition, (table, _) in out[(classifier, test_set)].items()}
+    return out
 
 
 def gan_table(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -111,29 +143,59 @@ def task_tables(run_dir: Path, metrics: pd.DataFrame, file: str, columns: tuple[
     return pd.concat(frames, ignore_index=True)
 
 
-def balanced_accuracy_ci(correct: np.ndarray, labels: np.ndarray, *, resamples: int = 2000, seed: int = 0,
-                         level: float = 0.95, chunk: int = 250) -> tuple[float, float, float]:
-    """Mean over runs of the balanced accuracy of ``correct`` (runs × subjects, bool) and its
-    percentile bootstrap CI, resampling subjects within each label (the same draw for every run:
-    the runs share the test set) and runs. Resamples are drawn ``chunk`` at a time, as subject
-    counts, so large synthetic test sets stay small in memory."""
-    rng = np.random.default_rng(seed)
-    correct = np.asarray(correct, dtype=float)
+def _resampled_scores(corrects: list[np.ndarray], labels: np.ndarray, rng: np.random.Generator, resamples: int,
+                      chunk: int) -> list[np.ndarray]:
+    """Per matrix of ``corrects`` (runs × subjects): the (resamples × runs) balanced accuracies of
+    ``resamples`` draws of subjects within each label, the same draws for every matrix. Drawn
+    ``chunk`` at a time, as subject counts, so large synthetic test sets stay small in memory."""
     classes = np.unique(labels)
-    scores = np.zeros((resamples, len(correct)))  # resample × run balanced accuracy
+    scores = [np.zeros((resamples, len(correct))) for correct in corrects]
     for label in classes:
-        columns = correct[:, labels == label]
-        size = columns.shape[1]
+        columns = [correct[:, labels == label] for correct in corrects]
+        size = columns[0].shape[1]
         for start in range(0, resamples, chunk):
             draws = min(chunk, resamples - start)
             picked = rng.integers(0, size, (draws, size)) + size * np.arange(draws)[:, None]
             counts = np.bincount(picked.ravel(), minlength=draws * size).reshape(draws, size).astype(float)
-            scores[start:start + len(counts)] += counts @ columns.T / size / len(classes)
-    runs = rng.integers(0, len(correct), (resamples, len(correct)))
-    means = np.take_along_axis(scores, runs, axis=1).mean(1)
-    point = np.mean([correct[:, labels == label].mean(1) for label in classes], 0).mean()
+            for score, column in zip(scores, columns):
+                score[start:start + len(counts)] += counts @ column.T / size / len(classes)
+    return scores
+
+
+def _point(correct: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over runs of the balanced accuracy."""
+    return float(np.mean([correct[:, labels == label].mean(1) for label in np.unique(labels)], 0).mean())
+
+
+def _interval(means: np.ndarray, level: float) -> tuple[float, float]:
     tail = 100 * (1 - level) / 2
-    return float(point), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def balanced_accuracy_ci(correct: np.ndarray, labels: np.ndarray, *, resamples: int = 2000, seed: int = 0,
+                         level: float = 0.95, chunk: int = 250) -> tuple[float, float, float]:
+    """Mean over runs of the balanced accuracy of ``correct`` (runs × subjects, bool) and its
+    percentile bootstrap CI, resampling subjects within each label (the same draw for every run:
+    the runs share the test set) and runs."""
+    rng = np.random.default_rng(seed)
+    correct = np.asarray(correct, dtype=float)
+    (scores,) = _resampled_scores([correct], labels, rng, resamples, chunk)
+    runs = rng.integers(0, len(correct), (resamples, len(correct)))
+    return (_point(correct, labels), *_interval(np.take_along_axis(scores, runs, axis=1).mean(1), level))
+
+
+def balanced_accuracy_difference_ci(correct: np.ndarray, reference: np.ndarray, labels: np.ndarray, *,
+                                    resamples: int = 2000, seed: int = 0, level: float = 0.95,
+                                    chunk: int = 250) -> tuple[float, float, float]:
+    """Mean over runs of balanced accuracy(``correct``) − balanced accuracy(``reference``), both
+    runs × subjects on the same runs (paired by seed) and subjects, and its percentile bootstrap CI:
+    each resample draws subjects within label and runs once, for both conditions."""
+    rng = np.random.default_rng(seed)
+    correct, reference = np.asarray(correct, dtype=float), np.asarray(reference, dtype=float)
+    scores, base = _resampled_scores([correct, reference], labels, rng, resamples, chunk)
+    runs = rng.integers(0, len(correct), (resamples, len(correct)))
+    means = (np.take_along_axis(scores, runs, axis=1) - np.take_along_axis(base, runs, axis=1)).mean(1)
+    return (_point(correct, labels) - _point(reference, labels), *_interval(means, level))
 
 
 def accuracy_intervals(predictions: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -268,7 +330,7 @@ def summary_markdown(name: str, summary: pd.DataFrame, differences: pd.DataFrame
     for test_set, rows in summary.groupby("test_set", sort=False):
         lines += [f"## Test set: {test_set}\n", _markdown(_summary_view(rows))]
     if not differences.empty:
-        lines += ["## Balanced accuracy minus real-only (paired by run, bootstrap 95% CI)\n",
+        lines += ["## Balanced accuracy minus real-only (paired by run and test subject; bootstrap 95% CI resampling test subjects within label and runs)\n",
                   _markdown(_differences_view(differences))]
     if not gan.empty:
         lines += ["## GAN-train / GAN-test (balanced accuracy)\n", _markdown(_gan_view(gan))]
@@ -364,9 +426,9 @@ def write_report(run_dir: Path, name: str, metrics: pd.DataFrame, memorization: 
     (without it, report.html has the tables and curves only)."""
     quality = pd.DataFrame() if quality is None else quality
     summary = summary_table(metrics)
-    differences = paired_differences(metrics, seed=seed)
     gan = gan_table(metrics)
     predictions = task_tables(run_dir, metrics, "predictions.tsv", PREDICTION_COLUMNS)
+    differences = paired_differences(predictions, seed=seed)
     intervals = accuracy_intervals(predictions, seed=seed)
     sanity = sanity_checks(predictions=predictions, summary=summary, differences=differences, intervals=intervals,
                            quality=quality, trials=_trials(run_dir, metrics), excluded=_excluded(run_dir),
@@ -384,8 +446,9 @@ def write_report(run_dir: Path, name: str, metrics: pd.DataFrame, memorization: 
                         "CI resampling test subjects (within label) and runs. Dotted line: chance. Table: mean ± std "
                         "over runs [95% CI], in percent.", accuracy,
                         _intervals_view(intervals, summary)),
-                Section("Balanced accuracy minus real-only", "In points, paired by run (same seed), bootstrap 95% "
-                        "CI over runs.", table=_by_classifier(_differences_view(differences), "difference (points)")
+                Section("Balanced accuracy minus real-only", "In points, paired by run (same seed) and test subject; "
+                        "the bootstrap 95% CI resamples the test subjects within each label and the runs, the same "
+                        "draws for both conditions, so it covers the test set's size as well as the seeds.", table=_by_classifier(_differences_view(differences), "difference (points)")
                         if not differences.empty else None),
                 *_image_sections(run_dir, images, task_tables(run_dir, metrics, "training_log.tsv"), colours),
                 Section("GAN-train / GAN-test", table=_gan_view(gan) if not gan.empty else None),

@@ -200,9 +200,8 @@ def identical_runs(predictions: pd.DataFrame) -> list[SanityWarning]:
         if same:
             found.append(SanityWarning("identical runs", classifier,
                                        f"every run gave the same test predictions for {_names(same)} (no randomness "
-                                       "on the same training set): their ± 0.0 and the paired CIs over runs "
-                                       "(differences.tsv) describe no variability; the CIs of accuracy_ci.tsv, "
-                                       "which resample test subjects, do"))
+                                       "on the same training set): their ± 0.0 describes no variability; the CIs "
+                                       "of accuracy_ci.tsv and differences.tsv, which resample test subjects, do"))
     return found
 
 
