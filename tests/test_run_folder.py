@@ -13,8 +13,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from medaug.data.derivatives import DerivativeDataset
+from medaug.generative.persistence import load_generator
 from medaug.errors import OutputExistsError
 from medaug.run_folder import LOCK_FILE, FolderLock, StepRecord, file_signature
 from medaug.study.pipeline import run_study
@@ -392,3 +394,12 @@ def test_a_sampler_entry_with_its_own_generator_trains_it_beside_the_studys(stud
         sidecar = json.loads(open(listing["path"][0].replace(".nii.gz", ".json")).read())
         assert sidecar["Synthetic"] is True and sidecar["GeneratorModel"] == "ldm" and Path(sidecar["Generator"]) == own.resolve()
     assert set(pd.read_csv(out / "quality.tsv", sep="\t")["sampler"]) == {"posterior", "ldm"}
+    # one autoencoder, trained on the training images of both classes (never validation or test subjects)
+    shared = out / "generators" / "by-sampler" / "ldm" / "shared" / "best"
+    provenance = json.loads((shared / "provenance.json").read_text())
+    assert provenance["label"] == "CN+AD" and json.loads((shared / "config.json").read_text())["options"]["stage"] == "autoencoder"
+    cn, ad = (load_generator(out / "generators" / "by-sampler" / "ldm" / label / "best") for label in ("CN", "AD"))
+    torch.testing.assert_close(cn.autoencoder.state_dict(), load_generator(shared).autoencoder.state_dict(), rtol=0, atol=0)
+    torch.testing.assert_close(ad.autoencoder.state_dict(), cn.autoencoder.state_dict(), rtol=0, atol=0)
+    split = pd.read_csv(out / "split" / "split.tsv", sep="\t")
+    assert set(provenance["train_participants"]) == set(split.loc[split["split"] == "train", "participant_id"])

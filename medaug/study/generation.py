@@ -27,7 +27,8 @@ from medaug.compute import resolve_device
 from medaug.data.cohort import load_image
 from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
 from medaug.data.splits import assert_disjoint
-from medaug.generative.config import GeneratorConfig
+from medaug.errors import ConfigError
+from medaug.generative.config import MODELS, GeneratorConfig
 from medaug.generative.models import build_model
 from medaug.generative.persistence import load_generator
 from medaug.generative.trainer import CHECKPOINT_FILE, TrainerConfig, train_generator
@@ -83,38 +84,66 @@ def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[
     return fitted
 
 
+SHARED = "shared"  # folder of a model's shared stage (every class's training images), beside the classes'
+
+
 def _fit_class_generators(config: StudyConfig, data: StudyData, folder: Path, generator: GeneratorConfig,
                           trainer_settings: TrainerConfig) -> dict[str, FittedGenerator]:
+    """The generator of each class; a model with a shared stage (a latent diffusion's autoencoder)
+    first trains it once on the training images of every class (``folder/shared/``, seed
+    ``trainer.seed + number of classes``), and each class's model starts from it."""
+    labels = config.data.labels
+    shared_config = MODELS.get(generator.model).shared_stage(generator)
+    shared = None
+    if shared_config is not None:
+        if SHARED in labels:
+            raise ConfigError(f"data.labels: {SHARED!r} names the folder of the {generator.model} model's shared stage; "
+                              "rename that label")
+        shared = _fit_generator(config, data, folder / SHARED, shared_config, trainer_settings, list(labels), len(labels))
     fitted = {}
-    for index, label in enumerate(config.data.labels):
-        out = folder / label
-        best = out / "best"
-        train_rows = data.train.rows[data.train.rows["diagnosis"] == label]
-        validation_rows = data.validation.rows[data.validation.rows["diagnosis"] == label]
-        assert_disjoint(generator_train=train_rows, test=data.test.rows)
-        trainer = TrainerConfig(**{**trainer_settings.to_dict(), "seed": trainer_settings.seed + index,
-                                   "device": config.device, "mixed_precision": config.mixed_precision})
-        record = StepRecord(out.with_name(f"{label}.inputs.json"), {
-            "label": label, "code": index, "generator": generator.to_dict(),
-            "trainer": {k: v for k, v in trainer.to_dict().items() if k != "device"},
-            "train_images": data.train.class_fingerprints[label],
-            "validation_images": data.validation.class_fingerprints[label]})
-        record.renew([out], f"the {label} generator ({out})")
-        _retrain_if_contradicted(best, label, train_rows, out)
-        if not GeneratorProvenance.is_finished(best):
-            torch.manual_seed(trainer.seed)
-            model = build_model(generator)
-            logger.info("training the %s %s generator on %d images", label, generator.model, len(train_rows))
-            train_generator(model, _class_images(data.train, index), _class_images(data.validation, index), out, trainer)
-            record_training_data(best, label, train_rows, validation_rows, config.preprocessing.size)
-        if not config.keep.generator_checkpoints:
-            (out / CHECKPOINT_FILE).unlink(missing_ok=True)  # only an unfinished training resumes from it
-        fitted[label] = FittedGenerator(best, record.fingerprint)
+    for index, label in enumerate(labels):
+        fitted[label] = _fit_generator(config, data, folder / label, generator, trainer_settings, [label], index,
+                                       shared)
     return fitted
 
 
-def _class_images(image_set, code: int) -> torch.Tensor:
-    return Volumes.of(image_set.images).take(image_set.labels == code).load()
+def _fit_generator(config: StudyConfig, data: StudyData, out: Path, generator: GeneratorConfig,
+                   trainer_settings: TrainerConfig, labels: list[str], seed_offset: int,
+                   shared: FittedGenerator | None = None) -> FittedGenerator:
+    """One generator trained on the training images of ``labels`` (one class, or every class for a
+    shared stage), starting from ``shared`` when given."""
+    best, label = out / "best", "+".join(labels)
+    codes = [config.data.labels.index(name) for name in labels]
+    train_rows = data.train.rows[data.train.rows["diagnosis"].isin(labels)]
+    validation_rows = data.validation.rows[data.validation.rows["diagnosis"].isin(labels)]
+    assert_disjoint(generator_train=train_rows, test=data.test.rows)
+    trainer = TrainerConfig(**{**trainer_settings.to_dict(), "seed": trainer_settings.seed + seed_offset,
+                               "device": config.device, "mixed_precision": config.mixed_precision})
+    record = StepRecord(out.with_name(f"{out.name}.inputs.json"), {
+        "label": label, "code": codes[0] if len(codes) == 1 else codes, "generator": generator.to_dict(),
+        "trainer": {k: v for k, v in trainer.to_dict().items() if k != "device"},
+        **{f"{part}_images": [image_set.class_fingerprints[name] for name in labels] if len(labels) > 1
+           else image_set.class_fingerprints[label] for part, image_set in (("train", data.train),
+                                                                           ("validation", data.validation))},
+        **({"shared": shared.fingerprint} if shared is not None else {})})
+    record.renew([out], f"the {label} generator ({out})")
+    _retrain_if_contradicted(best, label, train_rows, out)
+    if not GeneratorProvenance.is_finished(best):
+        torch.manual_seed(trainer.seed)
+        model = build_model(generator)
+        if shared is not None:
+            model.start_from(load_generator(shared.best))
+        logger.info("training the %s %s generator on %d images", label, generator.model, len(train_rows))
+        train_generator(model, _class_images(data.train, codes), _class_images(data.validation, codes), out, trainer)
+        record_training_data(best, label, train_rows, validation_rows, config.preprocessing.size)
+    if not config.keep.generator_checkpoints:
+        (out / CHECKPOINT_FILE).unlink(missing_ok=True)  # only an unfinished training resumes from it
+    return FittedGenerator(best, record.fingerprint)
+
+
+def _class_images(image_set, codes: int | list[int]) -> torch.Tensor:
+    """The images of class ``codes`` (one code or several) of a split's image set."""
+    return Volumes.of(image_set.images).take(torch.isin(image_set.labels, torch.as_tensor(codes))).load()
 
 
 def _pool(out: Path, label: str, seed: int, count: int) -> Volumes:

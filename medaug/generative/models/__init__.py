@@ -75,6 +75,17 @@ class GenerativeModel(nn.Module):
         """Called by the training loop after each epoch's steps with the training set (an iterable
         of batches); nothing to do here."""
 
+    @classmethod
+    def shared_stage(cls, config: GeneratorConfig) -> GeneratorConfig | None:
+        """The configuration of a part trained once on every class's training images, which each
+        class's model then starts from (:meth:`start_from`); None (here) when the model is trained
+        whole per class."""
+        return None
+
+    def start_from(self, shared: "GenerativeModel") -> None:
+        """Take the trained shared part (:meth:`shared_stage`) before training this class's model."""
+        raise NotImplementedError(f"a {self.name} model has no shared stage")
+
 
 def build_model(config: GeneratorConfig) -> GenerativeModel:
     """The model registered as ``config.model``."""

@@ -10,6 +10,7 @@ from monai.inferers import DiffusionInferer
 from monai.networks.schedulers import DDIMScheduler
 
 from medaug.configuration import Config, check_at_least
+from medaug.errors import ConfigError
 from medaug.generative.models.ldm import scheduler
 from medaug.sampling.samplers import SAMPLERS
 from medaug.sampling.sampler import Sampler
@@ -38,6 +39,9 @@ class LDMSampler(Sampler):
 
     def _latents(self, n, generator):
         model = self.model
+        if model.options.stage != "diffusion":
+            raise ConfigError("this is the shared autoencoder of a latent diffusion model, not a generator: sample "
+                              "from a class's model (stage: diffusion), which holds the autoencoder it was trained on")
         ddim = scheduler(model.options, DDIMScheduler)
         ddim.set_timesteps(min(self.options.steps, model.options.train_timesteps), device=self.device)
         noise = torch.randn((n, *model.latent_shape), generator=generator, device=self.device)
