@@ -168,6 +168,11 @@ class LongitudinalProvenance(GeneratorProvenance):
     training: dict | None = None
     baseline_ages: list[float] | None = None
     first_visit_codes: list[list[float]] | None = None  # absent in models fitted before `--start gmm`
+    # the feature-mapping trajectory model (absent: the flow-based VAE)
+    longitudinal_model: str | None = None
+    visits: int | None = None
+    age_range: list[float] | None = None                # youngest, oldest age: t ∈ [0, 1] between them
+    trajectory_codes: list[list[float]] | None = None   # training posterior means of λ, for the mixture
 
     @classmethod
     def resume_hint(cls) -> str:

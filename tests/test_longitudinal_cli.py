@@ -140,7 +140,7 @@ def test_longitudinal_commands_explain_bad_models_counts_labels_and_settings(tin
     with pytest.raises(SystemExit) as exit_info:
         main(["longitudinal", "generate", str(model), "-n", "1", "--out", str(tmp_path / "s"), "--start", "gmm",
               "--components", "0"])
-    assert exit_info.value.code == 2 and "n_components must be ≥ 1" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "argument --components: must be a whole number ≥ 1, got 0" in capsys.readouterr().err
     cn_only = tmp_path / "cn.tsv"
     pd.read_csv(cohort, sep="\t").query("diagnosis == 'CN'").to_csv(cn_only, sep="\t", index=False)
     assert main(["longitudinal", "impute", str(model), str(cn_only), "--out", str(tmp_path / "i")]) == 2
@@ -198,3 +198,103 @@ def test_interrupted_fit_and_generate_resume_to_the_results_of_uninterrupted_run
     for path in straight:
         assert np.array_equal(nib.load(tmp_path / "synth_straight" / path).get_fdata(),
                               nib.load(tmp_path / "synth_cut" / path).get_fdata()), path
+
+
+TRAJECTORY = "trajectory: {trajectory_dim: 3, hidden: 16, rnn_layers: 1}\ntraining: {batch_size: 4}\n"
+
+
+def test_feature_mapping_model_fits_on_a_generators_features_and_writes_labelled_bids(tiny_cohort, tmp_path, capsys,
+                                                                                       validator_errors):
+    """Thesis ch. 5 from the command line: visits → features (a trained VAE's encoder means) →
+    straight lines → features → images (its decoder), as synthetic BIDS subjects."""
+    from medaug.generative.persistence import load_generator
+    from medaug.longitudinal.sequences import AgeScale
+    from medaug.longitudinal.trajectory_workflow import load_trajectory
+    from medaug.longitudinal.trajectory import TrajectorySampler
+
+    bids, truth = tiny_cohort
+    cohort = tmp_path / "cohort.tsv"
+    assert main(["cohort", str(bids), "--out", str(cohort)]) == 0
+    vae = tmp_path / "vae.yaml"
+    vae.write_text("generator: {input_shape: [1, 8, 8, 8], model: vae, latent_dim: 3, hidden: [16]}\n"
+                   "trainer: {max_steps: 4, batch_size: 4}\n")
+    assert main(["train-generator", str(cohort), "--label", "AD", "--out", str(tmp_path / "vae"), "--config", str(vae)]) == 0
+    config = tmp_path / "trajectory.yaml"
+    config.write_text(TRAJECTORY)
+    out = tmp_path / "trajectory"
+    fit = ["longitudinal", "fit", str(cohort), "--label", "AD", "--out", str(out), "--model", "feature-mapping",
+           "--generator", str(tmp_path / "vae" / "best"), "--visits", "3", "--epochs", "3", "--config", str(config)]
+    assert main(fit) == 0
+    assert "feature-mapping trajectory model for AD" in capsys.readouterr().out
+    provenance = json.loads((out / "model" / "provenance.json").read_text())
+    assert provenance["longitudinal_model"] == "feature-mapping" and provenance["visits"] == 3
+    assert np.asarray(provenance["trajectory_codes"]).shape == (len(provenance["train_participants"]), 2)
+    ad_ages = truth.loc[truth["diagnosis"] == "AD", "age"]
+    assert ad_ages.min() <= provenance["age_range"][0] < provenance["age_range"][1] <= ad_ages.max()
+    weights = torch.load(out / "model" / "model.pt", weights_only=True)
+    assert main(fit) == 0  # resumes from the finished checkpoint: same weights
+    again = torch.load(out / "model" / "model.pt", weights_only=True)
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+
+    synth = tmp_path / "synth"
+    assert main(["longitudinal", "generate", str(out), "-n", "2", "--out", str(synth), "--seed", "4",
+                 "--components", "2"]) == 0
+    sessions = pd.read_csv(synth / "sub-synthAD0002" / "sub-synthAD0002_sessions.tsv", sep="\t")
+    assert sessions["session_id"].tolist() == ["ses-M000", "ses-M012", "ses-M024"]
+    assert np.allclose(np.diff(sessions["age"]), 1.0) and sessions["age"].iloc[0] in provenance["baseline_ages"]
+    image = synth / "sub-synthAD0002" / "ses-M024" / "anat" / "sub-synthAD0002_ses-M024_desc-synthetic_T1w.nii.gz"
+    sidecar = json.loads(image.with_name(image.name.replace(".nii.gz", ".json")).read_text())
+    assert sidecar["Synthetic"] is True and sidecar["GeneratorModel"] == "feature-mapping-trajectory"
+    assert sidecar["Seed"] == 4 and sidecar["Age"] == sessions["age"].iloc[2]
+    # the image is the generator's decoding of the trajectory's features at that age (Eq. 5.1 then μ_θ)
+    model, generator, record = load_trajectory(out / "model")
+    torch.testing.assert_close(generator.state_dict(), load_generator(tmp_path / "vae" / "best").state_dict())
+    sampler = TrajectorySampler(model, 2).fit_codes(torch.as_tensor(record.trajectory_codes), 4)
+    ages = np.random.default_rng(4).choice(np.asarray(record.baseline_ages), 2)
+    times = torch.as_tensor(AgeScale(*record.age_range).to_time(ages[:, None] + np.arange(3)[None, :]), dtype=torch.float32)
+    expected = generator.decode(sampler.new_subjects(2, times, 4)[1, 2][None])[0, 0]
+    np.testing.assert_allclose(nib.load(image).get_fdata(), expected.detach().numpy(), atol=1e-5)
+    assert validator_errors(synth) == []
+
+
+def test_feature_mapping_commands_explain_bad_input_and_write_nothing(tiny_cohort, tmp_path, capsys):
+    bids, _ = tiny_cohort
+    cohort = tmp_path / "cohort.tsv"
+    assert main(["cohort", str(bids), "--out", str(cohort)]) == 0
+    vae = tmp_path / "vae.yaml"
+    vae.write_text("generator: {input_shape: [1, 8, 8, 8], model: vae, latent_dim: 3, hidden: [16]}\n"
+                   "trainer: {max_steps: 2, batch_size: 4}\n")
+    assert main(["train-generator", str(cohort), "--label", "AD", "--out", str(tmp_path / "vae"), "--config", str(vae)]) == 0
+    generator = str(tmp_path / "vae" / "best")
+    fit = ["longitudinal", "fit", str(cohort), "--label", "AD", "--out", str(tmp_path / "m"), "--epochs", "1"]
+    no_ages = tmp_path / "no_ages.tsv"
+    pd.read_csv(cohort, sep="\t").drop(columns="age").to_csv(no_ages, sep="\t", index=False)
+    cases = [
+        (fit + ["--model", "feature-mapping"], "--generator (a trained generator whose encoder"),
+        (fit + ["--generator", generator], "goes with --model feature-mapping, and only with it"),
+        (fit + ["--model", "feature-mapping", "--generator", str(tmp_path / "vae")], "is not a saved model folder"),
+        ([*fit[:2], str(no_ages), *fit[3:], "--model", "feature-mapping", "--generator", generator], "has no age column"),
+    ]
+    for arguments, message in cases:
+        capsys.readouterr()
+        assert _exit_code(arguments) == 2, arguments
+        assert message in capsys.readouterr().err and not (tmp_path / "m").exists()
+    capsys.readouterr()
+    config = tmp_path / "trajectory.yaml"
+    config.write_text(TRAJECTORY)
+    assert main(fit + ["--model", "feature-mapping", "--generator", generator, "--visits", "3", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["longitudinal", "impute", str(tmp_path / "m"), str(cohort), "--out", str(tmp_path / "i")]) == 2
+    assert "imputation (Alg. 7) is the flow-based model's" in capsys.readouterr().err
+    assert _exit_code(["longitudinal", "generate", str(tmp_path / "m"), "-n", "1", "--out", str(tmp_path / "s"),
+                       "--start", "gmm"]) == 2
+    assert "--start is the flow model's" in capsys.readouterr().err
+    assert not (tmp_path / "i").exists() and not (tmp_path / "s").exists()
+
+
+def _exit_code(arguments: list[str]) -> int:
+    """The exit status of a command, whether it returns it or its parser exits (usage errors)."""
+    try:
+        return main(arguments)
+    except SystemExit as exit_info:
+        return exit_info.code

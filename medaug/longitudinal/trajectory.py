@@ -23,7 +23,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 from torch import nn
 
-from medaug.configuration import Config
+from medaug.configuration import Config, check_seed
 from medaug.errors import ConfigError
 from medaug.longitudinal.sequences import Sequences, drop_visits
 from medaug.training import Hooks, LoopConfig, TrainingLoop
@@ -113,15 +113,36 @@ class FeatureTrajectoryModel(nn.Module):
         return self.decode(post["eta"][0], post["tau"][0], post["lam"][0], times)
 
 
+@dataclass
+class TrajectoryTraining(Config):
+    """Optimisation of the trajectory model (Table 5.5: Adam, the best validation epoch kept)."""
+
+    section: ClassVar[str] = "training"
+
+    epochs: int = 200
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    visit_dropout: float = 0.0
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.learning_rate <= 0 or not 0 <= self.visit_dropout < 1:
+            raise ConfigError(f"{self.section}: epochs ≥ 1, batch_size ≥ 1, learning_rate > 0 and visit_dropout in "
+                              "[0, 1) are required")
+        check_seed(self.seed, f"{self.section}.seed")
+
+
 def train_trajectory_model(model: FeatureTrajectoryModel, train: Sequences, validation: Sequences, *,
                            epochs: int = 200, learning_rate: float = 1e-3, batch_size: int = 32,
                            visit_dropout: float = 0.0, seed: int = 0,
-                           checkpoint: str | os.PathLike | None = None) -> tuple[FeatureTrajectoryModel, list[dict]]:
+                           checkpoint: str | os.PathLike | None = None,
+                           inputs: dict | None = None) -> tuple[FeatureTrajectoryModel, list[dict]]:
     """Adam; keeps the epoch with the lowest validation loss (Table 5.5 caption). With
     ``visit_dropout`` each batch hides that fraction of follow-up visits at random, so that the
     encoder learns to infer trajectories from incomplete sequences (imputation). With
     ``checkpoint`` the state is saved after every epoch and an interrupted run resumes from it
-    (:mod:`medaug.training`; more epochs may be asked for, other settings are refused)."""
+    (:mod:`medaug.training`; more epochs may be asked for, other settings, and other ``inputs``
+    (signatures of the images and feature extractor), are refused)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
@@ -140,7 +161,8 @@ def train_trajectory_model(model: FeatureTrajectoryModel, train: Sequences, vali
 
     hooks = Hooks(batches=batches, train_step=lambda batch: model.loss(batch, generator), validate=validate)
     settings = {"model": model.config.to_dict(), "training": {"learning_rate": learning_rate, "batch_size": batch_size,
-                                                               "visit_dropout": visit_dropout, "seed": seed}}
+                                                               "visit_dropout": visit_dropout, "seed": seed},
+                **({"inputs": inputs} if inputs else {})}
     result = TrainingLoop(model, optimizer, hooks, LoopConfig(max_epochs=epochs, progress="trajectory model"),
                           generators=[generator], checkpoint=checkpoint, settings=settings).run()
     return model.eval(), result.log
@@ -162,7 +184,11 @@ class TrajectorySampler:
 
     def fit(self, train: Sequences, seed: int = 0) -> TrajectorySampler:
         with torch.no_grad():
-            lam = self.model.posterior(train)["lam"][0].numpy()
+            return self.fit_codes(self.model.posterior(train)["lam"][0], seed)
+
+    def fit_codes(self, lam: torch.Tensor, seed: int = 0) -> TrajectorySampler:
+        """The mixture on given posterior means of λ (N, d−1), as saved with a fitted model."""
+        lam = np.asarray(lam, dtype=np.float32)
         self.mixture = GaussianMixture(min(self.components, len(lam)), reg_covar=1e-4, random_state=seed).fit(lam)
         return self
 
@@ -173,7 +199,7 @@ class TrajectorySampler:
 
     @torch.no_grad()
     def new_subjects(self, n: int, times: torch.Tensor, seed: int) -> torch.Tensor:
-        """Features (n, T, f) of fully synthetic subjects observed at ``times`` (T,)."""
+        """Features (n, T, f) of fully synthetic subjects observed at ``times`` (T,) or per subject (n, T)."""
         generator = torch.Generator().manual_seed(seed)
         self.mixture.random_state = seed
         lam = torch.as_tensor(self.mixture.sample(n)[0], dtype=torch.float32)[torch.randperm(n, generator=generator)]

@@ -71,10 +71,23 @@ def fitted_before_markers(folder: Path) -> bool:
 written_before_markers = derivative_named(DATASET_NAME)  # generate / impute folders written before markers
 
 
-def load_longitudinal(model_dir: str | os.PathLike) -> tuple[LongitudinalFlowVAE, LongitudinalProvenance, Path]:
-    """The model saved by :func:`fit_longitudinal`, its provenance and its folder (``model/``)."""
+def model_folder(model_dir: str | os.PathLike) -> tuple[Path, str]:
+    """The ``model/`` folder of a ``medaug longitudinal fit`` output (or that folder itself) and the
+    kind of model it holds: ``flow-vae`` or ``feature-mapping``."""
     model_dir = Path(model_dir)
     model_dir = model_dir / "model" if (model_dir / "model").is_dir() else model_dir
+    if not (model_dir / "provenance.json").is_file():
+        raise InputDataError(f"{model_dir} is not a saved model folder of `medaug longitudinal fit` (no "
+                             "provenance.json); give the --out folder of that command")
+    return model_dir, LongitudinalProvenance.read(model_dir).longitudinal_model or "flow-vae"
+
+
+def load_longitudinal(model_dir: str | os.PathLike) -> tuple[LongitudinalFlowVAE, LongitudinalProvenance, Path]:
+    """The flow-based model saved by :func:`fit_longitudinal`, its provenance and its folder (``model/``)."""
+    model_dir, kind = model_folder(model_dir)
+    if kind != "flow-vae":
+        raise InputDataError(f"{model_dir} holds a {kind} trajectory model; imputation (Alg. 7) is the flow-based "
+                             "model's: fit one with `medaug longitudinal fit` (--model flow-vae)")
     model = load_model_folder(model_dir, lambda c: LongitudinalFlowVAE(FlowVAEConfig.from_dict(c)))
     return model, LongitudinalProvenance.read(model_dir), model_dir
 
