@@ -5,8 +5,11 @@
 the class's training images). Same cohort, split, quality measures, copy controls and classifier
 runs for every pool. Printed and written to ``--out``:
 
-- per pool and class: generator training time (sum of its epochs), sampling time for ``--timed``
-  images (re-drawn after the study, same seed), diversity, novel / copy / average fractions;
+- per pool and class: generator training time (sum of its epochs; an LDM's shared autoencoder in
+  ``shared_s``, once for both classes), sampling time for ``--timed`` images (re-drawn after the
+  study, same seed), diversity, precision, novel / copy / average fractions, and the median
+  distance of a synthetic image to its nearest training image beside that of a real image to its
+  nearest other training image;
 - per classifier and condition: balanced accuracy mean ± std over runs and the paired difference
   against real only, with the study's bootstrap 95% CI over runs.
 
@@ -17,6 +20,7 @@ Run: python benchmarks/bench_ldm.py [--config pipelines/ldm_beside_rhvae.yaml] [
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -28,6 +32,7 @@ from medaug.preprocessing.images import image_tensor
 from medaug.provenance import GeneratorProvenance
 from medaug.sampling.pool import draw_pool
 from medaug.sampling.samplers import build_sampler
+from medaug.sampling.synthetic_dataset import synthetic_listing
 from medaug.study.config import StudyConfig, load_study_config
 from medaug.study.generation import pool_seed
 from medaug.study.pipeline import run_study
@@ -45,8 +50,11 @@ def study(args) -> StudyConfig:
     return StudyConfig.from_dict({**data, **changes})
 
 
-def generator_folder(run_dir: Path, spec, label: str) -> Path:
-    return run_dir / "generators" / (f"by-sampler/{spec.pool}/" if spec.generator else "") / label
+def generator_folder(run_dir: Path, config: StudyConfig, pool: str, label: str, code: int) -> Path:
+    """The training folder of the generator that drew a pool (its images' sidecars name its ``best/``)."""
+    listing = pd.read_csv(synthetic_listing(run_dir / "synthetic" / pool, label, pool_seed(config.seed, pool, code)),
+                          sep="\t")
+    return Path(json.loads(Path(listing["path"].iloc[0].replace(".nii.gz", ".json")).read_text())["Generator"]).parent
 
 
 def pool_rows(config: StudyConfig, run_dir: Path, timed: int) -> pd.DataFrame:
@@ -54,8 +62,9 @@ def pool_rows(config: StudyConfig, run_dir: Path, timed: int) -> pd.DataFrame:
     rows = []
     for spec in config.samplers:
         for code, label in enumerate(config.data.labels):
-            folder = generator_folder(run_dir, spec, label)
+            folder = generator_folder(run_dir, config, spec.pool, label, code)
             trained = pd.read_csv(folder / "training_log.csv")["seconds"].sum()
+            shared = folder.parent / "shared" / "training_log.csv"  # an LDM's autoencoder, once for all classes
             model = load_generator(folder / "best")
             train = image_tensor(GeneratorProvenance.read(folder / "best").train_images, model.config.input_shape[1:])
             sampler = build_sampler(spec.name, **spec.options).fit(model, train, allow_uninformative=True)
@@ -64,9 +73,12 @@ def pool_rows(config: StudyConfig, run_dir: Path, timed: int) -> pd.DataFrame:
             seconds = time.perf_counter() - start
             measured = quality[(quality["sampler"] == spec.pool) & (quality["diagnosis"] == label)].iloc[0]
             rows.append({"pool": spec.pool, "diagnosis": label, "model": model.config.model,
-                         "train_s": round(float(trained), 1), f"sample_{timed}_s": round(seconds, 2),
+                         "train_s": round(float(trained), 1),
+                         "shared_s": round(float(pd.read_csv(shared)["seconds"].sum()), 1) if shared.exists() else 0.0,
+                         f"sample_{timed}_s": round(seconds, 2),
                          **{key: round(float(measured[key]), 3) for key in
-                            ("diversity", "novel_fraction", "copy_fraction", "average_fraction", "real_copy_fraction")}})
+                            ("diversity", "precision", "novel_fraction", "copy_fraction", "average_fraction",
+                             "nn_distance_median", "real_nn_distance_median")}})
     return pd.DataFrame(rows)
 
 

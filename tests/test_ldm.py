@@ -42,6 +42,11 @@ def test_options_are_checked_and_the_latent_map_follows_the_padding():
     assert shared.model_options().stage == "autoencoder" and type(model).shared_stage(autoencoder.config) is None
     assert {k: v for k, v in shared.options.items() if k != "stage"} == {k: v for k, v in model.config.options.items()
                                                                           if k != "stage"}
+    bounded = type(model).shared_stage(GeneratorConfig(input_shape=SHAPE, model="ldm",
+                                                       options={**TINY, "autoencoder_steps": 7}))
+    trainer = TrainerConfig(max_steps=100, patience_steps=50)
+    assert type(model).trainer_for(bounded, trainer) == TrainerConfig(max_steps=7, patience_steps=7)
+    assert type(model).trainer_for(shared, trainer) is trainer and type(model).trainer_for(model.config, trainer) is trainer
     with pytest.raises(ConfigError, match="trains on a trained autoencoder"):
         model.loss(torch.rand(2, *SHAPE))
     with pytest.raises(ConfigError, match="starts from an ldm autoencoder stage, got a ldm at stage diffusion"):
@@ -93,7 +98,13 @@ def test_ddim_sampling_is_seeded_and_the_noise_prediction_is_monais():
     sampler = build_sampler("ldm", steps=3).fit(model, torch.rand(4, *SHAPE))
     first, again, other = (sampler.sample(2, seed=seed) for seed in (5, 5, 6))
     assert first.images.shape == (2, *SHAPE) and torch.equal(first.images, again.images)
-    assert not torch.equal(first.images, other.images) and first.diagnostics["ddim_steps"] == 3
+    assert not torch.equal(first.images, other.images) and first.diagnostics["denoising_steps"] == 3
+    ancestral = build_sampler("ldm", steps=4, scheduler="ddpm").fit(model, torch.rand(4, *SHAPE))
+    first, again, other = (ancestral.sample(2, seed=seed) for seed in (5, 5, 6))  # noise at each step, seeded
+    assert torch.equal(first.images, again.images) and not torch.equal(first.images, other.images)
+    assert first.diagnostics["denoising_steps"] == 4
+    with pytest.raises(ConfigError, match="scheduler must be one of ddim, ddpm, got 'euler'"):
+        build_sampler("ldm", scheduler="euler")
     # the diffusion stage's loss is MONAI's inferer on the frozen autoencoder's scaled latent means
     model = _on_autoencoder().eval()
     x = torch.rand(3, *SHAPE)
@@ -162,4 +173,4 @@ def test_generate_refuses_other_samplers_models_and_writes_an_ldm_pool(tiny_coho
     quality = json.loads((out / "synthetic_CN_seed7.quality.json").read_text())
     assert quality["synthetic"] == 3 and 0 <= quality["copy_fraction"] <= 1
     sidecar = json.loads(next(out.glob("sub-synthCN0001/anat/*.json")).read_text())
-    assert sidecar["GeneratorModel"] == "ldm" and sidecar["Sampler"] == {"sampler": "ldm", "steps": 3}
+    assert sidecar["GeneratorModel"] == "ldm" and sidecar["Sampler"] == {"sampler": "ldm", "steps": 3, "scheduler": "ddim"}

@@ -377,15 +377,18 @@ def test_a_sampler_entry_with_its_own_generator_trains_it_beside_the_studys(stud
         _quick(study_config, study_cohort, tmp_path / "x", samplers=[{"name": "ldm"}])
     ldm = {"name": "ldm", "options": {"steps": 4},
            "generator": {"model": "ldm", "options": {"autoencoder_channels": [4, 4], "unet_channels": [4, 8],
-                                                     "norm_groups": 4, "train_timesteps": 50}},
+                                                     "norm_groups": 4, "train_timesteps": 50, "autoencoder_steps": 1}},
            "trainer": {"max_steps": 2}}
-    config = _quick(study_config, study_cohort, tmp_path / "study", samplers=[{"name": "posterior"}, ldm],
+    ancestral = {**ldm, "label": "ldm-ddpm", "options": {"steps": 4, "scheduler": "ddpm"}}  # the same generators
+    config = _quick(study_config, study_cohort, tmp_path / "study", samplers=[{"name": "posterior"}, ldm, ancestral],
                     conditions=["real", "real+synthetic"])
     assert config.generator_config(config.samplers[1]).options["train_timesteps"] == 50
     assert config.trainer_config(config.samplers[1]).max_steps == 2 and config.trainer_config().max_steps == 3
     results = run_study(config)
     out = tmp_path / "study"
-    assert set(results["metrics"]["condition"]) == {"real", "real+synthetic-posterior-n6", "real+synthetic-ldm-n6"}
+    assert set(results["metrics"]["condition"]) == {"real", "real+synthetic-posterior-n6", "real+synthetic-ldm-n6",
+                                                    "real+synthetic-ldm-ddpm-n6"}
+    assert not (out / "generators" / "by-sampler" / "ldm-ddpm").exists()
     for label in ("CN", "AD"):
         assert json.loads((out / "generators" / label / "best" / "config.json").read_text())["model"] == "rhvae"
         own = out / "generators" / "by-sampler" / "ldm" / label / "best"
@@ -393,10 +396,13 @@ def test_a_sampler_entry_with_its_own_generator_trains_it_beside_the_studys(stud
         listing = pd.read_csv(out / f"synthetic/ldm/synthetic_{label}_seed{pool_seed(0, 'ldm', 0 if label == 'CN' else 1)}.tsv", sep="\t")
         sidecar = json.loads(open(listing["path"][0].replace(".nii.gz", ".json")).read())
         assert sidecar["Synthetic"] is True and sidecar["GeneratorModel"] == "ldm" and Path(sidecar["Generator"]) == own.resolve()
-    assert set(pd.read_csv(out / "quality.tsv", sep="\t")["sampler"]) == {"posterior", "ldm"}
+    assert set(pd.read_csv(out / "quality.tsv", sep="\t")["sampler"]) == {"posterior", "ldm", "ldm-ddpm"}
     # one autoencoder, trained on the training images of both classes (never validation or test subjects)
     shared = out / "generators" / "by-sampler" / "ldm" / "shared" / "best"
     provenance = json.loads((shared / "provenance.json").read_text())
+    records = {name: json.loads((shared.parent.parent / f"{name}.inputs.json").read_text())["inputs"]
+               for name in ("shared", "CN")}
+    assert records["shared"]["trainer"]["max_steps"] == 1 and records["CN"]["trainer"]["max_steps"] == 2
     assert provenance["label"] == "CN+AD" and json.loads((shared / "config.json").read_text())["options"]["stage"] == "autoencoder"
     cn, ad = (load_generator(out / "generators" / "by-sampler" / "ldm" / label / "best") for label in ("CN", "AD"))
     torch.testing.assert_close(cn.autoencoder.state_dict(), load_generator(shared).autoencoder.state_dict(), rtol=0, atol=0)

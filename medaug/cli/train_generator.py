@@ -94,6 +94,7 @@ def _train_shared(out: Path, shared_config, train, validation, trainer, settings
     from medaug.generative.trainer import train_generator
 
     torch.manual_seed(trainer.seed)
+    trainer = MODELS.get(shared_config.model).trainer_for(shared_config, trainer)
     train_generator(build_model(shared_config), train, validation, out, trainer,
                     settings={**settings, "generator": shared_config.to_dict()})
     return out / "best"

@@ -73,14 +73,18 @@ def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[
     """One generator per diagnosis (seed ``trainer.seed + class index``) and per generator setting:
     the study's own (key None, ``generators/<label>/``) for the sampler entries without a
     ``generator`` of their own, and each entry's own (key: its pool label,
-    ``generators/by-sampler/<pool>/<label>/``). Retrained when settings or images change."""
-    fitted = {}
+    ``generators/by-sampler/<pool>/<label>/``). Entries whose generator and trainer settings are
+    the same share one set of generators (the first such entry's folder): two samplers of one
+    model are compared on the same model. Retrained when settings or images change."""
+    fitted, trained = {}, {}
     for spec in config.samplers:
         key = spec.pool if spec.generator is not None else None
-        if key not in fitted:
+        generator, trainer = config.generator_config(spec), config.trainer_config(spec)
+        settings = fingerprint([generator.to_dict(), trainer.to_dict()])
+        if settings not in trained:
             folder = run_dir / "generators" / ("by-sampler" if key else "") / (key or "")
-            fitted[key] = _fit_class_generators(config, data, folder, config.generator_config(spec),
-                                                config.trainer_config(spec))
+            trained[settings] = _fit_class_generators(config, data, folder, generator, trainer)
+        fitted[key] = trained[settings]
     return fitted
 
 
@@ -117,8 +121,9 @@ def _fit_generator(config: StudyConfig, data: StudyData, out: Path, generator: G
     train_rows = data.train.rows[data.train.rows["diagnosis"].isin(labels)]
     validation_rows = data.validation.rows[data.validation.rows["diagnosis"].isin(labels)]
     assert_disjoint(generator_train=train_rows, test=data.test.rows)
-    trainer = TrainerConfig(**{**trainer_settings.to_dict(), "seed": trainer_settings.seed + seed_offset,
-                               "device": config.device, "mixed_precision": config.mixed_precision})
+    trainer = MODELS.get(generator.model).trainer_for(generator, TrainerConfig(**{
+        **trainer_settings.to_dict(), "seed": trainer_settings.seed + seed_offset, "device": config.device,
+        "mixed_precision": config.mixed_precision}))
     record = StepRecord(out.with_name(f"{out.name}.inputs.json"), {
         "label": label, "code": codes[0] if len(codes) == 1 else codes, "generator": generator.to_dict(),
         "trainer": {k: v for k, v in trainer.to_dict().items() if k != "device"},

@@ -10,7 +10,7 @@ and can estimate log p(x) by importance sampling (:mod:`medaug.generative.likeli
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from medaug.generative.densities import log_bernoulli, log_diagonal_normal, log_
 from medaug.nets.conv import ConvDecoder, ConvEncoder
 from medaug.nets.mlp import MLPDecoder, MLPEncoder
 from medaug.registry import NoOptions
+
+if TYPE_CHECKING:
+    from medaug.generative.trainer import TrainerConfig
 
 
 class GenerativeModel(nn.Module):
@@ -81,6 +84,11 @@ class GenerativeModel(nn.Module):
         class's model then starts from (:meth:`start_from`); None (here) when the model is trained
         whole per class."""
         return None
+
+    @classmethod
+    def trainer_for(cls, config: GeneratorConfig, trainer: TrainerConfig) -> TrainerConfig:
+        """The trainer settings this configuration trains with (here: ``trainer`` unchanged)."""
+        return trainer
 
     def start_from(self, shared: "GenerativeModel") -> None:
         """Take the trained shared part (:meth:`shared_stage`) before training this class's model."""

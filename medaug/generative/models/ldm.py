@@ -45,10 +45,11 @@ class LDMOptions(Config):
     kl_weight: float = 1e-6
     train_timesteps: int = 1000
     stage: str = "diffusion"   # autoencoder: the shared autoencoder; diffusion: a class's denoiser on it
+    autoencoder_steps: int = 0  # optimiser steps of the autoencoder stage (0: the trainer's max_steps)
 
     def validate(self) -> None:
         check_at_least(self, autoencoder_channels=1, latent_channels=1, unet_channels=1, res_blocks=1,
-                       norm_groups=1, train_timesteps=2, kl_weight=0.0)
+                       norm_groups=1, train_timesteps=2, kl_weight=0.0, autoencoder_steps=0)
         if self.stage not in STAGES:
             raise ConfigError(f"{self.section}: stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
         if not self.autoencoder_channels or not self.unet_channels:
@@ -106,6 +107,15 @@ class LatentDiffusion(GenerativeModel):
         if options.stage == "autoencoder":
             return None
         return replace(config, options=replace(options, stage="autoencoder").to_dict())
+
+    @classmethod
+    def trainer_for(cls, config: GeneratorConfig, trainer):
+        """The autoencoder stage stops after ``autoencoder_steps`` when set (its reconstruction loss
+        keeps creeping down long after the images are reconstructed; the denoiser needs the steps)."""
+        steps = config.model_options().autoencoder_steps
+        if config.model_options().stage != "autoencoder" or not steps:
+            return trainer
+        return replace(trainer, max_steps=steps, patience_steps=min(trainer.patience_steps, steps))
 
     def start_from(self, shared: GenerativeModel) -> None:
         """Take a trained autoencoder-stage model's autoencoder and latent scale (frozen)."""
