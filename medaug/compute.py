@@ -32,9 +32,10 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when ``enabled`` (no loss scaling needed); a no-op on the CPU."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on ``device`` (CUDA or CPU) when ``enabled``; no loss scaling is needed in bf16.
+    The RHVAE metric leaves it (:func:`medaug.generative.metric.full_precision`)."""
+    if enabled and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -9,6 +9,10 @@ With ∂ⱼG⁻¹ = Σᵢ Mᵢ wᵢ · (−2 (zⱼ − cᵢⱼ) / T²), ∂ⱼ l
     ∇ ½ vᵀ G⁻¹(z) v    = −Σᵢ wᵢ ‖Lᵢᵀ v‖² (z − cᵢ) / T²                               (geodesics, Eq. 2.1)
     ∇ [½ log det G + ½ vᵀ G⁻¹ v] = Σᵢ wᵢ (z − cᵢ) / T² · (tr(G Mᵢ) − ‖Lᵢᵀ v‖²)       (leapfrog, Eq. 1.5)
 
+All of it runs in float32 with autocast off (:func:`full_precision`): under bf16 autocast the
+expanded distances and the matrix products lose positive-definiteness of G⁻¹ once codes lie far
+apart at a small temperature, and the Cholesky factorisations fail.
+
 Every one comes from :func:`metric_weights` over :func:`squared_distances` (‖z − cᵢ‖² = ‖z‖² − 2 z·cᵢ +
 ‖cᵢ‖², matrix products, clamped at 0) and :func:`weighted_differences` (Σᵢ aᵢ (z − cᵢ) = z Σᵢ aᵢ − a C):
 no B×N×d difference tensor. :class:`Metric` holds one metric (centroids, factors, T, λ and the Mᵢ) and
@@ -18,6 +22,7 @@ batched pure-tensor building blocks: z, v are (B, d), centroids (N, d), factors 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +32,22 @@ import torch
 
 
 FACTOR_BOUND = 4.0
+
+
+def at_least_fp32(value):
+    """A half-precision tensor (bf16, fp16) as float32; anything else as it is (float64 stays)."""
+    return value.float() if isinstance(value, torch.Tensor) and value.dtype in (torch.bfloat16, torch.float16) else value
+
+
+def full_precision(function: Callable) -> Callable:
+    """``function`` with autocast off and its half-precision tensor arguments in float32."""
+    @functools.wraps(function)
+    def wrapped(*args, **kwargs):
+        args, kwargs = [at_least_fp32(a) for a in args], {k: at_least_fp32(v) for k, v in kwargs.items()}
+        device = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), "cpu")
+        with torch.autocast(device, enabled=False):
+            return function(*args, **kwargs)
+    return wrapped
 
 
 def soft_bound(x: torch.Tensor, bound: float = FACTOR_BOUND) -> torch.Tensor:
@@ -200,42 +221,53 @@ class Metric:
     outer: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.outer = self.factors @ self.factors.transpose(-1, -2)  # Mᵢ = Lᵢ Lᵢᵀ
+        self.centroids, self.factors = at_least_fp32(self.centroids), at_least_fp32(self.factors)
+        with torch.autocast(self.factors.device.type, enabled=False):
+            self.outer = self.factors @ self.factors.transpose(-1, -2)  # Mᵢ = Lᵢ Lᵢᵀ
 
+    @full_precision
     def weights(self, z: torch.Tensor) -> torch.Tensor:
         """wᵢ(z), (B, N)."""
         return metric_weights(z, self.centroids, self.temperature)
 
+    @full_precision
     def inverse(self, z: torch.Tensor) -> torch.Tensor:
         """G⁻¹(z), (B, d, d)."""
         return inverse_metric(z, self.centroids, self.outer, self.temperature, self.regularization, self.chunk)
 
+    @full_precision
     def tensor(self, z: torch.Tensor) -> torch.Tensor:
         """G(z) = (G⁻¹(z))⁻¹, (B, d, d)."""
         return metric_from_cholesky(torch.linalg.cholesky(self.inverse(z)))
 
+    @full_precision
     def log_det_inverse(self, z: torch.Tensor) -> torch.Tensor:
         """log det G⁻¹(z), (B,)."""
         return log_det_inverse_metric(self.inverse(z))
 
+    @full_precision
     def log_volume_and_gradient(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """½ log det G⁻¹(z) (log of the target of Eq. 1.8) and its gradient, (B,) and (B, d)."""
         return log_volume_and_gradient(z, self.centroids, self.outer, self.temperature, self.regularization,
                                        self.chunk)
 
+    @full_precision
     def quadratic_gradient(self, z: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """∇_z ½ vᵀ G⁻¹(z) v, (B, d)."""
         return quadratic_gradient(z, v, self.centroids, self.factors, self.temperature)
 
+    @full_precision
     def terms(self, z: torch.Tensor) -> PositionTerms:
         """The leapfrog's velocity-independent metric terms at z."""
         return position_terms(z, self.centroids, self.outer, self.temperature, self.regularization)
 
+    @full_precision
     def gradient(self, terms: PositionTerms, v: torch.Tensor) -> torch.Tensor:
         """∇_z [½ log det G + ½ vᵀ G⁻¹ v] at the positions of ``terms``, (B, d)."""
         return metric_gradient(terms, v, self.centroids, self.factors, self.temperature)
 
 
+@full_precision
 def log_normal_metric(v: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     """log N(v; 0, G) = −½ [d log 2π − log det G⁻¹ + vᵀ G⁻¹ v], (B,)."""
     d = v.shape[-1]
@@ -243,6 +275,7 @@ def log_normal_metric(v: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     return -0.5 * (d * math.log(2 * math.pi) - log_det_inverse_metric(inverse) + quadratic)
 
 
+@full_precision
 def sample_velocity(inverse: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """v ~ N(0, G) with G = (G⁻¹)⁻¹: v = L⁻ᵀ e where G⁻¹ = L Lᵀ, e ~ N(0, I)."""
     noise = torch.randn(inverse.shape[:-1], generator=generator, dtype=inverse.dtype, device=inverse.device)

@@ -47,7 +47,7 @@ class TrainerConfig(Config):
     selection: str = "train"
     seed: int = 0
     device: str = "cpu"
-    mixed_precision: bool = False   # bf16 autocast of the networks on CUDA
+    mixed_precision: bool = False   # bf16 autocast of the networks (CUDA or CPU; the RHVAE metric stays in fp32)
     checkpoint_minutes: float = 5.0  # write best/ and checkpoint.pt at most this often (and at the end)
 
     @classmethod

@@ -337,7 +337,7 @@ class StudyConfig(Config):
     runs: int = 5
     seed: int = 0
     device: str = "cpu"
-    mixed_precision: bool = False       # bf16 autocast of generators and CNNs on CUDA
+    mixed_precision: bool = False       # bf16 autocast of generators and CNNs (CUDA or CPU; the RHVAE metric stays in fp32)
     memorization_quantile: float = 0.05  # the copy audit's τ (quantile of the real leave-one-out nearest distances)
     novelty_quantile: float | None = None  # drop samples nearer to a training image than this quantile (None: keep all)
     allow_uninformative_generators: bool = False  # sample from collapsed generators (smoke tests), with a warning

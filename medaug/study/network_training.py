@@ -31,7 +31,7 @@ class ClassifierTraining(Config):
     batch_size: int = 8
     seed: int = 0
     device: str = "cpu"
-    mixed_precision: bool = False   # bf16 autocast on CUDA
+    mixed_precision: bool = False   # bf16 autocast (CUDA or CPU)
     loader_workers: int = 0         # DataLoader processes reading the images (0: in the training process)
     images_on_device: bool = False  # hold training and validation images in device memory (float16 under mixed precision)
     cudnn_autotune: bool = True     # CUDA: time cuDNN's convolution algorithms once per shape, keep the fastest
