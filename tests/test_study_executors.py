@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -95,3 +96,35 @@ def test_ray_executor_gives_the_sequential_results_and_reports_failed_tasks(stud
     sequential, distributed = (_results(folder) for folder in folders.values())
     assert Path("summary.tsv") in distributed and Path("failed_tasks.tsv") not in distributed
     assert distributed == sequential
+
+
+def test_tasks_at_once_in_worker_processes_give_the_one_at_a_time_results(study_cohort, study_config, tmp_path,
+                                                                          two_torch_threads):
+    """Two tasks at once in spawned processes: the same bytes per task as one at a time in this
+    process, failures (k-NN cannot fit 2 + 2 images) listed and retried alike."""
+    failing = {"conditions": ["real", "synthetic"], "samplers": [{"name": "prior"}], "synthetic_per_class": [2, 4],
+               "classifiers": ["sklearn-knn", "sklearn-svm"]}
+    folders = {1: tmp_path / "one", 2: tmp_path / "two"}
+    for at_once, folder in folders.items():
+        with pytest.raises(StudyTaskError, match="2 of 12 study tasks failed"):
+            run_study(study_config(study_cohort, folder, **failing, executor={"tasks_at_once": at_once}))
+    one, two = (_results(folder) for folder in folders.values())
+    assert two == one and Path("failed_tasks.tsv") in two
+
+
+def test_tasks_at_once_is_sized_from_free_device_memory():
+    from medaug.study.config import ExecutorSection
+
+    gib = 2**30
+    assert executors.tasks_that_fit(free_bytes=70 * gib, peak_bytes=10 * gib, limit=16) == 5  # 10 GiB × 1.2 each
+    assert executors.tasks_that_fit(free_bytes=5 * gib, peak_bytes=10 * gib, limit=16) == 1
+    assert executors.tasks_that_fit(free_bytes=70 * gib, peak_bytes=gib, limit=4) == 4
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert executors.tasks_at_once(ExecutorSection(), cpu, pending=10) == 1  # auto on the CPU: one at a time
+    assert executors.tasks_at_once(ExecutorSection(tasks_at_once=3), cpu, pending=10) == 3
+    assert executors.tasks_at_once(ExecutorSection(tasks_at_once=3), cpu, pending=2) == 2
+    assert executors.tasks_at_once(ExecutorSection(cpus_per_task=1), gpu, pending=10_000) == (os.cpu_count() or 1)
+    with pytest.raises(ConfigError, match="executor.tasks_at_once must be ≥ 1 or auto, got 0"):
+        ExecutorSection(tasks_at_once=0)
+    with pytest.raises(ConfigError, match="executor.tasks_at_once: expected a whole number or one of 'auto'"):
+        ExecutorSection.from_dict({"tasks_at_once": "all"})

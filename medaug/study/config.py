@@ -281,9 +281,10 @@ def _read_older_spelling(data: dict) -> dict:
 
 @dataclass
 class ExecutorSection(Config):
-    """How the study's (classifier, condition, run) tasks run: ``sequential`` in this process or
-    ``ray`` (a local Ray, or the cluster at ``address``), each task with ``cpus_per_task`` torch
-    threads (both executors, so that results match) and up to ``max_retries`` retries."""
+    """How the study's (classifier, condition, run) tasks run: ``sequential`` on this machine (one
+    at a time in this process, or ``tasks_at_once`` in worker processes) or ``ray`` (a local Ray, or
+    the cluster at ``address``), each task with ``cpus_per_task`` torch threads (every executor, so
+    that results match) and up to ``max_retries`` retries."""
 
     section: ClassVar[str] = "executor"
 
@@ -292,6 +293,9 @@ class ExecutorSection(Config):
     cpus_per_task: int = 1
     gpus_per_task: float = 0.0
     max_retries: int = 1
+    # sequential: tasks at once, each in its own process (1: one at a time, in this process); auto: on
+    # a GPU as many as its free memory holds at the first task's peak, on the CPU one
+    tasks_at_once: int | Literal["auto"] = "auto"
 
     def validate(self) -> None:
         if self.address is not None and self.kind != "ray":
@@ -299,6 +303,8 @@ class ExecutorSection(Config):
         for key, low in (("cpus_per_task", 1), ("gpus_per_task", 0), ("max_retries", 0)):
             if getattr(self, key) < low:
                 raise ConfigError(f"executor.{key} must be ≥ {low}, got {getattr(self, key)!r}")
+        if self.tasks_at_once != "auto" and self.tasks_at_once < 1:
+            raise ConfigError(f"executor.tasks_at_once must be ≥ 1 or auto, got {self.tasks_at_once!r}")
 
 
 @dataclass

@@ -1,6 +1,8 @@
-"""Run a study's pending tasks: ``sequential`` in this process, or ``ray`` (``pip install
-'medaug[ray]'``; one remote task per (classifier, condition, run) with the executor section's CPU /
-GPU requests, on a local Ray or the cluster at ``executor.address``).
+"""Run a study's pending tasks: ``sequential`` on this machine, one at a time in this process or
+``tasks_at_once`` in spawned worker processes (on a GPU, ``auto`` runs the first task alone, then as
+many at once as the free memory holds at its peak: one CNN run leaves most of a large GPU idle), or
+``ray`` (``pip install 'medaug[ray]'``; one remote task per (classifier, condition, run) with the
+executor section's CPU / GPU requests, on a local Ray or the cluster at ``executor.address``).
 
 Each task writes its own folder (:func:`~medaug.study.tasks.run_task`), so the run folder stays the
 single source of results: a failed task never loses finished ones, and rerunning resumes. Both
@@ -12,13 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
+import os
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
+from medaug.compute import resolve_device
 from medaug.errors import ConfigError
 from medaug.io import write_tsv
 from medaug.study.config import ExecutorSection
@@ -64,6 +70,91 @@ def _run_sequential(pending: list[StudyTask], context: StudyContext, run_dir: Pa
                 else:
                     logger.warning("study task %s failed (%s); retrying", task.folder, error)
     return failures
+
+
+HEADROOM = 1.2  # device memory per packed task: its first task's peak × this
+
+
+def tasks_that_fit(free_bytes: int, peak_bytes: int, limit: int) -> int:
+    """Tasks at once on a device with ``free_bytes`` free, each taking ``peak_bytes`` (with 20 %
+    headroom), between 1 and ``limit``."""
+    if peak_bytes <= 0:
+        return max(1, limit)
+    return max(1, min(limit, int(free_bytes // (HEADROOM * peak_bytes))))
+
+
+_WORKER: dict = {}  # a worker process's study context, run folder and device
+
+
+def _start_worker(context: StudyContext, run_dir: Path, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER.update(context=context, run_dir=run_dir, device=resolve_device(context.config.device))
+
+
+def _worker_task(task: StudyTask) -> int:
+    """One task in a worker process; returns its peak device memory in bytes (0 on the CPU)."""
+    device = _WORKER["device"]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    run_task(task, _WORKER["context"], _WORKER["run_dir"])
+    return torch.cuda.max_memory_reserved(device) if device.type == "cuda" else 0
+
+
+def _run_processes(pending: list[StudyTask], context: StudyContext, run_dir: Path, executor: ExecutorSection,
+                   limit: int) -> list[dict]:
+    """Up to ``limit`` tasks at once, each in a spawned process with ``cpus_per_task`` threads (the
+    same results per seed as one at a time). ``tasks_at_once: auto`` on a GPU: the first task runs
+    alone and its peak memory sizes how many run together after it (:func:`tasks_that_fit`)."""
+    device = resolve_device(context.config.device)
+    slots = 1 if executor.tasks_at_once == "auto" else limit
+    attempts = {task: 0 for task in pending}
+    queue, running, failures = list(pending), {}, {}
+    with ProcessPoolExecutor(max_workers=limit, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_worker, initargs=(context, run_dir, executor.cpus_per_task)) as pool, \
+            tqdm(total=len(pending), desc=f"study runs (up to {limit} at once)", unit="run") as progress:
+        while queue or running:
+            while queue and len(running) < slots:
+                task = queue.pop(0)
+                running[pool.submit(_worker_task, task)] = task
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                task = running.pop(future)
+                slots = _after(future, task, queue, attempts, failures, executor, progress, slots, limit, device)
+    return [failures[task] for task in pending if task in failures]
+
+
+def _after(future: Future, task: StudyTask, queue: list, attempts: dict, failures: dict, executor: ExecutorSection,
+           progress, slots: int, limit: int, device: torch.device) -> int:
+    """Book a finished task (retry or failure) and return how many tasks may run at once now."""
+    try:
+        peak = future.result()
+    except Exception as error:
+        attempts[task] += 1
+        if attempts[task] <= executor.max_retries:
+            logger.warning("study task %s failed (%s); retrying", task.folder, error)
+            queue.insert(0, task)
+            return slots
+        failures[task] = _failure(task, error)
+        progress.update()
+        return slots
+    progress.update()
+    if executor.tasks_at_once == "auto" and slots == 1 and device.type == "cuda":
+        torch.cuda.empty_cache()
+        free, _ = torch.cuda.mem_get_info(device)
+        slots = tasks_that_fit(free, peak, limit)
+        logger.info("a study task peaked at %.1f GB of device memory: %d tasks at once", peak / 1e9, slots)
+    return slots
+
+
+def tasks_at_once(executor: ExecutorSection, device: torch.device, pending: int) -> int:
+    """The most tasks that may run at once: ``tasks_at_once``, or for ``auto`` on a GPU the CPU
+    cores over ``cpus_per_task`` (memory decides below that), on the CPU one; never more than
+    ``pending``."""
+    if executor.tasks_at_once != "auto":
+        return min(executor.tasks_at_once, pending)
+    if device.type != "cuda":
+        return 1
+    return max(1, min(pending, (os.cpu_count() or 1) // executor.cpus_per_task))
 
 
 def _ray_task(task: StudyTask, context: StudyContext, run_dir: Path, threads: int) -> None:
@@ -140,9 +231,12 @@ def run_pending(tasks: list[StudyTask], context: StudyContext, run_dir: Path,
     pending = [task for task in tasks if not _done(task, context, run_dir)]
     logger.info("%d of %d study tasks to run (%s executor)", len(pending), len(tasks), executor.kind)
     failures = []
-    if pending:
-        run = _run_ray if executor.kind == "ray" else _run_sequential
-        failures = run(pending, context, run_dir, executor)
+    if pending and executor.kind == "ray":
+        failures = _run_ray(pending, context, run_dir, executor)
+    elif pending:
+        limit = tasks_at_once(executor, resolve_device(context.config.device), len(pending))
+        failures = (_run_sequential(pending, context, run_dir, executor) if limit == 1
+                    else _run_processes(pending, context, run_dir, executor, limit))
     record = run_dir / FAILURES_FILE
     if failures:
         write_tsv(record, pd.DataFrame(failures, columns=["classifier", "condition", "run", "error"]))
