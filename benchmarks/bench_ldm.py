@@ -7,9 +7,10 @@ runs for every pool. Printed and written to ``--out``:
 
 - per pool and class: generator training time (sum of its epochs; an LDM's shared autoencoder in
   ``shared_s``, once for both classes), sampling time for ``--timed`` images (re-drawn after the
-  study, same seed), diversity, precision, novel / copy / average fractions, and the median
+  study, same seed), diversity, precision, novel / copy / average fractions, the median
   distance of a synthetic image to its nearest training image beside that of a real image to its
-  nearest other training image;
+  nearest other training image, and the same ratio in latent space for the re-drawn codes
+  (``latent_nn_ratio``: near 0, the sampler returns the training codes);
 - per classifier and condition: balanced accuracy mean ± std over runs and the paired difference
   against real only, with the study's bootstrap 95% CI over runs.
 
@@ -31,6 +32,7 @@ from medaug.generative.persistence import load_generator
 from medaug.preprocessing.images import image_tensor
 from medaug.provenance import GeneratorProvenance
 from medaug.sampling.pool import draw_pool
+from medaug.sampling.sampler import posterior_means
 from medaug.sampling.samplers import build_sampler
 from medaug.sampling.synthetic_dataset import synthetic_listing
 from medaug.study.config import StudyConfig, load_study_config
@@ -57,6 +59,17 @@ def generator_folder(run_dir: Path, config: StudyConfig, pool: str, label: str, 
     return Path(json.loads(Path(listing["path"].iloc[0].replace(".nii.gz", ".json")).read_text())["Generator"]).parent
 
 
+def latent_nn_ratio(latents: torch.Tensor, codes: torch.Tensor) -> float:
+    """Median distance of a drawn code to its nearest training code over the median distance of a
+    training code to its nearest other one (the training codes are the posterior means): near 0,
+    the sampler returns the training codes (memorizes in latent space); nan for a sampler whose
+    draws are not codes (``jitter`` perturbs images)."""
+    if latents.shape[1:] != codes.shape[1:]:
+        return float("nan")
+    between = torch.cdist(codes, codes) + torch.diag(torch.full((len(codes),), float("inf")))
+    return float(torch.cdist(latents, codes).min(1).values.median() / between.min(1).values.median())
+
+
 def pool_rows(config: StudyConfig, run_dir: Path, timed: int) -> pd.DataFrame:
     quality = pd.read_csv(run_dir / "quality.tsv", sep="\t")
     rows = []
@@ -69,13 +82,14 @@ def pool_rows(config: StudyConfig, run_dir: Path, timed: int) -> pd.DataFrame:
             train = image_tensor(GeneratorProvenance.read(folder / "best").train_images, model.config.input_shape[1:])
             sampler = build_sampler(spec.name, **spec.options).fit(model, train, allow_uninformative=True)
             start = time.perf_counter()
-            draw_pool(sampler, timed, seed=pool_seed(config.seed, spec.pool, code), train=train)
+            latents, _ = draw_pool(sampler, timed, seed=pool_seed(config.seed, spec.pool, code), train=train)
             seconds = time.perf_counter() - start
             measured = quality[(quality["sampler"] == spec.pool) & (quality["diagnosis"] == label)].iloc[0]
             rows.append({"pool": spec.pool, "diagnosis": label, "model": model.config.model,
                          "train_s": round(float(trained), 1),
                          "shared_s": round(float(pd.read_csv(shared)["seconds"].sum()), 1) if shared.exists() else 0.0,
                          f"sample_{timed}_s": round(seconds, 2),
+                         "latent_nn_ratio": round(latent_nn_ratio(latents.cpu(), posterior_means(model, train)), 3),
                          **{key: round(float(measured[key]), 3) for key in
                             ("diversity", "precision", "novel_fraction", "copy_fraction", "average_fraction",
                              "nn_distance_median", "real_nn_distance_median")}})

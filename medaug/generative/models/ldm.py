@@ -2,7 +2,7 @@
 trains it: an ``AutoencoderKL`` (stage ``autoencoder``), trained once on the training images of
 every class, then per class a ``DiffusionModelUNet`` (stage ``diffusion``) that learns DDPM noise
 prediction (``DiffusionInferer``) on the frozen autoencoder's standardised latent means; sampled
-by DDIM (:mod:`medaug.sampling.samplers.ldm`). A class's model holds the autoencoder it was
+by DDIM or DDPM (:mod:`medaug.sampling.samplers.ldm`). A class's model holds the autoencoder it was
 trained on, so its folder is a whole generator.
 
 Its latent code z is the flattened latent map, scaled by ``latent_scale`` (1 / the standard
@@ -72,7 +72,7 @@ def scheduler(options: LDMOptions, kind: type = DDPMScheduler):
 
 @MODELS.register
 class LatentDiffusion(GenerativeModel):
-    """Latent diffusion: MONAI AutoencoderKL + DiffusionModelUNet, DDPM training, DDIM sampling.
+    """Latent diffusion: MONAI AutoencoderKL + DiffusionModelUNet, DDPM training, DDIM or DDPM sampling.
     Stage ``autoencoder`` builds and trains the autoencoder alone; stage ``diffusion`` trains the
     UNet on an autoencoder taken with :meth:`start_from`."""
 
@@ -112,9 +112,10 @@ class LatentDiffusion(GenerativeModel):
     def trainer_for(cls, config: GeneratorConfig, trainer):
         """The autoencoder stage stops after ``autoencoder_steps`` when set (its reconstruction loss
         keeps creeping down long after the images are reconstructed; the denoiser needs the steps)."""
-        steps = config.model_options().autoencoder_steps
-        if config.model_options().stage != "autoencoder" or not steps:
+        options = config.model_options()
+        if options.stage != "autoencoder" or not options.autoencoder_steps:
             return trainer
+        steps = options.autoencoder_steps
         return replace(trainer, max_steps=steps, patience_steps=min(trainer.patience_steps, steps))
 
     def start_from(self, shared: GenerativeModel) -> None:
