@@ -99,8 +99,16 @@ def sampling(scale: dict, device: torch.device, images: int) -> dict:
     return {"images": images, "seconds": time.perf_counter() - start}
 
 
-def _cnn_run(size, images: int, epochs: int, device: str, seed: int, threads: int) -> float:
-    """One CNN run on random images (a worker process); returns its training seconds."""
+_BARRIER: list = []  # a CNN worker's start barrier
+
+
+def _cnn_worker(barrier) -> None:
+    _BARRIER.append(barrier)
+
+
+def _cnn_run(size, images: int, epochs: int, device: str, seed: int, threads: int) -> tuple[float, float]:
+    """One CNN run on random images (a worker process): the wall-clock start and end of its
+    training, which begins when every worker is ready (process start-up is not timed)."""
     torch.set_num_threads(threads)
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(images, 1, *size, generator=generator)
@@ -108,21 +116,22 @@ def _cnn_run(size, images: int, epochs: int, device: str, seed: int, threads: in
     settings = ClassifierTraining(epochs=epochs, batch_size=8, learning_rate=1e-4, device=device, seed=seed,
                                   images_on_device=device != "cpu", mixed_precision=device != "cpu",
                                   channels_last=device != "cpu")
-    start = time.perf_counter()
-    train_classifier(Conv5FC3((1, *size)), (x, y), (x[:8], y[:8]), settings)
-    return time.perf_counter() - start
+    network = Conv5FC3((1, *size))
+    _BARRIER[0].wait()
+    start = time.time()
+    train_classifier(network, (x, y), (x[:8], y[:8]), settings)
+    return start, time.time()
 
 
 def cnn_runs(size, images: int, epochs: int, device: torch.device, at_once: int, threads: int) -> dict:
     """Images per second (all runs together) of 1 run alone and of ``at_once`` runs in parallel
-    processes, each in a spawned process so both pay the same start-up."""
+    processes, from the first start to the last end of their training."""
     context = multiprocessing.get_context("spawn")
     result = {}
     for runs in sorted({1, at_once}):
-        with context.Pool(runs) as pool:
-            start = time.perf_counter()
-            pool.starmap(_cnn_run, [(size, images, epochs, str(device), seed, threads) for seed in range(runs)])
-            wall = time.perf_counter() - start
+        with context.Pool(runs, initializer=_cnn_worker, initargs=(context.Barrier(runs),)) as pool:
+            spans = pool.starmap(_cnn_run, [(size, images, epochs, str(device), seed, threads) for seed in range(runs)])
+        wall = max(end for _, end in spans) - min(start for start, _ in spans)
         result[f"{runs}_at_once_images_per_s"] = runs * images * epochs / wall
     return result
 
