@@ -10,7 +10,7 @@ and can estimate log p(x) by importance sampling (:mod:`medaug.generative.likeli
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -21,9 +21,6 @@ from medaug.generative.densities import log_bernoulli, log_diagonal_normal, log_
 from medaug.nets.conv import ConvDecoder, ConvEncoder
 from medaug.nets.mlp import MLPDecoder, MLPEncoder
 from medaug.registry import NoOptions
-
-if TYPE_CHECKING:
-    from medaug.generative.trainer import TrainerConfig
 
 
 class GenerativeModel(nn.Module):
@@ -86,8 +83,9 @@ class GenerativeModel(nn.Module):
         return None
 
     @classmethod
-    def trainer_for(cls, config: GeneratorConfig, trainer: TrainerConfig) -> TrainerConfig:
-        """The trainer settings this configuration trains with (here: ``trainer`` unchanged)."""
+    def trainer_for(cls, config: GeneratorConfig, trainer):
+        """The trainer settings (a :class:`~medaug.generative.trainer.TrainerConfig`) this
+        configuration trains with (here: ``trainer`` unchanged)."""
         return trainer
 
     def start_from(self, shared: "GenerativeModel") -> None:
