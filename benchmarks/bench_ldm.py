@@ -7,7 +7,8 @@ runs for every pool. Printed and written to ``--out``:
 
 - per pool and class: generator training time (sum of its epochs; an LDM's shared autoencoder in
   ``shared_s``, once for both classes), sampling time for ``--timed`` images (re-drawn after the
-  study, same seed), diversity, precision, novel / copy / average fractions, the median
+  study, same seed), diversity, precision, novel / copy / average fractions (and copies in
+  reconstruction space, against the generator's reconstructions of the training images), the median
   distance of a synthetic image to its nearest training image beside that of a real image to its
   nearest other training image, and the same ratio in latent space for the re-drawn codes
   (``latent_nn_ratio``: near 0, the sampler returns the training codes);
@@ -92,7 +93,7 @@ def pool_rows(config: StudyConfig, run_dir: Path, timed: int) -> pd.DataFrame:
                          "latent_nn_ratio": round(latent_nn_ratio(latents.cpu(), posterior_means(model, train)), 3),
                          **{key: round(float(measured[key]), 3) for key in
                             ("diversity", "precision", "novel_fraction", "copy_fraction", "average_fraction",
-                             "nn_distance_median", "real_nn_distance_median")}})
+                             "reconstruction_copy_fraction", "nn_distance_median", "real_nn_distance_median")}})
     return pd.DataFrame(rows)
 
 
