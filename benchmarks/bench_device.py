@@ -5,7 +5,8 @@ then the thesis protocol's end-to-end time computed from the measured stages.
    bf16 autocast (``mixed_precision``; the metric stays in fp32): ms per step, peak memory, and
    whether the bf16 step ran (it failed in the Cholesky factor before the metric was kept in fp32).
 2. Geometry-aware sampling, the thesis's job (``--draw`` images, 300 HMC steps, 15 leapfrog steps)
-   from an RHVAE whose metric holds 50 training codes: seconds per draw.
+   from an RHVAE whose metric holds 50 training codes: seconds per draw; and its chain loop alone,
+   eager against ``torch.compile`` of the leapfrog trajectory (``compile: true``).
 3. CNN runs (Conv5_FC3, batch 8, ``--cnn-images`` random images, ``--cnn-epochs`` epochs) one at a
    time against ``--at-once`` runs in parallel processes (what ``executor: {tasks_at_once}`` does):
    images per second in total.
@@ -32,8 +33,10 @@ import torch
 
 from medaug.compute import autocast, resolve_device
 from medaug.generative.config import GeneratorConfig
+from medaug.generative.metric import Metric, lower_factors
 from medaug.generative.models import build_model
 from medaug.nets.classifiers import Conv5FC3
+from medaug.sampling.hmc import hmc
 from medaug.sampling.samplers import build_sampler
 from medaug.study.network_training import ClassifierTraining, train_classifier
 
@@ -83,6 +86,28 @@ def training_step(scale: dict, device: torch.device, mixed: bool, steps: int) ->
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else 0.0
     return {"ran": bool(math.isfinite(losses[-1])), "ms_per_step": 1000 * (time.perf_counter() - start) / steps,
             "peak_gib": round(peak, 2)}
+
+
+def chain_loop(scale: dict, device: torch.device, chains: int, compiled: bool) -> dict:
+    """The sampler's chain loop alone (what item 3 speeds up): adaptive HMC on √det G⁻¹ of a metric
+    with ``train_images`` codes in d dimensions, ``chains`` chains, the thesis's steps; seconds of a
+    first call (compilation included) and of a second one."""
+    generator = torch.Generator().manual_seed(0)
+    d, n = scale["latent_dim"], scale["train_images"]
+    metric = Metric(torch.randn(n, d, generator=generator).to(device),
+                    lower_factors(torch.randn(n, d, generator=generator), torch.randn(n, d * (d - 1) // 2,
+                                                                                    generator=generator)).to(device),
+                    1.5, 1e-2)
+    seconds = []
+    for _ in range(2):
+        synchronize(device)
+        start = time.perf_counter()
+        hmc(metric.log_volume_and_gradient, metric.centroids[torch.arange(chains) % n].clone(), steps=scale["steps"],
+            leapfrog_steps=scale["leapfrog_steps"], step_size=0.03, warmup=100, step_jitter=0.2, compile=compiled,
+            generator=torch.Generator(device=device).manual_seed(1))
+        synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    return {"first_s": seconds[0], "seconds": seconds[1]}
 
 
 def sampling(scale: dict, device: torch.device, images: int) -> dict:
@@ -178,6 +203,8 @@ def main() -> None:
                "training_fp32": training_step(scale, device, False, args.train_steps),
                "training_bf16": training_step(scale, device, True, args.train_steps),
                "sampling": sampling(scale, device, args.draw),
+               "chains_eager": chain_loop(scale, device, args.draw, compiled=False),
+               "chains_compiled": chain_loop(scale, device, args.draw, compiled=True),
                "cnn": cnn_runs(cnn_size, args.cnn_images, args.cnn_epochs, device, args.at_once, args.threads)}
     figures["protocol"] = protocol(figures, args, scale)
     figures["bench_s"] = time.perf_counter() - started
@@ -192,10 +219,14 @@ def report(figures: dict) -> str:
     fp32, bf16, cnn, plan = figures["training_fp32"], figures["training_bf16"], figures["cnn"], figures["protocol"]
     step = lambda f: f"{f['ms_per_step']:.1f} ms, peak {f['peak_gib']} GiB" if f["ran"] else f"failed: {f['error']}"  # noqa: E731
     ratio = fp32["ms_per_step"] / bf16["ms_per_step"] if fp32.get("ran") and bf16.get("ran") else float("nan")
+    chain_ratio = figures["chains_eager"]["seconds"] / figures["chains_compiled"]["seconds"]
     one, many = (cnn[key] for key in sorted(cnn, key=lambda k: int(k.split("_")[0])))
     lines = [f"{figures['device']}, torch {figures['torch']}, size {figures['size']}; script {figures['bench_s']:.0f} s",
              f"RHVAE training step: fp32 {step(fp32)}; bf16 autocast {step(bf16)}; fp32/bf16 ×{ratio:.2f}",
-             f"geometry-aware sampling: {figures['sampling']['images']} images in {figures['sampling']['seconds']:.2f} s",
+             f"geometry-aware sampling: {figures['sampling']['images']} images in {figures['sampling']['seconds']:.2f} s; "
+             f"its chain loop alone eager {figures['chains_eager']['seconds']:.2f} s, torch.compile "
+             f"{figures['chains_compiled']['seconds']:.2f} s (first call with compilation "
+             f"{figures['chains_compiled']['first_s']:.1f} s): ×{chain_ratio:.2f}",
              f"CNN runs: one at a time {one:.0f} images/s; {plan['runs_at_once']} at once {many:.0f} images/s "
              f"(×{many / one:.2f})",
              f"thesis protocol ({plan['generator_epochs']} generator epochs, {plan['synthetic_per_class']} synthetic per "

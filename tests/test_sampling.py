@@ -334,3 +334,21 @@ def test_volume_element_with_ten_thousand_centroids_is_chunked_exactly():
     reference_value, reference_gradient = log_volume_and_gradient(z, centroids, outer, 1.5, 0.01, chunk=n)
     torch.testing.assert_close(value, reference_value, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(gradient, reference_gradient, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_compiled_leapfrog_gives_the_eager_chains_up_to_rounding():
+    """``compile: true`` (torch.compile of the leapfrog trajectory): same noise, same acceptances,
+    the eager states up to float rounding."""
+    from medaug.generative.metric import Metric, lower_factors
+    from medaug.sampling.hmc import hmc
+
+    torch.manual_seed(0)
+    metric = Metric(torch.randn(20, 4), lower_factors(torch.randn(20, 4), torch.randn(20, 6)), 1.0, 1e-2)
+    runs = [hmc(metric.log_volume_and_gradient, metric.centroids[:8].clone(), steps=10, leapfrog_steps=5,
+                step_size=0.05, generator=torch.Generator().manual_seed(3), warmup=5, step_jitter=0.2, compile=compiled)
+            for compiled in (False, True)]
+    eager, compiled = runs
+    assert torch.equal(eager.acceptance, compiled.acceptance)
+    torch.testing.assert_close(compiled.samples, eager.samples, rtol=1e-3, atol=1e-3)  # rounding, grown over 15 transitions
+    assert not torch.equal(eager.samples, eager.start)  # the chains moved

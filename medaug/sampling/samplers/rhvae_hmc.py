@@ -37,6 +37,7 @@ class RHVAEHMCOptions(ChainOptions):
     temperature: float | Literal["auto", "model"] = "auto"
     support: Literal["auto", "thesis"] = "auto"
     step_jitter: float = 0.2
+    compile: bool = False   # the leapfrog trajectory through torch.compile (eager results up to float rounding)
 
     def validate(self) -> None:
         super().validate()
@@ -122,5 +123,5 @@ class RHVAEHMCSampler(Sampler):
                      leapfrog_steps=options.leapfrog_steps, step_size=options.step_size, generator=generator,
                      inside=self.inside, trace_chains=TRACED_CHAINS, warmup=options.warmup,
                      target_acceptance=options.target_acceptance, per_chain=options.per_chain,
-                     step_jitter=options.step_jitter)
+                     step_jitter=options.step_jitter, compile=options.compile)
         return result.samples, {**self._scale(), **chain_diagnostics(result, self.centroids)}
