@@ -1,6 +1,8 @@
 """Samplers: the volume-element gradient, HMC on a known density, the sampler API."""
 
 import math
+import os
+import shutil
 
 import pytest
 import torch
@@ -336,7 +338,11 @@ def test_volume_element_with_ten_thousand_centroids_is_chunked_exactly():
     torch.testing.assert_close(gradient, reference_gradient, rtol=1e-3, atol=1e-3)
 
 
+NO_COMPILER = shutil.which(os.environ.get("CXX", "g++")) is None
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(NO_COMPILER, reason="torch.compile needs a C++ compiler (g++; .ci/run installs it)")
 def test_compiled_leapfrog_gives_the_eager_chains_up_to_rounding():
     """``compile: true`` (torch.compile of the leapfrog trajectory): same noise, same acceptances,
     the eager states up to float rounding."""
@@ -352,3 +358,13 @@ def test_compiled_leapfrog_gives_the_eager_chains_up_to_rounding():
     assert torch.equal(eager.acceptance, compiled.acceptance)
     torch.testing.assert_close(compiled.samples, eager.samples, rtol=1e-3, atol=1e-3)  # rounding, grown over 15 transitions
     assert not torch.equal(eager.samples, eager.start)  # the chains moved
+
+
+def test_compile_without_a_compiler_is_refused_with_the_fix(monkeypatch):
+    from medaug.errors import ConfigError
+    from medaug.sampling.hmc import hmc
+
+    monkeypatch.setenv("CXX", "no-such-compiler")
+    with pytest.raises(ConfigError, match=r"compile: true needs a C\+\+ compiler .* 'no-such-compiler' is not on PATH"):
+        hmc(lambda z: (-(z**2).sum(1), -2 * z), torch.zeros(2, 2), steps=1, leapfrog_steps=1, step_size=0.1,
+            generator=torch.Generator().manual_seed(0), compile=True)

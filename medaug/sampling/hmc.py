@@ -14,11 +14,14 @@ periodicity and leaves the target invariant (the factor does not depend on the s
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from medaug.errors import ConfigError
 from medaug.sampling.adaptation import adapted_step, dual_averaging_start, dual_averaging_update
 
 # log_density(z) -> (log p(z) up to a constant (B,), ∇ log p(z) (B, d))
@@ -52,6 +55,15 @@ def leapfrog_trajectory(log_density: LogDensity, leapfrog_steps: int, z: torch.T
 
 
 Trajectory = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def check_compiler(device: torch.device) -> None:
+    """``torch.compile`` builds its kernels with a C++ compiler (``$CXX``, else g++), on the CPU
+    and for Triton's launchers on a GPU: refuse with the fix when there is none."""
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        raise ConfigError(f"compile: true needs a C++ compiler to build its kernels and {compiler!r} is not on PATH "
+                          "(Debian/Ubuntu: apt-get install g++; or set CXX), or set compile: false")
 
 
 def _transition(trajectory: Trajectory, z, log_p, grad, step: torch.Tensor, generator: torch.Generator,
@@ -98,6 +110,7 @@ def hmc(log_density: LogDensity, start: torch.Tensor, *, steps: int, leapfrog_st
     z = start.clone()
     trajectory = functools.partial(leapfrog_trajectory, log_density, leapfrog_steps)
     if compile:
+        check_compiler(z.device)
         trajectory = torch.compile(trajectory, dynamic=False)
     log_p, grad = log_density(z)
     shape = (len(z),) if per_chain else (1,)
