@@ -40,8 +40,16 @@ def test_options_are_checked_and_the_latent_map_follows_the_padding():
     assert not hasattr(autoencoder, "unet")
     shared = type(model).shared_stage(model.config)
     assert shared.model_options().stage == "autoencoder" and type(model).shared_stage(autoencoder.config) is None
-    assert {k: v for k, v in shared.options.items() if k != "stage"} == {k: v for k, v in model.config.options.items()
-                                                                          if k != "stage"}
+    own = ("stage", "unet_channels", "train_timesteps")  # the denoiser's, neutralised in the shared stage
+    assert {k: v for k, v in shared.options.items() if k not in own} == {k: v for k, v in model.config.options.items()
+                                                                         if k not in own}
+    assert shared.options["unet_channels"] == [4, 4] and shared.options["train_timesteps"] == 1000
+    def shared_of(**options):
+        return type(model).shared_stage(GeneratorConfig(input_shape=SHAPE, model="ldm", options={**TINY, **options}))
+
+    # the denoiser's own settings do not call for another autoencoder; its depth (the padding) does
+    assert shared_of(unet_channels=[8, 16], train_timesteps=100) == shared
+    assert shared_of(unet_channels=[4, 8, 8]) != shared
     bounded = type(model).shared_stage(GeneratorConfig(input_shape=SHAPE, model="ldm",
                                                        options={**TINY, "autoencoder_steps": 7}))
     trainer = TrainerConfig(max_steps=100, patience_steps=50)

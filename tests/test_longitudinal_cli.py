@@ -284,6 +284,11 @@ def test_feature_mapping_commands_explain_bad_input_and_write_nothing(tiny_cohor
     config.write_text(TRAJECTORY)
     assert main(fit + ["--model", "feature-mapping", "--generator", generator, "--visits", "3", "--config", str(config)]) == 0
     capsys.readouterr()
+    weights = (tmp_path / "m" / "model" / "model.pt").read_bytes()
+    # other visits are other training sequences: resuming that checkpoint is refused, the model kept
+    assert _exit_code(fit + ["--model", "feature-mapping", "--generator", generator, "--visits", "2",
+                             "--config", str(config)]) == 2
+    assert "visits" in capsys.readouterr().err and (tmp_path / "m" / "model" / "model.pt").read_bytes() == weights
     assert main(["longitudinal", "impute", str(tmp_path / "m"), str(cohort), "--out", str(tmp_path / "i")]) == 2
     assert "imputation (Alg. 7) is the flow-based model's" in capsys.readouterr().err
     assert _exit_code(["longitudinal", "generate", str(tmp_path / "m"), "-n", "1", "--out", str(tmp_path / "s"),

@@ -364,7 +364,12 @@ def test_compile_without_a_compiler_is_refused_with_the_fix(monkeypatch):
     from medaug.errors import ConfigError
     from medaug.sampling.hmc import hmc
 
+    from medaug.sampling.samplers import build_sampler
+
     monkeypatch.setenv("CXX", "no-such-compiler")
-    with pytest.raises(ConfigError, match=r"compile: true needs a C\+\+ compiler .* 'no-such-compiler' is not on PATH"):
+    refusal = r"compile: true needs a compiler .* 'no-such-compiler' is not on PATH \(Debian/Ubuntu: apt-get install g"
+    with pytest.raises(ConfigError, match=refusal):
         hmc(lambda z: (-(z**2).sum(1), -2 * z), torch.zeros(2, 2), steps=1, leapfrog_steps=1, step_size=0.1,
             generator=torch.Generator().manual_seed(0), compile=True)
+    with pytest.raises(ConfigError, match=refusal):  # when the options are read, before any training
+        build_sampler("rhvae-hmc", compile=True)

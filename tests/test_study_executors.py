@@ -128,3 +128,22 @@ def test_tasks_at_once_is_sized_from_free_device_memory():
         ExecutorSection(tasks_at_once=0)
     with pytest.raises(ConfigError, match="executor.tasks_at_once: expected a whole number or one of 'auto'"):
         ExecutorSection.from_dict({"tasks_at_once": "all"})
+
+
+def test_auto_packing_follows_the_largest_gpu_peak_and_backs_off_after_running_out_of_memory():
+    gib = 2**30
+    packing = executors._Packing(slots=1, limit=8, auto=True, device=torch.device("cuda"), capacity=100 * gib)
+    packing.measured(0)  # a task that did not use the GPU (an sklearn classifier) sizes nothing
+    assert packing.slots == 1
+    packing.measured(10 * gib)
+    assert packing.slots == 8  # 100 / (10 × 1.2) = 8.3
+    packing.measured(30 * gib)
+    assert packing.slots == 2  # the largest peak so far decides
+    packing.measured(gib)
+    assert packing.slots == 2
+    packing.out_of_memory()
+    packing.measured(gib)
+    assert (packing.slots, packing.limit) == (1, 1)
+    fixed = executors._Packing(slots=3, limit=3, auto=False, device=torch.device("cuda"), capacity=gib)
+    fixed.measured(10 * gib)
+    assert fixed.slots == 3

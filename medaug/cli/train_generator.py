@@ -39,7 +39,8 @@ def _train_generator(args: argparse.Namespace) -> None:
                               f"{args.config}; give one of them")
         generator_options["model"] = args.model
     config = GeneratorConfig.from_dict(generator_options)
-    trainer = TrainerConfig.from_dict({"seed": args.seed, **(options.get("trainer") or {})})
+    trainer = MODELS.get(config.model).trainer_for(config, TrainerConfig.from_dict({"seed": args.seed,
+                                                                                    **(options.get("trainer") or {})}))
     table = read_image_table(args.source, args.labels)
     train_rows, validation_rows = class_split(table, args.label, args.split, seed=trainer.seed)
     spatial = config.input_shape[1:]

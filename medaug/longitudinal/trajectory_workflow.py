@@ -66,7 +66,7 @@ def fit_trajectory(table: pd.DataFrame, label: str, out_dir: str | os.PathLike, 
     torch.manual_seed(training.seed)
     model = FeatureTrajectoryModel(config)
     claim_output(out_dir, "longitudinal fit", inputs=[generator_dir], own=fitted_before_markers)
-    inputs = {"images": files_signature([*train_rows["path"], *validation_rows["path"]]),
+    inputs = {"visits": visits, "images": files_signature([*train_rows["path"], *validation_rows["path"]]),
               "features": hashlib.sha256((Path(generator_dir) / "model.pt").read_bytes()).hexdigest()}
     with FolderLock(out_dir, "medaug longitudinal fit"):
         model, log = train_trajectory_model(model, train, validation, **training.to_dict(),

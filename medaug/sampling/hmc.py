@@ -57,13 +57,17 @@ def leapfrog_trajectory(log_density: LogDensity, leapfrog_steps: int, z: torch.T
 Trajectory = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
-def check_compiler(device: torch.device) -> None:
-    """``torch.compile`` builds its kernels with a C++ compiler (``$CXX``, else g++), on the CPU
-    and for Triton's launchers on a GPU: refuse with the fix when there is none."""
-    compiler = os.environ.get("CXX", "g++")
-    if shutil.which(compiler) is None:
-        raise ConfigError(f"compile: true needs a C++ compiler to build its kernels and {compiler!r} is not on PATH "
-                          "(Debian/Ubuntu: apt-get install g++; or set CXX), or set compile: false")
+def check_compiler(device: torch.device | None = None) -> None:
+    """``torch.compile`` builds its kernels with a compiler: C++ on the CPU (``$CXX``, else g++), C
+    for Triton's launchers on a GPU (``$CC``, else gcc); refuse with the fix when it is missing
+    (``device`` None: both)."""
+    needed = [("CXX", "g++")] if device is None or device.type == "cpu" else []
+    needed += [("CC", "gcc")] if device is None or device.type == "cuda" else []
+    for variable, default in needed:
+        compiler = os.environ.get(variable, default)
+        if shutil.which(compiler) is None:
+            raise ConfigError(f"compile: true needs a compiler to build its kernels and {compiler!r} is not on PATH "
+                              f"(Debian/Ubuntu: apt-get install {default}; or set {variable}), or set compile: false")
 
 
 def _transition(trajectory: Trajectory, z, log_p, grad, step: torch.Tensor, generator: torch.Generator,

@@ -18,6 +18,8 @@ import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -100,50 +102,92 @@ def _worker_task(task: StudyTask) -> int:
     return torch.cuda.max_memory_reserved(device) if device.type == "cuda" else 0
 
 
+@dataclass
+class _Packing:
+    """How many tasks run at once. ``auto`` on a GPU starts at one and, after each task that used
+    the GPU, fits as many as the free memory measured after the first one holds at the largest peak
+    seen so far; a task that runs out of device memory takes one slot away (and is retried)."""
+
+    slots: int
+    limit: int
+    auto: bool
+    device: torch.device
+    capacity: int | None = None
+    largest: int = 0
+
+    def measured(self, peak: int) -> None:
+        if not self.auto or peak <= 0:
+            return
+        if self.capacity is None:  # nothing else runs yet: the memory a packed set may use
+            torch.cuda.empty_cache()
+            self.capacity = torch.cuda.mem_get_info(self.device)[0]
+        self.largest = max(self.largest, peak)
+        slots = tasks_that_fit(self.capacity, self.largest, self.limit)
+        if slots != self.slots:
+            logger.info("study tasks peaked at %.1f GB of device memory: %d tasks at once", self.largest / 1e9, slots)
+        self.slots = slots
+
+    def out_of_memory(self) -> None:
+        self.slots = max(1, self.slots - 1)
+        self.limit = self.slots  # never packed above what failed again
+
+
+def _process_pool(context: StudyContext, run_dir: Path, executor: ExecutorSection, limit: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=limit, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(context, run_dir, executor.cpus_per_task))
+
+
 def _run_processes(pending: list[StudyTask], context: StudyContext, run_dir: Path, executor: ExecutorSection,
                    limit: int) -> list[dict]:
     """Up to ``limit`` tasks at once, each in a spawned process with ``cpus_per_task`` threads (the
-    same results per seed as one at a time). ``tasks_at_once: auto`` on a GPU: the first task runs
-    alone and its peak memory sizes how many run together after it (:func:`tasks_that_fit`)."""
-    device = resolve_device(context.config.device)
-    slots = 1 if executor.tasks_at_once == "auto" else limit
+    same results per seed as one at a time). ``tasks_at_once: auto`` on a GPU sizes the packing
+    from the tasks' peak memory (:class:`_Packing`). A worker that dies (killed for memory) breaks
+    the pool: its tasks count a failed attempt and a new pool takes the rest."""
+    auto = executor.tasks_at_once == "auto"
+    packing = _Packing(1 if auto else limit, limit, auto, resolve_device(context.config.device))
     attempts = {task: 0 for task in pending}
     queue, running, failures = list(pending), {}, {}
-    with ProcessPoolExecutor(max_workers=limit, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_start_worker, initargs=(context, run_dir, executor.cpus_per_task)) as pool, \
-            tqdm(total=len(pending), desc=f"study runs (up to {limit} at once)", unit="run") as progress:
-        while queue or running:
-            while queue and len(running) < slots:
-                task = queue.pop(0)
-                running[pool.submit(_worker_task, task)] = task
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for future in done:
-                task = running.pop(future)
-                slots = _after(future, task, queue, attempts, failures, executor, progress, slots, limit, device)
+    pool = _process_pool(context, run_dir, executor, limit)
+    try:
+        with tqdm(total=len(pending), desc=f"study runs (up to {limit} at once)", unit="run") as progress:
+            while queue or running:
+                while queue and len(running) < packing.slots:
+                    task = queue.pop(0)
+                    running[pool.submit(_worker_task, task)] = task
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                broken = False
+                for future in done:
+                    task = running.pop(future)
+                    broken |= _after(future, task, queue, attempts, failures, executor, progress, packing)
+                if broken:  # every running task of a broken pool fails too: book them, then start a new pool
+                    for future in wait(list(running)).done:
+                        _after(future, running.pop(future), queue, attempts, failures, executor, progress, packing)
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    pool = _process_pool(context, run_dir, executor, limit)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return [failures[task] for task in pending if task in failures]
 
 
 def _after(future: Future, task: StudyTask, queue: list, attempts: dict, failures: dict, executor: ExecutorSection,
-           progress, slots: int, limit: int, device: torch.device) -> int:
-    """Book a finished task (retry or failure) and return how many tasks may run at once now."""
+           progress, packing: _Packing) -> bool:
+    """Book a finished task (retry or failure, resizing the packing); True when its pool broke."""
     try:
         peak = future.result()
     except Exception as error:
+        if "out of memory" in str(error).lower():
+            packing.out_of_memory()
         attempts[task] += 1
         if attempts[task] <= executor.max_retries:
             logger.warning("study task %s failed (%s); retrying", task.folder, error)
             queue.insert(0, task)
-            return slots
-        failures[task] = _failure(task, error)
-        progress.update()
-        return slots
+        else:
+            failures[task] = _failure(task, error)
+            progress.update()
+        return isinstance(error, BrokenProcessPool)
     progress.update()
-    if executor.tasks_at_once == "auto" and slots == 1 and device.type == "cuda":
-        torch.cuda.empty_cache()
-        free, _ = torch.cuda.mem_get_info(device)
-        slots = tasks_that_fit(free, peak, limit)
-        logger.info("a study task peaked at %.1f GB of device memory: %d tasks at once", peak / 1e9, slots)
-    return slots
+    packing.measured(peak)
+    return False
 
 
 def tasks_at_once(executor: ExecutorSection, device: torch.device, pending: int) -> int:

@@ -102,11 +102,16 @@ class LatentDiffusion(GenerativeModel):
 
     @classmethod
     def shared_stage(cls, config: GeneratorConfig) -> GeneratorConfig | None:
-        """The autoencoder stage of a diffusion-stage configuration (None for an autoencoder)."""
+        """The autoencoder stage of a diffusion-stage configuration (None for an autoencoder). The
+        denoiser's own settings are neutralised (its channels set to ``norm_groups``, keeping the
+        number of levels, which decides the padding; the default ``train_timesteps``), so that
+        changing them does not call for another autoencoder."""
         options = config.model_options()
         if options.stage == "autoencoder":
             return None
-        return replace(config, options=replace(options, stage="autoencoder").to_dict())
+        stage = replace(options, stage="autoencoder", unet_channels=(options.norm_groups,) * len(options.unet_channels),
+                        train_timesteps=LDMOptions.train_timesteps)
+        return replace(config, options=stage.to_dict())
 
     @classmethod
     def trainer_for(cls, config: GeneratorConfig, trainer):

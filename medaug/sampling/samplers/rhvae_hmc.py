@@ -13,7 +13,7 @@ from medaug.generative.metric import Metric
 from medaug.generative.models.rhvae import RHVAE
 from medaug.sampling.diagnostics import chain_diagnostics
 from medaug.sampling.posterior_metric import max_min_spacing
-from medaug.sampling.hmc import hmc
+from medaug.sampling.hmc import check_compiler, hmc
 from medaug.sampling.sampler import TRACED_CHAINS, ChainOptions, Sampler, check_step, random_starts
 from medaug.sampling.samplers import SAMPLERS
 
@@ -43,6 +43,8 @@ class RHVAEHMCOptions(ChainOptions):
         super().validate()
         check_step(self)
         check_scale(self)
+        if self.compile:
+            check_compiler()  # before any generator is trained, not when the chains start
 
 
 def sampling_temperature(option, centroids: torch.Tensor, trained: float) -> float:
