@@ -39,6 +39,12 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
+def precision_record(device: str, mixed_precision: bool) -> dict:
+    """A key for step records on the CPU under ``mixed_precision``: it did nothing there before it
+    became bf16 autocast, so a result recorded earlier with ``mixed_precision: true`` (fp32) is redone."""
+    return {"autocast": "bf16-cpu"} if mixed_precision and str(device).startswith("cpu") else {}
+
+
 @contextlib.contextmanager
 def cudnn_autotune(enabled: bool):
     """Let cuDNN time its convolution algorithms for the shapes met and keep the fastest (CUDA

@@ -61,3 +61,10 @@ def test_rhvae_trains_and_samples_under_bf16_autocast_on_the_cpu(tmp_path):
         first, again = sampler.sample(6, seed=2), sampler.sample(6, seed=2)
     assert torch.equal(first.images, again.images) and torch.isfinite(first.images).all()
     torch.testing.assert_close(first.latents, reference.latents, rtol=0.05, atol=0.05)
+
+
+def test_cpu_mixed_precision_is_its_own_record_so_earlier_fp32_results_are_redone():
+    from medaug.compute import precision_record
+
+    assert precision_record("cpu", True) == {"autocast": "bf16-cpu"}  # fp32 before autocast reached the CPU
+    assert precision_record("cuda", True) == precision_record("cuda:1", True) == precision_record("cpu", False) == {}

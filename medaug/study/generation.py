@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medaug.compute import resolve_device
+from medaug.compute import precision_record, resolve_device
 from medaug.data.cohort import load_image
 from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
 from medaug.data.splits import assert_disjoint
@@ -130,7 +130,8 @@ def _fit_generator(config: StudyConfig, data: StudyData, out: Path, generator: G
         **{f"{part}_images": [image_set.class_fingerprints[name] for name in labels] if len(labels) > 1
            else image_set.class_fingerprints[label] for part, image_set in (("train", data.train),
                                                                            ("validation", data.validation))},
-        **({"shared": shared.fingerprint} if shared is not None else {})})
+        **({"shared": shared.fingerprint} if shared is not None else {}),
+        **precision_record(config.device, config.mixed_precision)})
     record.renew([out], f"the {label} generator ({out})")
     _retrain_if_contradicted(best, label, train_rows, out)
     if not GeneratorProvenance.is_finished(best):

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from medaug.compute import precision_record
 from medaug.data.splits import assert_disjoint
 from medaug.data.volumes import Volumes
 from medaug.io import write_tsv
@@ -93,7 +94,8 @@ def task_inputs(task: StudyTask, context: StudyContext) -> dict:
                        {"train": data.train, "validation": data.validation, "test": data.test,
                         **data.independent}.items()},
             "pools": {name: context.pool_fingerprints.get(name) for name in pools},
-            "architecture": context.optimized.to_dict() if classifier.needs_search else None}
+            "architecture": context.optimized.to_dict() if classifier.needs_search else None,
+            **precision_record(config.device, config.mixed_precision)}
 
 
 def study_tasks(config: StudyConfig) -> list[StudyTask]:
