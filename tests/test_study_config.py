@@ -65,6 +65,12 @@ def test_config_resolves_paths_and_round_trips(tmp_path):
     ({"executor": {"gpus_per_task": 1}}, "gpus_per_task > 0 needs device: cuda"),
     ({"device": "cuda", "executor": {"kind": "ray"}}, "needs executor.gpus_per_task > 0"),
     ({"device": "cuda:1", "executor": {"kind": "ray", "gpus_per_task": 1}}, "use device: cuda"),
+    ({"executor": {"tasks_at_once": 0}}, "executor.tasks_at_once must be ≥ 1 or auto"),
+    ({"samplers": [{"name": "ldm", "generator": {"model": "ldm", "options": {"stage": "autoencoder"}}}]},
+     r"samplers\[0\]: this is the shared autoencoder of a latent diffusion model, not a generator"),
+    ({"samplers": [{"name": "ldm", "generator": {"model": "ldm"}}], "data": {"bids": "b", "labels": ["CN", "shared"],
+                                                                          "positive": "shared"}},
+     "data.labels: 'shared' is the folder of the ldm model's shared stage"),
 ])
 def test_bad_configs_name_the_problem(tmp_path, changes, message):
     with pytest.raises(ConfigError, match=message):

@@ -51,6 +51,12 @@ class Sampler:
         self.model: GenerativeModel | None = None
         self.posterior: dict = {}
 
+    @classmethod
+    def generator_problem(cls, config) -> str | None:
+        """Why a generator of this configuration (a :class:`~medaug.generative.config.GeneratorConfig`
+        whose model is in :attr:`models`) cannot be sampled, or None; checked when a study is read."""
+        return None
+
     def fit(self, model: GenerativeModel, train_data: torch.Tensor | None = None, *,
             allow_uninformative: bool = False) -> Sampler:
         """Fit on the generator's training images. With them, a collapsed posterior is refused first

@@ -29,7 +29,8 @@ from medaug.configuration import Config, check_device, check_seed
 from medaug.data.splits import SplitConfig
 from medaug.errors import ConfigError, InputDataError
 from medaug.io import read_yaml
-from medaug.generative.config import GeneratorConfig
+from medaug.generative.config import MODELS, GeneratorConfig
+from medaug.generative.models import SHARED_FOLDER
 from medaug.generative.trainer import TrainerConfig
 from medaug.preprocessing import size_problem
 from medaug.preprocessing.pipeline import T1LinearConfig
@@ -413,12 +414,19 @@ class StudyConfig(Config):
             raise ConfigError("preprocessing.pipeline.write_crop is set by keep.crop_images; remove it")
         self.generator_config()  # validates the generator section now
         for index, spec in enumerate(self.samplers):
-            models, own = SAMPLERS.get(spec.name).models, self.generator_config(spec).model
+            sampler, generator = SAMPLERS.get(spec.name), self.generator_config(spec)
+            models, own = sampler.models, generator.model
             self.trainer_config(spec)
             if models is not None and self.needs_synthetic and own not in models:
                 raise ConfigError(f"samplers[{index}]: the {spec.name} sampler needs a generator.model in "
                                   f"{', '.join(models)}, got {own}; change generator.model, give the entry its "
                                   f"own (generator: {{model: {models[0]}}}) or change the sampler")
+            problem = sampler.generator_problem(generator) if self.needs_synthetic else None
+            if problem:
+                raise ConfigError(f"samplers[{index}]: {problem}")
+            if MODELS.get(own).shared_stage(generator) is not None and SHARED_FOLDER in self.data.labels:
+                raise ConfigError(f"data.labels: {SHARED_FOLDER!r} is the folder of the {own} model's shared stage "
+                                  f"(samplers[{index}]); rename that label")
 
     def _check_executor_device(self) -> None:
         executor = self.executor

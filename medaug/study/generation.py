@@ -27,9 +27,8 @@ from medaug.compute import precision_record, resolve_device
 from medaug.data.cohort import load_image
 from medaug.data.volumes import VolumeFile, Volumes, write_volume_file
 from medaug.data.splits import assert_disjoint
-from medaug.errors import ConfigError
 from medaug.generative.config import MODELS, GeneratorConfig
-from medaug.generative.models import build_model
+from medaug.generative.models import SHARED_FOLDER, build_model
 from medaug.generative.persistence import load_generator
 from medaug.generative.trainer import CHECKPOINT_FILE, TrainerConfig, train_generator
 from medaug.generative.training_data import record_training_data
@@ -88,9 +87,6 @@ def fit_generators(config: StudyConfig, data: StudyData, run_dir: Path) -> dict[
     return fitted
 
 
-SHARED = "shared"  # folder of a model's shared stage (every class's training images), beside the classes'
-
-
 def _fit_class_generators(config: StudyConfig, data: StudyData, folder: Path, generator: GeneratorConfig,
                           trainer_settings: TrainerConfig) -> dict[str, FittedGenerator]:
     """The generator of each class; a model with a shared stage (a latent diffusion's autoencoder)
@@ -99,11 +95,9 @@ def _fit_class_generators(config: StudyConfig, data: StudyData, folder: Path, ge
     labels = config.data.labels
     shared_config = MODELS.get(generator.model).shared_stage(generator)
     shared = None
-    if shared_config is not None:
-        if SHARED in labels:
-            raise ConfigError(f"data.labels: {SHARED!r} names the folder of the {generator.model} model's shared stage; "
-                              "rename that label")
-        shared = _fit_generator(config, data, folder / SHARED, shared_config, trainer_settings, list(labels), len(labels))
+    if shared_config is not None:  # a label named like its folder is refused by StudyConfig
+        shared = _fit_generator(config, data, folder / SHARED_FOLDER, shared_config, trainer_settings, list(labels),
+                                len(labels))
     fitted = {}
     for index, label in enumerate(labels):
         fitted[label] = _fit_generator(config, data, folder / label, generator, trainer_settings, [label], index,

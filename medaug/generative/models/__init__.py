@@ -23,6 +23,9 @@ from medaug.nets.mlp import MLPDecoder, MLPEncoder
 from medaug.registry import NoOptions
 
 
+SHARED_FOLDER = "shared"  # a model's shared stage, trained on every class, beside the classes' folders
+
+
 class GenerativeModel(nn.Module):
     """Encoder q_φ(z|x) = N(μ, diag σ²), decoder p_θ(x|z) (Bernoulli or fixed-σ Gaussian on sigmoid outputs).
 

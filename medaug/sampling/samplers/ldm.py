@@ -42,11 +42,18 @@ class LDMSampler(Sampler):
     models = ("ldm",)
     checks_posterior = False  # no VAE posterior to collapse: the autoencoder is checked by its reconstructions
 
+    @classmethod
+    def generator_problem(cls, config) -> str | None:
+        if config.model_options().stage != "diffusion":
+            return ("this is the shared autoencoder of a latent diffusion model, not a generator: sample from a "
+                    "class's model (stage: diffusion), which holds the autoencoder it was trained on")
+        return None
+
     def _latents(self, n, generator):
         model = self.model
-        if model.options.stage != "diffusion":
-            raise ConfigError("this is the shared autoencoder of a latent diffusion model, not a generator: sample "
-                              "from a class's model (stage: diffusion), which holds the autoencoder it was trained on")
+        problem = self.generator_problem(model.config)
+        if problem:
+            raise ConfigError(problem)
         schedule = scheduler(model.options, SCHEDULERS[self.options.scheduler])
         schedule.set_timesteps(min(self.options.steps, model.options.train_timesteps), device=self.device)
         noise = torch.randn((n, *model.latent_shape), generator=generator, device=self.device)
