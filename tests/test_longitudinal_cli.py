@@ -203,6 +203,15 @@ def test_interrupted_fit_and_generate_resume_to_the_results_of_uninterrupted_run
 TRAJECTORY = "trajectory: {trajectory_dim: 3, hidden: 16, rnn_layers: 1}\ntraining: {batch_size: 4}\n"
 
 
+def _feature_generator(cohort, tmp_path, steps: int):
+    """A tiny AD VAE trained with `medaug train-generator` in ``tmp_path/vae``: its ``best/`` folder."""
+    vae = tmp_path / "vae.yaml"
+    vae.write_text("generator: {input_shape: [1, 8, 8, 8], model: vae, latent_dim: 3, hidden: [16]}\n"
+                   f"trainer: {{max_steps: {steps}, batch_size: 4}}\n")
+    assert main(["train-generator", str(cohort), "--label", "AD", "--out", str(tmp_path / "vae"), "--config", str(vae)]) == 0
+    return tmp_path / "vae" / "best"
+
+
 def test_feature_mapping_model_fits_on_a_generators_features_and_writes_labelled_bids(tiny_cohort, tmp_path, capsys,
                                                                                        validator_errors):
     """Thesis ch. 5 from the command line: visits → features (a trained VAE's encoder means) →
@@ -215,10 +224,7 @@ def test_feature_mapping_model_fits_on_a_generators_features_and_writes_labelled
     bids, truth = tiny_cohort
     cohort = tmp_path / "cohort.tsv"
     assert main(["cohort", str(bids), "--out", str(cohort)]) == 0
-    vae = tmp_path / "vae.yaml"
-    vae.write_text("generator: {input_shape: [1, 8, 8, 8], model: vae, latent_dim: 3, hidden: [16]}\n"
-                   "trainer: {max_steps: 4, batch_size: 4}\n")
-    assert main(["train-generator", str(cohort), "--label", "AD", "--out", str(tmp_path / "vae"), "--config", str(vae)]) == 0
+    _feature_generator(cohort, tmp_path, steps=4)
     config = tmp_path / "trajectory.yaml"
     config.write_text(TRAJECTORY)
     out = tmp_path / "trajectory"
@@ -261,11 +267,7 @@ def test_feature_mapping_commands_explain_bad_input_and_write_nothing(tiny_cohor
     bids, _ = tiny_cohort
     cohort = tmp_path / "cohort.tsv"
     assert main(["cohort", str(bids), "--out", str(cohort)]) == 0
-    vae = tmp_path / "vae.yaml"
-    vae.write_text("generator: {input_shape: [1, 8, 8, 8], model: vae, latent_dim: 3, hidden: [16]}\n"
-                   "trainer: {max_steps: 2, batch_size: 4}\n")
-    assert main(["train-generator", str(cohort), "--label", "AD", "--out", str(tmp_path / "vae"), "--config", str(vae)]) == 0
-    generator = str(tmp_path / "vae" / "best")
+    generator = str(_feature_generator(cohort, tmp_path, steps=2))
     fit = ["longitudinal", "fit", str(cohort), "--label", "AD", "--out", str(tmp_path / "m"), "--epochs", "1"]
     no_ages = tmp_path / "no_ages.tsv"
     pd.read_csv(cohort, sep="\t").drop(columns="age").to_csv(no_ages, sep="\t", index=False)

@@ -11,15 +11,13 @@ from medaug.generative.config import MODELS
 
 
 def _train_generator(args: argparse.Namespace) -> None:
-    import hashlib
-
     import torch
     import yaml
 
     from medaug.distributed import is_main_process
     from medaug.generative.config import GeneratorConfig
     from medaug.generative.models import build_model
-    from medaug.generative.persistence import load_generator
+    from medaug.generative.persistence import load_generator, weights_sha256
     from medaug.generative.trainer import TrainerConfig, train_generator
     from medaug.generative.training_data import (
         class_split, read_image_table, record_training_data)
@@ -55,7 +53,7 @@ def _train_generator(args: argparse.Namespace) -> None:
         claim_output(args.out, "train-generator", **output)
     if shared_config is not None:  # a latent diffusion's autoencoder: given, or trained first on these images
         shared = args.shared or _train_shared(args.out / "shared", shared_config, train, validation, trainer, settings)
-        settings["shared"] = hashlib.sha256((shared / "model.pt").read_bytes()).hexdigest()
+        settings["shared"] = weights_sha256(shared)
     if is_main_process() and not (args.out / "checkpoint.pt").exists():  # a new training: record its settings
         write_text(args.out / "train_config.yaml", yaml.safe_dump(settings, sort_keys=False))
     torch.manual_seed(trainer.seed)

@@ -40,9 +40,12 @@ def at_least_fp32(value):
 
 
 def full_precision(function: Callable) -> Callable:
-    """``function`` with autocast off and its half-precision tensor arguments in float32."""
+    """``function`` with autocast off and its half-precision tensor arguments in float32 (called as
+    it is outside autocast regions: it sits on the sampler's hot path)."""
     @functools.wraps(function)
     def wrapped(*args, **kwargs):
+        if not (torch.is_autocast_enabled("cpu") or torch.is_autocast_enabled("cuda")):
+            return function(*args, **kwargs)
         args, kwargs = [at_least_fp32(a) for a in args], {k: at_least_fp32(v) for k, v in kwargs.items()}
         device = next((a.device.type for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)), "cpu")
         with torch.autocast(device, enabled=False):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +32,11 @@ def save_generator(model: nn.Module, folder: str | os.PathLike, provenance: dict
     write_json(folder / PROVENANCE_FILE, {"medaug_version": __version__, "torch_version": torch.__version__,
                                           **(provenance or {})})
     return folder
+
+
+def weights_sha256(folder: str | os.PathLike) -> str:
+    """SHA-256 of a saved model folder's ``model.pt``: what a model trained on top of it records."""
+    return hashlib.sha256((Path(folder) / "model.pt").read_bytes()).hexdigest()
 
 
 def load_generator(folder: str | os.PathLike, map_location: str | torch.device = "cpu") -> GenerativeModel:

@@ -8,7 +8,6 @@ inside the model folder (``model/features/``), so the folder is whole."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 
 from medaug.errors import InputDataError
 from medaug.generative.models import GenerativeModel
-from medaug.generative.persistence import load_generator, load_model_folder, save_generator
+from medaug.generative.persistence import load_generator, load_model_folder, save_generator, weights_sha256
 from medaug.generative.training_data import class_split, fingerprint
 from medaug.io import write_tsv
 from medaug.longitudinal.bids_output import write_synthetic_subjects
@@ -67,7 +66,7 @@ def fit_trajectory(table: pd.DataFrame, label: str, out_dir: str | os.PathLike, 
     model = FeatureTrajectoryModel(config)
     claim_output(out_dir, "longitudinal fit", inputs=[generator_dir], own=fitted_before_markers)
     inputs = {"visits": visits, "images": files_signature([*train_rows["path"], *validation_rows["path"]]),
-              "features": hashlib.sha256((Path(generator_dir) / "model.pt").read_bytes()).hexdigest()}
+              "features": weights_sha256(generator_dir)}
     with FolderLock(out_dir, "medaug longitudinal fit"):
         model, log = train_trajectory_model(model, train, validation, **training.to_dict(),
                                             checkpoint=out_dir / "checkpoint.pt", inputs=inputs)

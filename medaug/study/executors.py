@@ -138,13 +138,13 @@ def _process_pool(context: StudyContext, run_dir: Path, executor: ExecutorSectio
 
 
 def _run_processes(pending: list[StudyTask], context: StudyContext, run_dir: Path, executor: ExecutorSection,
-                   limit: int) -> list[dict]:
+                   limit: int, device: torch.device) -> list[dict]:
     """Up to ``limit`` tasks at once, each in a spawned process with ``cpus_per_task`` threads (the
     same results per seed as one at a time). ``tasks_at_once: auto`` on a GPU sizes the packing
     from the tasks' peak memory (:class:`_Packing`). A worker that dies (killed for memory) breaks
     the pool: its tasks count a failed attempt and a new pool takes the rest."""
     auto = executor.tasks_at_once == "auto"
-    packing = _Packing(1 if auto else limit, limit, auto, resolve_device(context.config.device))
+    packing = _Packing(1 if auto else limit, limit, auto, device)
     attempts = {task: 0 for task in pending}
     queue, running, failures = list(pending), {}, {}
     pool = _process_pool(context, run_dir, executor, limit)
@@ -278,9 +278,10 @@ def run_pending(tasks: list[StudyTask], context: StudyContext, run_dir: Path,
     if pending and executor.kind == "ray":
         failures = _run_ray(pending, context, run_dir, executor)
     elif pending:
-        limit = tasks_at_once(executor, resolve_device(context.config.device), len(pending))
+        device = resolve_device(context.config.device)
+        limit = tasks_at_once(executor, device, len(pending))
         failures = (_run_sequential(pending, context, run_dir, executor) if limit == 1
-                    else _run_processes(pending, context, run_dir, executor, limit))
+                    else _run_processes(pending, context, run_dir, executor, limit, device))
     record = run_dir / FAILURES_FILE
     if failures:
         write_tsv(record, pd.DataFrame(failures, columns=["classifier", "condition", "run", "error"]))

@@ -118,12 +118,15 @@ def _fit_generator(config: StudyConfig, data: StudyData, out: Path, generator: G
     trainer = MODELS.get(generator.model).trainer_for(generator, TrainerConfig(**{
         **trainer_settings.to_dict(), "seed": trainer_settings.seed + seed_offset, "device": config.device,
         "mixed_precision": config.mixed_precision}))
+
+    def one_or_all(values: list):  # a class's record keeps its single values, as before shared stages
+        return values[0] if len(values) == 1 else values
+
     record = StepRecord(out.with_name(f"{out.name}.inputs.json"), {
-        "label": label, "code": codes[0] if len(codes) == 1 else codes, "generator": generator.to_dict(),
+        "label": label, "code": one_or_all(codes), "generator": generator.to_dict(),
         "trainer": {k: v for k, v in trainer.to_dict().items() if k != "device"},
-        **{f"{part}_images": [image_set.class_fingerprints[name] for name in labels] if len(labels) > 1
-           else image_set.class_fingerprints[label] for part, image_set in (("train", data.train),
-                                                                           ("validation", data.validation))},
+        "train_images": one_or_all([data.train.class_fingerprints[name] for name in labels]),
+        "validation_images": one_or_all([data.validation.class_fingerprints[name] for name in labels]),
         **({"shared": shared.fingerprint} if shared is not None else {}),
         **precision_record(config.device, config.mixed_precision)})
     record.renew([out], f"the {label} generator ({out})")
