@@ -5,8 +5,10 @@ then the thesis protocol's end-to-end time computed from the measured stages.
    bf16 autocast (``mixed_precision``; the metric stays in fp32): ms per step, peak memory, and
    whether the bf16 step ran (it failed in the Cholesky factor before the metric was kept in fp32).
 2. Geometry-aware sampling, the thesis's job (``--draw`` images, 300 HMC steps, 15 leapfrog steps)
-   from an RHVAE whose metric holds 50 training codes: seconds per draw; and its chain loop alone,
-   eager against ``torch.compile`` of the leapfrog trajectory (``compile: true``).
+   from an RHVAE whose metric holds 50 training codes: seconds per draw; and its chain loop alone
+   for two classes, eager against ``torch.compile`` of the trajectory and acceptance (``compile:
+   true``), each class's chains one after another against both classes in one batch
+   (``classes_together: true``).
 3. CNN runs (Conv5_FC3, batch 8, ``--cnn-images`` random images, ``--cnn-epochs`` epochs) one at a
    time against ``--at-once`` runs in parallel processes (what ``executor: {tasks_at_once}`` does):
    images per second in total.
@@ -33,7 +35,7 @@ import torch
 
 from medaug.compute import autocast, resolve_device
 from medaug.generative.config import GeneratorConfig
-from medaug.generative.metric import Metric, lower_factors
+from medaug.generative.metric import Metric, StackedMetrics, lower_factors
 from medaug.generative.models import build_model
 from medaug.nets.classifiers import Conv5FC3
 from medaug.sampling.hmc import hmc
@@ -88,23 +90,31 @@ def training_step(scale: dict, device: torch.device, mixed: bool, steps: int) ->
             "peak_gib": round(peak, 2)}
 
 
-def chain_loop(scale: dict, device: torch.device, chains: int, compiled: bool) -> dict:
-    """The sampler's chain loop alone (what item 3 speeds up): adaptive HMC on √det G⁻¹ of a metric
-    with ``train_images`` codes in d dimensions, ``chains`` chains, the thesis's steps; seconds of a
-    first call (compilation included) and of a second one."""
+def chain_loop(scale: dict, device: torch.device, chains: int, compiled: bool, together: bool) -> dict:
+    """The sampler's chain loop alone (what item 3 speeds up): adaptive HMC on √det G⁻¹ for two classes,
+    each a metric with ``train_images`` codes in d dimensions (T 1.5 and 1.0), ``chains`` chains per
+    class, the thesis's steps; one class after the other or both ``together`` in one batch; seconds of
+    a first call (compilation included) and of a second one."""
     generator = torch.Generator().manual_seed(0)
     d, n = scale["latent_dim"], scale["train_images"]
-    metric = Metric(torch.randn(n, d, generator=generator).to(device),
-                    lower_factors(torch.randn(n, d, generator=generator), torch.randn(n, d * (d - 1) // 2,
-                                                                                    generator=generator)).to(device),
-                    1.5, 1e-2)
+    metrics = [Metric(torch.randn(n, d, generator=generator).to(device),
+                      lower_factors(torch.randn(n, d, generator=generator),
+                                    torch.randn(n, d * (d - 1) // 2, generator=generator)).to(device), t, 1e-2)
+               for t in (1.5, 1.0)]
+    starts = [metric.centroids[torch.arange(chains, device=device) % n] for metric in metrics]
+    options = dict(steps=scale["steps"], leapfrog_steps=scale["leapfrog_steps"], step_size=0.03, warmup=100,
+                   step_jitter=0.2, compile=compiled)
+    seeds = [torch.Generator(device=device) for _ in metrics]
     seconds = []
     for _ in range(2):
         synchronize(device)
         start = time.perf_counter()
-        hmc(metric.log_volume_and_gradient, metric.centroids[torch.arange(chains) % n].clone(), steps=scale["steps"],
-            leapfrog_steps=scale["leapfrog_steps"], step_size=0.03, warmup=100, step_jitter=0.2, compile=compiled,
-            generator=torch.Generator(device=device).manual_seed(1))
+        if together:
+            hmc(StackedMetrics(metrics).log_volume_and_gradient, torch.stack(starts),
+                generator=[g.manual_seed(k) for k, g in enumerate(seeds)], **options)
+        else:
+            for k, (metric, first) in enumerate(zip(metrics, starts)):
+                hmc(metric.log_volume_and_gradient, first.clone(), generator=seeds[k].manual_seed(k), **options)
         synchronize(device)
         seconds.append(time.perf_counter() - start)
     return {"first_s": seconds[0], "seconds": seconds[1]}
@@ -203,8 +213,9 @@ def main() -> None:
                "training_fp32": training_step(scale, device, False, args.train_steps),
                "training_bf16": training_step(scale, device, True, args.train_steps),
                "sampling": sampling(scale, device, args.draw),
-               "chains_eager": chain_loop(scale, device, args.draw, compiled=False),
-               "chains_compiled": chain_loop(scale, device, args.draw, compiled=True),
+               **{f"chains_{'together' if together else 'apart'}_{'compiled' if compiled else 'eager'}":
+                  chain_loop(scale, device, args.draw, compiled, together)
+                  for together in (False, True) for compiled in (False, True)},
                "cnn": cnn_runs(cnn_size, args.cnn_images, args.cnn_epochs, device, args.at_once, args.threads)}
     figures["protocol"] = protocol(figures, args, scale)
     figures["bench_s"] = time.perf_counter() - started
@@ -219,14 +230,16 @@ def report(figures: dict) -> str:
     fp32, bf16, cnn, plan = figures["training_fp32"], figures["training_bf16"], figures["cnn"], figures["protocol"]
     step = lambda f: f"{f['ms_per_step']:.1f} ms, peak {f['peak_gib']} GiB" if f["ran"] else f"failed: {f['error']}"  # noqa: E731
     ratio = fp32["ms_per_step"] / bf16["ms_per_step"] if fp32.get("ran") and bf16.get("ran") else float("nan")
-    chain_ratio = figures["chains_eager"]["seconds"] / figures["chains_compiled"]["seconds"]
+    chains = {key[len("chains_"):]: value for key, value in figures.items() if key.startswith("chains_")}
+    apart = chains["apart_eager"]["seconds"]
     one, many = (cnn[key] for key in sorted(cnn, key=lambda k: int(k.split("_")[0])))
     lines = [f"{figures['device']}, torch {figures['torch']}, size {figures['size']}; script {figures['bench_s']:.0f} s",
              f"RHVAE training step: fp32 {step(fp32)}; bf16 autocast {step(bf16)}; fp32/bf16 ×{ratio:.2f}",
              f"geometry-aware sampling: {figures['sampling']['images']} images in {figures['sampling']['seconds']:.2f} s; "
-             f"its chain loop alone eager {figures['chains_eager']['seconds']:.2f} s, torch.compile "
-             f"{figures['chains_compiled']['seconds']:.2f} s (first call with compilation "
-             f"{figures['chains_compiled']['first_s']:.1f} s): ×{chain_ratio:.2f}",
+             "its chain loop alone for two classes: " + ", ".join(
+                 f"{name.replace('_', ' ')} {value['seconds']:.2f} s (×{apart / value['seconds']:.2f})"
+                 for name, value in chains.items())
+             + f"; compilation costs {chains['apart_compiled']['first_s'] - chains['apart_compiled']['seconds']:.1f} s",
              f"CNN runs: one at a time {one:.0f} images/s; {plan['runs_at_once']} at once {many:.0f} images/s "
              f"(×{many / one:.2f})",
              f"thesis protocol ({plan['generator_epochs']} generator epochs, {plan['synthetic_per_class']} synthetic per "

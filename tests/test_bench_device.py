@@ -26,6 +26,7 @@ def test_device_script_runs_at_toy_size_on_the_cpu(tmp_path):
     figures = json.loads((tmp_path / "device.json").read_text())
     assert figures["training_fp32"]["ran"] and figures["training_bf16"]["ran"]  # bf16 autocast on the CPU too
     assert set(figures["cnn"]) == {"1_at_once_images_per_s", "2_at_once_images_per_s"}
+    assert {f"chains_{how}_{mode}" for how in ("apart", "together") for mode in ("eager", "compiled")} <= set(figures)
     plan = figures["protocol"]
     # the estimate from the measured rates: 2 classes × 3 epochs × ⌈10 / 5⌉ steps, 2 × 10 images, and
     # 2 runs × 1 epoch × (20 real + 40 augmented) image passes at the 2-at-once rate

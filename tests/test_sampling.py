@@ -373,3 +373,50 @@ def test_compile_without_a_compiler_is_refused_with_the_fix(monkeypatch):
             generator=torch.Generator().manual_seed(0), compile=True)
     with pytest.raises(ConfigError, match=refusal):  # when the options are read, before any training
         build_sampler("rhvae-hmc", compile=True)
+
+
+def test_stacked_metrics_give_each_class_its_own_log_volume():
+    """K metrics padded into one stack (other centroid counts, T and λ): group k's ½ log det G⁻¹ and
+    gradient are metric k's, the padded centroids (Mᵢ = 0) add nothing."""
+    from medaug.generative.metric import StackedMetrics
+
+    g = torch.Generator().manual_seed(0)
+    metrics = [Metric(torch.randn(n, 3, generator=g, dtype=torch.float64),
+                      lower_factors(0.3 * torch.randn(n, 3, generator=g, dtype=torch.float64),
+                                    0.5 * torch.randn(n, 3, generator=g, dtype=torch.float64)), t, lam)
+               for n, t, lam in [(7, 1.3, 0.02), (4, 0.6, 1e-3), (9, 2.0, 0.1)]]
+    stacked = StackedMetrics(metrics)
+    z = torch.randn(3, 5, 3, generator=g, dtype=torch.float64)
+    value, gradient = stacked.log_volume_and_gradient(z)
+    assert value.shape == (3, 5) and gradient.shape == (3, 5, 3)
+    for k, metric in enumerate(metrics):
+        alone = metric.log_volume_and_gradient(z[k])
+        torch.testing.assert_close(value[k], alone[0])
+        torch.testing.assert_close(gradient[k], alone[1])
+
+
+@pytest.mark.parametrize("per_chain", [False, True])
+def test_classes_drawn_together_are_the_classes_drawn_alone(per_chain):
+    """``draw_together``: one batch of chains for two RHVAEs (30 and 19 centroids) gives each class the
+    chains of its own seeded draw, with its own adapted step, up to float rounding (over short chains:
+    HMC trajectories amplify rounding exponentially, so long chains drawn together are other draws)."""
+    from medaug.sampling.samplers.rhvae_hmc import RHVAEHMCSampler
+
+    first, data = _tiny_rhvae()
+    second, other = _tiny_rhvae()
+    second.update_metric([other[:19] ** 2])  # another class: other codes, fewer of them
+    options = dict(steps=20, warmup=10, leapfrog_steps=5, step_size=0.05, per_chain=per_chain)
+    samplers = [build_sampler("rhvae-hmc", **options).fit(m, x, allow_uninformative=True)
+                for m, x in [(first, data), (second, other[:19] ** 2)]]
+    assert len(samplers[0].centroids) != len(samplers[1].centroids)
+    together = RHVAEHMCSampler.draw_together(samplers, 12, seeds=[4, 9])
+    for sampler, seed, (latents, diagnostics) in zip(samplers, [4, 9], together):
+        alone, alone_diagnostics = sampler.draw(12, seed=seed)
+        torch.testing.assert_close(latents, alone, rtol=1e-3, atol=1e-3)  # float32 rounding over 30 transitions
+        assert diagnostics["acceptance_rate"] == alone_diagnostics["acceptance_rate"]
+        assert diagnostics["step_size"] == pytest.approx(alone_diagnostics["step_size"], rel=1e-4)
+        assert diagnostics["sampling_temperature"] == alone_diagnostics["sampling_temperature"]
+    assert not torch.allclose(together[0][0], together[1][0][:12])
+    with pytest.raises(Exception, match="same options"):
+        RHVAEHMCSampler.draw_together([samplers[0], build_sampler("rhvae-hmc", steps=3).fit(
+            first, data, allow_uninformative=True)], 4, seeds=[0, 1])

@@ -95,3 +95,34 @@ def test_output_inside_the_input_dataset_or_a_non_independent_test_cohort_is_ref
     same = {"bids": str(study_cohort), "independent_tests": [{"name": "again", "bids": str(study_cohort)}]}
     with pytest.raises(ConfigError, match="is the study's own dataset"):
         run_study(study_config(study_cohort, tmp_path / "c", data=same))
+
+
+def test_classes_together_draws_the_pools_of_one_class_at_a_time(study_cohort, study_config, tmp_path, monkeypatch):
+    """``classes_together: true``: the study runs both classes' chains in one batch; each class's pool is
+    the one drawn alone, up to float rounding (same acceptance, images within float16 rounding). Short
+    chains: HMC trajectories amplify rounding exponentially (in float64 too: 1e-16 after 10 warm-up
+    transitions, 1e-4 after 40), so long chains drawn together are other, equally valid, draws."""
+    from medaug.data.cohort import load_image
+    from medaug.sampling.samplers.rhvae_hmc import RHVAEHMCSampler
+
+    batches = []
+    draw_together = RHVAEHMCSampler.draw_together
+    monkeypatch.setattr(RHVAEHMCSampler, "draw_together", classmethod(
+        lambda cls, samplers, n, seeds: batches.append(len(samplers)) or draw_together(samplers, n, seeds=seeds)))
+    pools = {}
+    for together in (False, True):
+        config = study_config(study_cohort, tmp_path / str(together), runs=1, classifiers=["sklearn-knn"],
+                              samplers=[{"name": "rhvae-hmc", "options": {"steps": 5, "warmup": 0, "leapfrog_steps": 3,
+                                                                          "classes_together": together}}],
+                              conditions=["real", {"kind": "real+synthetic", "options": {"per_class": [4]}}])
+        run_study(config)
+        images = sorted((tmp_path / str(together) / "synthetic" / "rhvae-hmc").rglob("*_T1w.nii.gz"))
+        pools[together] = ([load_image(path)[0] for path in images],
+                           pd.read_csv(tmp_path / str(together) / "quality.tsv", sep="\t"))
+    (alone, alone_quality), (together, together_quality) = pools[False], pools[True]
+    assert len(alone) == len(together) == 8
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(a, b, atol=2e-3)
+    assert alone_quality["acceptance_rate"].tolist() == together_quality["acceptance_rate"].tolist()
+    assert not np.allclose(alone[0], alone[4])  # the classes' pools differ
+    assert batches == [2]  # one batch of both classes, in the second study only

@@ -18,6 +18,8 @@ Every one comes from :func:`metric_weights` over :func:`squared_distances` (‖z
 no B×N×d difference tensor. :class:`Metric` holds one metric (centroids, factors, T, λ and the Mᵢ) and
 is what the RHVAE, its leapfrog, the geodesics and the samplers call; the module functions are its
 batched pure-tensor building blocks: z, v are (B, d), centroids (N, d), factors L (N, d, d), outer M (N, d, d).
+The log-volume's functions also take K metrics at once (:class:`StackedMetrics`): z (K, B, d), centroids
+(K, N, d), outer (K, N, d, d), T and λ broadcastable tensors, every class's chains in one set of kernels.
 """
 
 from __future__ import annotations
@@ -82,7 +84,8 @@ def squared_distances(z: torch.Tensor, centroids: torch.Tensor, precisions: torc
     precisions the weighted distance of the geometric metric (Eq. 3.6).
     """
     if precisions is None:
-        squared = (z * z).sum(1, keepdim=True) - 2.0 * z @ centroids.T + (centroids * centroids).sum(1)[None]
+        squared = ((z * z).sum(-1, keepdim=True) - 2.0 * z @ centroids.transpose(-1, -2)
+                   + (centroids * centroids).sum(-1)[..., None, :])
     else:
         squared = ((z * z) @ precisions.T - 2.0 * z @ (precisions * centroids).T
                    + (precisions * centroids * centroids).sum(1)[None])
@@ -96,7 +99,7 @@ def weighted_differences(a: torch.Tensor, z: torch.Tensor, centroids: torch.Tens
     The gradient of Σᵢ aᵢ · ½ :func:`squared_distances` at fixed a, without a B×N×d tensor.
     """
     if precisions is None:
-        return z * a.sum(1, keepdim=True) - a @ centroids
+        return z * a.sum(-1, keepdim=True) - a @ centroids
     return z * (a @ precisions) - a @ (precisions * centroids)
 
 
@@ -111,25 +114,25 @@ _WeightChunks = Callable[[], Iterable[tuple[slice, torch.Tensor]]]
 def _weight_chunks(z: torch.Tensor, centroids: torch.Tensor, temperature: float, chunk: int) -> _WeightChunks:
     """A pass over (slice of centroids, their weights wᵢ(z)), ``chunk`` centroids at a time; computed once
     and kept when they fit in one chunk, else recomputed on every pass (B × ``chunk`` memory)."""
-    parts = [slice(start, start + chunk) for start in range(0, len(centroids), chunk)]
+    parts = [slice(start, start + chunk) for start in range(0, centroids.shape[-2], chunk)]
     if len(parts) <= 1:
-        kept = [(part, metric_weights(z, centroids[part], temperature)) for part in parts]
+        kept = [(part, metric_weights(z, centroids[..., part, :], temperature)) for part in parts]
         return lambda: kept
-    return lambda: ((part, metric_weights(z, centroids[part], temperature)) for part in parts)
+    return lambda: ((part, metric_weights(z, centroids[..., part, :], temperature)) for part in parts)
 
 
 def _flat(outer: torch.Tensor) -> torch.Tensor:
-    return outer.reshape(len(outer), -1)  # vec(Mᵢ), (N, d²)
+    return outer.flatten(-2)  # vec(Mᵢ), (N, d²)
 
 
 def _summed_inverse(z: torch.Tensor, chunks: Iterable[tuple[slice, torch.Tensor]], outer: torch.Tensor,
                     regularization: float) -> torch.Tensor:
     """G⁻¹ = λ I + Σᵢ wᵢ Mᵢ (Eq. 1.7) from weight chunks, one (B, N) × (N, d²) product per chunk."""
-    b, d = z.shape
+    d = z.shape[-1]
     flat = _flat(outer)
-    inverse = regularization * torch.eye(d, dtype=z.dtype, device=z.device).expand(b, d, d)
+    inverse = (regularization * torch.eye(d, dtype=z.dtype, device=z.device)).expand(*z.shape, d)
     for part, weights in chunks:
-        inverse = inverse + (weights @ flat[part]).view(b, d, d)
+        inverse = inverse + (weights @ flat[..., part, :]).view(*z.shape, d)
     return inverse
 
 
@@ -160,14 +163,14 @@ def log_volume_and_gradient(z: torch.Tensor, centroids: torch.Tensor, outer: tor
                             regularization: float, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """½ log det G⁻¹(z), the log of the sampling target √det G⁻¹ (Eq. 1.8), and its gradient
     −Σᵢ wᵢ tr(G Mᵢ) (z − cᵢ)/T² (module docstring), (B,) and (B, d); centroids ``chunk`` at a time."""
-    b, d = z.shape
     flat = _flat(outer)
     chunks = _weight_chunks(z, centroids, temperature, chunk)
     cholesky = torch.linalg.cholesky(_summed_inverse(z, chunks(), outer, regularization))
-    metric = metric_from_cholesky(cholesky).reshape(b, d * d)
+    metric = metric_from_cholesky(cholesky).flatten(-2)
     gradient = torch.zeros_like(z)
     for part, weights in chunks():
-        gradient = gradient - weighted_differences(weights * (metric @ flat[part].T), z, centroids[part])
+        gradient = gradient - weighted_differences(weights * (metric @ flat[..., part, :].transpose(-1, -2)), z,
+                                                   centroids[..., part, :])
     return _half_log_det(cholesky), gradient / temperature**2
 
 
@@ -268,6 +271,40 @@ class Metric:
     def gradient(self, terms: PositionTerms, v: torch.Tensor) -> torch.Tensor:
         """∇_z [½ log det G + ½ vᵀ G⁻¹ v] at the positions of ``terms``, (B, d)."""
         return metric_gradient(terms, v, self.centroids, self.factors, self.temperature)
+
+
+@dataclass
+class StackedMetrics:
+    """K metrics of Eq. 1.7 (one per class) padded into one stack, for K groups of chains z (K, B, d).
+
+    A class with fewer centroids is padded with copies of its first centroid carrying Mᵢ = 0, which
+    add nothing to G⁻¹ or to the gradient, so group k's log-volume is ``metrics[k]``'s up to float
+    rounding; T and λ are per class."""
+
+    metrics: list[Metric]
+    centroids: torch.Tensor = field(init=False, repr=False)
+    outer: torch.Tensor = field(init=False, repr=False)
+    temperature: torch.Tensor = field(init=False, repr=False)
+    regularization: torch.Tensor = field(init=False, repr=False)
+    chunk: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        n = max(len(metric.centroids) for metric in self.metrics)
+        first = self.metrics[0].centroids
+        self.centroids = torch.stack([torch.cat([m.centroids, m.centroids[:1].expand(n - len(m.centroids), -1)])
+                                      for m in self.metrics])
+        self.outer = torch.stack([torch.cat([m.outer, m.outer.new_zeros(n - len(m.outer), *m.outer.shape[1:])])
+                                  for m in self.metrics])
+        values = {"dtype": first.dtype, "device": first.device}
+        self.temperature = torch.tensor([m.temperature for m in self.metrics], **values)[:, None, None]
+        self.regularization = torch.tensor([m.regularization for m in self.metrics], **values)[:, None, None, None]
+        self.chunk = min(metric.chunk for metric in self.metrics)
+
+    @full_precision
+    def log_volume_and_gradient(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """½ log det G⁻¹ and its gradient for every group, (K, B) and (K, B, d)."""
+        return log_volume_and_gradient(z, self.centroids, self.outer, self.temperature, self.regularization,
+                                       self.chunk)
 
 
 @full_precision

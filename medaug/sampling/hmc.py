@@ -9,6 +9,11 @@ Each transition scales every chain's step by an independent factor uniform in [1
 target (on N(0, I) with 5 leapfrog steps, ε ≈ 1.2 returns every chain near its start and accepts
 94 %), which makes acceptance non-monotone in ε and misleads the adaptation; jitter breaks that
 periodicity and leaves the target invariant (the factor does not depend on the state).
+
+Groups: with one generator per group, ``start`` is (K, B, d), K independent groups of chains (the
+classes of a study) that advance in one batch, one set of kernels per leapfrog step; group k draws
+its noise from its own generator in the order a run of that group alone would, and adapts its own
+step, so its chains are those of the run alone up to float rounding.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -41,11 +46,16 @@ class ChainResult:
     step_size: torch.Tensor | None = None
     start: torch.Tensor | None = None
 
+    def group(self, k: int) -> ChainResult:
+        """The chains of group ``k`` of a grouped run (states (K, B, d), traces (steps, K, chains, d))."""
+        return ChainResult(self.samples[k], self.acceptance[k], None if self.trace is None else self.trace[:, k],
+                           None if self.step_size is None else self.step_size[k],
+                           None if self.start is None else self.start[k])
+
 
 def leapfrog_trajectory(log_density: LogDensity, leapfrog_steps: int, z: torch.Tensor, v: torch.Tensor,
                         log_p: torch.Tensor, grad: torch.Tensor, step: torch.Tensor):
-    """``leapfrog_steps`` Störmer-Verlet steps of identity-mass HMC from (z, v) with steps (B, 1):
-    the deterministic part of a transition (what ``compile`` hands to ``torch.compile``)."""
+    """``leapfrog_steps`` Störmer-Verlet steps of identity-mass HMC from (z, v) with steps (…, B, 1)."""
     for _ in range(leapfrog_steps):
         v = v + 0.5 * step * grad
         z = z + step * v
@@ -54,7 +64,28 @@ def leapfrog_trajectory(log_density: LogDensity, leapfrog_steps: int, z: torch.T
     return z, v, log_p, grad
 
 
-Trajectory = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+def metropolis_move(log_density: LogDensity, leapfrog_steps: int, inside: Support | None, z, v, log_p, grad,
+                    step: torch.Tensor, uniform: torch.Tensor):
+    """The deterministic part of a transition (what ``compile`` hands to ``torch.compile``): the
+    trajectory from (z, v), then acceptance with α = min(1, exp(H₀ − H₁)) against the drawn ``uniform``
+    (…, B); α = 0 outside the support or for a non-finite energy.
+
+    Returns the new state (z, log p, ∇ log p), the accepted flags (…, B) and α (…, B)."""
+    h0 = -log_p + 0.5 * v.pow(2).sum(-1)
+    z_new, v_new, log_p_new, grad_new = leapfrog_trajectory(log_density, leapfrog_steps, z, v, log_p, grad, step)
+    h1 = -log_p_new + 0.5 * v_new.pow(2).sum(-1)
+    valid = torch.isfinite(h1) & torch.isfinite(z_new).all(-1)
+    if inside is not None:
+        valid &= inside(z_new)
+    log_alpha = torch.where(valid, (h0 - h1).clamp(max=0.0), torch.full_like(h0, float("-inf")))
+    accept = torch.log(uniform) < log_alpha
+    z = torch.where(accept[..., None], z_new, z)
+    log_p = torch.where(accept, log_p_new, log_p)
+    grad = torch.where(accept[..., None], grad_new, grad)
+    return z, log_p, grad, accept, log_alpha.exp()
+
+
+Move = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 def check_compiler(device: torch.device | None = None) -> None:
@@ -70,41 +101,39 @@ def check_compiler(device: torch.device | None = None) -> None:
                               f"(Debian/Ubuntu: apt-get install {default}; or set {variable}), or set compile: false")
 
 
-def _transition(trajectory: Trajectory, z, log_p, grad, step: torch.Tensor, generator: torch.Generator,
-                inside: Support | None, jitter: float):
-    """One HMC transition of every chain with per-chain step sizes ``step`` (B, 1), each jittered.
+Generators = torch.Generator | Sequence[torch.Generator]
 
-    Returns the new state (z, log p, ∇ log p), the accepted flags (B,) and α (B,)."""
+
+def _random(draw: Callable, shape: torch.Size, generator: Generators, like: torch.Tensor) -> torch.Tensor:
+    """``draw`` (torch.rand, torch.randn) of ``shape`` from one generator, or with one generator per
+    group, group k's slice (shape[1:]) from generator k alone."""
+    if isinstance(generator, torch.Generator):
+        return draw(shape, generator=generator, dtype=like.dtype, device=like.device)
+    return torch.stack([draw(shape[1:], generator=g, dtype=like.dtype, device=like.device) for g in generator])
+
+
+def _transition(move: Move, z, log_p, grad, step: torch.Tensor, generator: Generators, jitter: float):
+    """One HMC transition of every chain with per-chain step sizes ``step`` (…, B, 1), each jittered:
+    the draws (jitter, velocity, uniform, in this order), then :func:`metropolis_move`."""
     if jitter:
-        step = step * (1.0 + jitter * (2.0 * torch.rand(step.shape, generator=generator, dtype=z.dtype,
-                                                        device=z.device) - 1.0))
-    v = torch.randn(z.shape, generator=generator, dtype=z.dtype, device=z.device)
-    h0 = -log_p + 0.5 * v.pow(2).sum(-1)
-    z_new, v_new, log_p_new, grad_new = trajectory(z, v, log_p, grad, step)
-    h1 = -log_p_new + 0.5 * v_new.pow(2).sum(-1)
-    valid = torch.isfinite(h1) & torch.isfinite(z_new).all(-1)
-    if inside is not None:
-        valid &= inside(z_new)
-    log_alpha = torch.where(valid, (h0 - h1).clamp(max=0.0), torch.full_like(h0, float("-inf")))
-    uniform = torch.rand(len(z), generator=generator, dtype=z.dtype, device=z.device)
-    accept = torch.log(uniform) < log_alpha
-    z = torch.where(accept[:, None], z_new, z)
-    log_p = torch.where(accept, log_p_new, log_p)
-    grad = torch.where(accept[:, None], grad_new, grad)
-    return z, log_p, grad, accept, log_alpha.exp()
+        step = step * (1.0 + jitter * (2.0 * _random(torch.rand, step.shape, generator, z) - 1.0))
+    v = _random(torch.randn, z.shape, generator, z)
+    uniform = _random(torch.rand, z.shape[:-1], generator, z)
+    return move(z, v, log_p, grad, step, uniform)
 
 
 def hmc(log_density: LogDensity, start: torch.Tensor, *, steps: int, leapfrog_steps: int, step_size: float,
-        generator: torch.Generator, inside: Support | None = None, trace_chains: int = 0, warmup: int = 0,
+        generator: Generators, inside: Support | None = None, trace_chains: int = 0, warmup: int = 0,
         target_acceptance: float = 0.75, per_chain: bool = False, step_jitter: float = 0.0,
         compile: bool = False) -> ChainResult:
     """``warmup`` adaptation transitions (step size from ``step_size`` toward ``target_acceptance``
     by dual averaging, one step size for all chains or one per chain), then ``steps`` transitions
-    at the adapted (or, without warm-up, the fixed) step size, from ``start`` (B, d).
+    at the adapted (or, without warm-up, the fixed) step size, from ``start`` (B, d), or from
+    ``start`` (K, B, d) with K generators, one per group (module docstring).
 
-    ``compile``: the leapfrog trajectory runs through ``torch.compile`` (fused kernels; the random
-    draws and the acceptance stay eager, so a seed draws the same noise): the eager results up to
-    float rounding, after a one-off compilation.
+    ``compile``: the trajectory and the acceptance run through ``torch.compile`` (fused kernels; the
+    random draws stay eager, so a seed draws the same noise): the eager results up to float
+    rounding, after a one-off compilation.
 
     A shared step adapts on the chains' mean α and lands on the target (N(0, I₅), 150 warm-up
     transitions: 0.69-0.71 for 0.7). A per-chain step adapts on one noisy α per transition and ends
@@ -112,24 +141,24 @@ def hmc(log_density: LogDensity, start: torch.Tensor, *, steps: int, leapfrog_st
     if not 0.0 <= step_jitter < 1.0:
         raise ValueError(f"step_jitter must be in [0, 1), got {step_jitter}")
     z = start.clone()
-    trajectory = functools.partial(leapfrog_trajectory, log_density, leapfrog_steps)
+    move = functools.partial(metropolis_move, log_density, leapfrog_steps, inside)
     if compile:
         check_compiler(z.device)
-        trajectory = torch.compile(trajectory, dynamic=False)
+        move = torch.compile(move, dynamic=False)
     log_p, grad = log_density(z)
-    shape = (len(z),) if per_chain else (1,)
+    chains = z.shape[:-1]
+    shape = chains if per_chain else (*chains[:-1], 1)
     state = dual_averaging_start(torch.full(shape, float(step_size), dtype=z.dtype, device=z.device))
     for _ in range(warmup):
-        step = state.log_step.exp().expand(len(z))[:, None]
-        z, log_p, grad, _, alpha = _transition(trajectory, z, log_p, grad, step, generator, inside, step_jitter)
-        state = dual_averaging_update(state, alpha if per_chain else alpha.mean()[None], target_acceptance)
-    step = adapted_step(state).expand(len(z))
-    accepted = torch.zeros(len(z), dtype=z.dtype, device=z.device)
+        step = state.log_step.exp().expand(chains)[..., None]
+        z, log_p, grad, _, alpha = _transition(move, z, log_p, grad, step, generator, step_jitter)
+        state = dual_averaging_update(state, alpha if per_chain else alpha.mean(-1, keepdim=True), target_acceptance)
+    step = adapted_step(state).expand(chains)
+    accepted = torch.zeros(chains, dtype=z.dtype, device=z.device)
     trace = []
     for _ in range(steps):
-        z, log_p, grad, accept, _ = _transition(trajectory, z, log_p, grad, step[:, None], generator, inside,
-                                                step_jitter)
+        z, log_p, grad, accept, _ = _transition(move, z, log_p, grad, step[..., None], generator, step_jitter)
         accepted += accept.to(z.dtype)
         if trace_chains:
-            trace.append(z[:trace_chains].clone())
+            trace.append(z[..., :trace_chains, :].clone())
     return ChainResult(z, accepted / max(steps, 1), torch.stack(trace) if trace else None, step.clone(), start)

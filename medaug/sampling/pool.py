@@ -46,12 +46,14 @@ def novelty_seed(seed: int, attempt: int) -> int:
 
 
 def draw_pool(sampler: Sampler, count: int, *, seed: int, train: torch.Tensor,
-              novelty_quantile: float | None = None) -> tuple[torch.Tensor, dict]:
+              novelty_quantile: float | None = None,
+              first: tuple[torch.Tensor, dict] | None = None) -> tuple[torch.Tensor, dict]:
     """``count`` latent codes and the chains' diagnostics. With ``novelty_quantile``, samples nearer
     to a training image than that quantile of the training images' leave-one-out nearest distances
     are dropped and more are drawn (seeds :func:`novelty_seed`); ``diagnostics["novelty"]`` counts
-    what was drawn and dropped. Without it, exactly the codes of ``sampler.draw(count, seed=seed)``."""
-    latents, diagnostics = sampler.draw(count, seed=seed)
+    what was drawn and dropped. Without it, exactly the codes of ``sampler.draw(count, seed=seed)``,
+    or ``first``, that draw made already (with other classes' chains, ``classes_together``)."""
+    latents, diagnostics = first if first is not None else sampler.draw(count, seed=seed)
     if novelty_quantile is None:
         return latents, diagnostics
     kept, drawn, threshold = [], 0, float("nan")

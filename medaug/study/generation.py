@@ -186,13 +186,14 @@ def synthetic_pools(config: StudyConfig, data: StudyData, fitted: dict[str | Non
     fingerprints: dict[str, str] = {}
     for spec in config.samplers:
         out = run_dir / "synthetic" / spec.pool
-        pools[spec.pool], records = {}, []
+        options = SAMPLERS.options(spec.name, spec.options)
         generators = fitted[spec.pool if spec.generator is not None else None]
+        records, pending = [], []
         for index, label in enumerate(config.data.labels):
             seed = pool_seed(config.seed, spec.pool, index)
             listing, report = synthetic_listing(out, label, seed), score_files(out, label, seed)["quality"]
             record = StepRecord(listing.with_suffix(".inputs.json"), {
-                "sampler": spec.name, "options": SAMPLERS.options(spec.name, spec.options).to_dict(), "seed": seed, "count": count,
+                "sampler": spec.name, "options": options.to_dict(), "seed": seed, "count": count,
                 "generator": generators[label].fingerprint, "train_images": data.train.class_fingerprints[label],
                 "allow_uninformative": config.allow_uninformative_generators,
                 "novelty_quantile": config.novelty_quantile, "audit_quantile": config.memorization_quantile})
@@ -201,17 +202,29 @@ def synthetic_pools(config: StudyConfig, data: StudyData, fitted: dict[str | Non
             if not (record.renew(pool_outputs(out, label), f"the {spec.pool} pool of {label} ({out})")
                     and listing.exists() and report.exists()):
                 remove_outputs(pool_outputs(out, label))  # an interrupted write: its files are not listed
-                model = load_generator(generators[label].best, map_location=device)
-                train = _class_images(data.train, index)
-                sampler = build_sampler(spec.name, **spec.options).fit(
-                    model, train.to(device), allow_uninformative=config.allow_uninformative_generators)
-                drawn = draw_pool(sampler, count, seed=seed, train=train, novelty_quantile=config.novelty_quantile)
-                diagnostics = write_pool(sampler, drawn, out, model_dir=generators[label].best, train=train, seed=seed,
-                                         quantile=config.memorization_quantile, stack=True).diagnostics
-                rate = diagnostics.get("acceptance_rate")
-                logger.info("%s: %d synthetic %s images%s", spec.pool, count, label,
-                            f" (acceptance {rate:.2f})" if rate is not None else "")
-            pools[spec.pool][index] = _pool(out, label, seed, count)
+                pending.append((index, label, seed))
+
+        def fitted_sampler(index: int, label: str):
+            model = load_generator(generators[label].best, map_location=device)
+            train = _class_images(data.train, index)
+            return build_sampler(spec.name, **spec.options).fit(
+                model, train.to(device), allow_uninformative=config.allow_uninformative_generators), train
+
+        together = getattr(options, "classes_together", False) and len(pending) > 1
+        classes = [fitted_sampler(index, label) for index, label, _ in pending] if together else []
+        first = (type(classes[0][0]).draw_together([sampler for sampler, _ in classes], count,
+                                                   seeds=[seed for *_, seed in pending]) if together else [])
+        for position, (index, label, seed) in enumerate(pending):
+            sampler, train = classes[position] if together else fitted_sampler(index, label)
+            drawn = draw_pool(sampler, count, seed=seed, train=train, novelty_quantile=config.novelty_quantile,
+                              first=first[position] if together else None)
+            diagnostics = write_pool(sampler, drawn, out, model_dir=generators[label].best, train=train, seed=seed,
+                                     quantile=config.memorization_quantile, stack=True).diagnostics
+            rate = diagnostics.get("acceptance_rate")
+            logger.info("%s: %d synthetic %s images%s", spec.pool, count, label,
+                        f" (acceptance {rate:.2f})" if rate is not None else "")
+        pools[spec.pool] = {index: _pool(out, label, pool_seed(config.seed, spec.pool, index), count)
+                            for index, label in enumerate(config.data.labels)}
         fingerprints[spec.pool] = fingerprint(records)
     return pools, fingerprints
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -9,13 +10,15 @@ import torch
 
 from medaug.compute import INFERENCE_BATCH
 from medaug.errors import ConfigError
-from medaug.generative.metric import Metric
+from medaug.generative.metric import Metric, StackedMetrics
 from medaug.generative.models.rhvae import RHVAE
 from medaug.sampling.diagnostics import chain_diagnostics
 from medaug.sampling.posterior_metric import max_min_spacing
 from medaug.sampling.hmc import check_compiler, hmc
 from medaug.sampling.sampler import TRACED_CHAINS, ChainOptions, Sampler, check_step, random_starts
 from medaug.sampling.samplers import SAMPLERS
+
+logger = logging.getLogger(__name__)
 
 
 def check_scale(options) -> None:
@@ -37,7 +40,8 @@ class RHVAEHMCOptions(ChainOptions):
     temperature: float | Literal["auto", "model"] = "auto"
     support: Literal["auto", "thesis"] = "auto"
     step_jitter: float = 0.2
-    compile: bool = False   # the leapfrog trajectory through torch.compile (eager results up to float rounding)
+    compile: bool = False   # the trajectory and acceptance through torch.compile (eager results up to float rounding)
+    classes_together: bool = False  # a study runs every class's chains in one batch (same draws up to rounding)
 
     def validate(self) -> None:
         super().validate()
@@ -75,6 +79,10 @@ class RHVAEHMCSampler(Sampler):
     discard them, then run ``steps`` transitions of ``leapfrog_steps`` leapfrog steps, each step
     scaled by a factor uniform in [1 − ``step_jitter``, 1 + ``step_jitter``]
     (:func:`~medaug.sampling.hmc.hmc`).
+
+    ``classes_together``: a study draws every class's chains in one batch (:meth:`draw_together`),
+    one set of kernels per leapfrog step for all classes (for GPUs, where the chains of one class
+    leave most of the device idle); each class keeps its seed's random stream and its own step.
     """
 
     name = "rhvae-hmc"
@@ -119,11 +127,37 @@ class RHVAEHMCSampler(Sampler):
     def _scale(self) -> dict:
         return {"support_radius": self.radius, "sampling_temperature": self.temperature}
 
-    def _latents(self, n, generator):
+    def _chains(self, log_density, start, generator, inside):
         options = self.options
-        result = hmc(self.log_density, random_starts(self.centroids, n, generator), steps=options.steps,
-                     leapfrog_steps=options.leapfrog_steps, step_size=options.step_size, generator=generator,
-                     inside=self.inside, trace_chains=TRACED_CHAINS, warmup=options.warmup,
-                     target_acceptance=options.target_acceptance, per_chain=options.per_chain,
-                     step_jitter=options.step_jitter, compile=options.compile)
+        return hmc(log_density, start, steps=options.steps, leapfrog_steps=options.leapfrog_steps,
+                   step_size=options.step_size, generator=generator, inside=inside, trace_chains=TRACED_CHAINS,
+                   warmup=options.warmup, target_acceptance=options.target_acceptance, per_chain=options.per_chain,
+                   step_jitter=options.step_jitter, compile=options.compile)
+
+    def _latents(self, n, generator):
+        result = self._chains(self.log_density, random_starts(self.centroids, n, generator), generator, self.inside)
         return result.samples, {**self._scale(), **chain_diagnostics(result, self.centroids)}
+
+    @classmethod
+    @torch.no_grad()
+    def draw_together(cls, samplers: list[RHVAEHMCSampler], n: int, *, seeds: list[int]) -> list[tuple[torch.Tensor, dict]]:
+        """What ``[s.draw(n, seed=seed) for s, seed in zip(samplers, seeds)]`` returns, up to float rounding,
+        from one batch of K × n chains on the K fitted samplers' stacked metrics (same options and device)."""
+        if any(s.options != samplers[0].options or s.device != samplers[0].device for s in samplers):
+            raise ConfigError(f"{cls.name}: draw_together needs samplers with the same options on one device")
+        if n < 1:
+            raise ConfigError(f"number of samples must be ≥ 1, got {n}")
+        generators = [torch.Generator(device=s.device).manual_seed(seed) for s, seed in zip(samplers, seeds)]
+        start = torch.stack([random_starts(s.centroids, n, g) for s, g in zip(samplers, generators)])
+        centre = torch.stack([s.centre for s in samplers])[:, None]
+        radius = torch.tensor([s.radius for s in samplers], dtype=start.dtype, device=start.device)[:, None]
+        metrics = StackedMetrics([s.metric for s in samplers])
+        result = samplers[0]._chains(metrics.log_volume_and_gradient, start, generators,
+                                     lambda z: (z - centre).norm(dim=-1) <= radius)
+        drawn = []
+        for k, sampler in enumerate(samplers):
+            diagnostics = {**sampler._scale(), **chain_diagnostics(result.group(k), sampler.centroids)}
+            for warning in diagnostics.get("warnings", []):
+                logger.warning("%s sampler: %s", cls.name, warning)
+            drawn.append((result.samples[k], diagnostics))
+        return drawn
