@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 
+from medaug.errors import ConfigError
 from medaug.generative.config import GeneratorConfig
 from medaug.generative.metric import Metric, log_volume_and_gradient, lower_factors
 from medaug.generative.models import build_model
@@ -343,8 +344,8 @@ NO_COMPILER = shutil.which(os.environ.get("CXX", "g++")) is None
 
 @pytest.mark.slow
 @pytest.mark.skipif(NO_COMPILER, reason="torch.compile needs a C++ compiler (g++; .ci/run installs it)")
-def test_compiled_leapfrog_gives_the_eager_chains_up_to_rounding():
-    """``compile: true`` (torch.compile of the leapfrog trajectory): same noise, same acceptances,
+def test_compiled_transitions_give_the_eager_chains_up_to_rounding():
+    """``compile: true`` (torch.compile of the trajectory and acceptance): same noise, same acceptances,
     the eager states up to float rounding."""
     from medaug.generative.metric import Metric, lower_factors
     from medaug.sampling.hmc import hmc
@@ -385,18 +386,22 @@ def test_stacked_metrics_give_each_class_its_own_log_volume():
                       lower_factors(0.3 * torch.randn(n, 3, generator=g, dtype=torch.float64),
                                     0.5 * torch.randn(n, 3, generator=g, dtype=torch.float64)), t, lam)
                for n, t, lam in [(7, 1.3, 0.02), (4, 0.6, 1e-3), (9, 2.0, 0.1)]]
-    stacked = StackedMetrics(metrics)
     z = torch.randn(3, 5, 3, generator=g, dtype=torch.float64)
-    value, gradient = stacked.log_volume_and_gradient(z)
-    assert value.shape == (3, 5) and gradient.shape == (3, 5, 3)
-    for k, metric in enumerate(metrics):
-        alone = metric.log_volume_and_gradient(z[k])
-        torch.testing.assert_close(value[k], alone[0])
-        torch.testing.assert_close(gradient[k], alone[1])
+    for chunk in (4096, 2):  # one product, and centroids two at a time
+        for metric in metrics:
+            metric.chunk = chunk
+        value, gradient = StackedMetrics(metrics).log_volume_and_gradient(z)
+        assert value.shape == (3, 5) and gradient.shape == (3, 5, 3)
+        for k, metric in enumerate(metrics):
+            alone = metric.log_volume_and_gradient(z[k])
+            torch.testing.assert_close(value[k], alone[0])
+            torch.testing.assert_close(gradient[k], alone[1])
 
 
-@pytest.mark.parametrize("per_chain", [False, True])
-def test_classes_drawn_together_are_the_classes_drawn_alone(per_chain):
+@pytest.mark.parametrize("per_chain, compiled", [(False, False), (True, False),
+                                                 pytest.param(False, True, marks=[pytest.mark.slow, pytest.mark.skipif(
+                                                     NO_COMPILER, reason="torch.compile needs a C++ compiler")])])
+def test_classes_drawn_together_are_the_classes_drawn_alone(per_chain, compiled):
     """``draw_together``: one batch of chains for two RHVAEs (30 and 19 centroids) gives each class the
     chains of its own seeded draw, with its own adapted step, up to float rounding (over short chains:
     HMC trajectories amplify rounding exponentially, so long chains drawn together are other draws)."""
@@ -404,8 +409,8 @@ def test_classes_drawn_together_are_the_classes_drawn_alone(per_chain):
 
     first, data = _tiny_rhvae()
     second, other = _tiny_rhvae()
-    second.update_metric([other[:19] ** 2])  # another class: other codes, fewer of them
-    options = dict(steps=20, warmup=10, leapfrog_steps=5, step_size=0.05, per_chain=per_chain)
+    second.update_metric([other[:19] ** 2])  # another class (same networks): other codes, fewer of them
+    options = dict(steps=20, warmup=10, leapfrog_steps=5, step_size=0.05, per_chain=per_chain, compile=compiled)
     samplers = [build_sampler("rhvae-hmc", **options).fit(m, x, allow_uninformative=True)
                 for m, x in [(first, data), (second, other[:19] ** 2)]]
     assert len(samplers[0].centroids) != len(samplers[1].centroids)
@@ -417,6 +422,6 @@ def test_classes_drawn_together_are_the_classes_drawn_alone(per_chain):
         assert diagnostics["step_size"] == pytest.approx(alone_diagnostics["step_size"], rel=1e-4)
         assert diagnostics["sampling_temperature"] == alone_diagnostics["sampling_temperature"]
     assert not torch.allclose(together[0][0], together[1][0][:12])
-    with pytest.raises(Exception, match="same options"):
+    with pytest.raises(ConfigError, match="same options"):
         RHVAEHMCSampler.draw_together([samplers[0], build_sampler("rhvae-hmc", steps=3).fit(
             first, data, allow_uninformative=True)], 4, seeds=[0, 1])

@@ -97,7 +97,8 @@ def test_output_inside_the_input_dataset_or_a_non_independent_test_cohort_is_ref
         run_study(study_config(study_cohort, tmp_path / "c", data=same))
 
 
-def test_classes_together_draws_the_pools_of_one_class_at_a_time(study_cohort, study_config, tmp_path, monkeypatch):
+def test_classes_together_draws_all_classes_in_one_batch_as_drawn_alone(study_cohort, study_config, tmp_path,
+                                                                        monkeypatch):
     """``classes_together: true``: the study runs both classes' chains in one batch; each class's pool is
     the one drawn alone, up to float rounding (same acceptance, images within float16 rounding). Short
     chains: HMC trajectories amplify rounding exponentially (in float64 too: 1e-16 after 10 warm-up
@@ -126,3 +127,12 @@ def test_classes_together_draws_the_pools_of_one_class_at_a_time(study_cohort, s
     assert alone_quality["acceptance_rate"].tolist() == together_quality["acceptance_rate"].tolist()
     assert not np.allclose(alone[0], alone[4])  # the classes' pools differ
     assert batches == [2]  # one batch of both classes, in the second study only
+    # a resumed study draws a lost pool in the same batch of both classes: the same images as the fresh one
+    run_dir = tmp_path / "True"
+    listing = next((run_dir / "synthetic" / "rhvae-hmc").glob("synthetic_AD_seed*[0-9].tsv"))
+    listing.unlink()
+    run_study(config)
+    assert batches == [2, 2] and listing.exists()
+    images = sorted((run_dir / "synthetic" / "rhvae-hmc").rglob("*_T1w.nii.gz"))
+    for before, path in zip(together, images):
+        np.testing.assert_array_equal(load_image(path)[0], before)

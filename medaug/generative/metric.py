@@ -103,7 +103,7 @@ def weighted_differences(a: torch.Tensor, z: torch.Tensor, centroids: torch.Tens
     return z * (a @ precisions) - a @ (precisions * centroids)
 
 
-def metric_weights(z: torch.Tensor, centroids: torch.Tensor, temperature: float) -> torch.Tensor:
+def metric_weights(z: torch.Tensor, centroids: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
     """wᵢ(z) = exp(−‖z − cᵢ‖²/T²) of Eq. 1.7, (B, N): the one weights function of the RHVAE metric."""
     return torch.exp(-squared_distances(z, centroids) / temperature**2)
 
@@ -111,7 +111,8 @@ def metric_weights(z: torch.Tensor, centroids: torch.Tensor, temperature: float)
 _WeightChunks = Callable[[], Iterable[tuple[slice, torch.Tensor]]]
 
 
-def _weight_chunks(z: torch.Tensor, centroids: torch.Tensor, temperature: float, chunk: int) -> _WeightChunks:
+def _weight_chunks(z: torch.Tensor, centroids: torch.Tensor, temperature: float | torch.Tensor,
+                   chunk: int) -> _WeightChunks:
     """A pass over (slice of centroids, their weights wᵢ(z)), ``chunk`` centroids at a time; computed once
     and kept when they fit in one chunk, else recomputed on every pass (B × ``chunk`` memory)."""
     parts = [slice(start, start + chunk) for start in range(0, centroids.shape[-2], chunk)]
@@ -122,11 +123,11 @@ def _weight_chunks(z: torch.Tensor, centroids: torch.Tensor, temperature: float,
 
 
 def _flat(outer: torch.Tensor) -> torch.Tensor:
-    return outer.flatten(-2)  # vec(Mᵢ), (N, d²)
+    return outer.flatten(-2)  # vec(Mᵢ), (…, N, d²)
 
 
 def _summed_inverse(z: torch.Tensor, chunks: Iterable[tuple[slice, torch.Tensor]], outer: torch.Tensor,
-                    regularization: float) -> torch.Tensor:
+                    regularization: float | torch.Tensor) -> torch.Tensor:
     """G⁻¹ = λ I + Σᵢ wᵢ Mᵢ (Eq. 1.7) from weight chunks, one (B, N) × (N, d²) product per chunk."""
     d = z.shape[-1]
     flat = _flat(outer)
@@ -159,10 +160,11 @@ def _half_log_det(cholesky: torch.Tensor) -> torch.Tensor:
     return cholesky.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # ½ log det K Kᵀ
 
 
-def log_volume_and_gradient(z: torch.Tensor, centroids: torch.Tensor, outer: torch.Tensor, temperature: float,
-                            regularization: float, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+def log_volume_and_gradient(z: torch.Tensor, centroids: torch.Tensor, outer: torch.Tensor,
+                            temperature: float | torch.Tensor, regularization: float | torch.Tensor,
+                            chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """½ log det G⁻¹(z), the log of the sampling target √det G⁻¹ (Eq. 1.8), and its gradient
-    −Σᵢ wᵢ tr(G Mᵢ) (z − cᵢ)/T² (module docstring), (B,) and (B, d); centroids ``chunk`` at a time."""
+    −Σᵢ wᵢ tr(G Mᵢ) (z − cᵢ)/T² (module docstring), (…, B) and (…, B, d); centroids ``chunk`` at a time."""
     flat = _flat(outer)
     chunks = _weight_chunks(z, centroids, temperature, chunk)
     cholesky = torch.linalg.cholesky(_summed_inverse(z, chunks(), outer, regularization))
@@ -290,12 +292,11 @@ class StackedMetrics:
 
     def __post_init__(self) -> None:
         n = max(len(metric.centroids) for metric in self.metrics)
-        first = self.metrics[0].centroids
         self.centroids = torch.stack([torch.cat([m.centroids, m.centroids[:1].expand(n - len(m.centroids), -1)])
                                       for m in self.metrics])
         self.outer = torch.stack([torch.cat([m.outer, m.outer.new_zeros(n - len(m.outer), *m.outer.shape[1:])])
                                   for m in self.metrics])
-        values = {"dtype": first.dtype, "device": first.device}
+        values = {"dtype": self.centroids.dtype, "device": self.centroids.device}
         self.temperature = torch.tensor([m.temperature for m in self.metrics], **values)[:, None, None]
         self.regularization = torch.tensor([m.regularization for m in self.metrics], **values)[:, None, None, None]
         self.chunk = min(metric.chunk for metric in self.metrics)

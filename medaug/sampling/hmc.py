@@ -140,6 +140,9 @@ def hmc(log_density: LogDensity, start: torch.Tensor, *, steps: int, leapfrog_st
     with smaller steps: 0.78-0.84 for 0.7 on the same target."""
     if not 0.0 <= step_jitter < 1.0:
         raise ValueError(f"step_jitter must be in [0, 1), got {step_jitter}")
+    if not isinstance(generator, torch.Generator) and (start.dim() != 3 or len(generator) != len(start)):
+        raise ValueError(f"grouped chains need start (K, B, d) and K generators, got start {tuple(start.shape)} "
+                         f"and {len(generator)} generators")
     z = start.clone()
     move = functools.partial(metropolis_move, log_density, leapfrog_steps, inside)
     if compile:

@@ -41,6 +41,7 @@ class Sampler:
 
     name: ClassVar[str] = "base"
     Options: ClassVar[type[Config]] = NoOptions
+    draws_classes_together: ClassVar[bool] = False  # a ``draw_together`` classmethod, used when the options ask
     checks_posterior: ClassVar[bool] = True  # refuse a collapsed generator (:mod:`medaug.sampling.posterior_check`)
     models: ClassVar[tuple[str, ...] | None] = None  # the generator models it samples from (None: any)
 
@@ -92,14 +93,22 @@ class Sampler:
 
         The random stream lives on that device: a seed gives the same codes on every run of one
         device type, not the same codes on CPU and GPU."""
+        self.check_ready(n)
+        latents, diagnostics = self._latents(n, torch.Generator(device=self.device).manual_seed(seed))
+        return latents, self.logged(diagnostics)
+
+    def check_ready(self, n: int) -> None:
+        """Refuse drawing before :meth:`fit` or fewer than one sample."""
         if self.model is None:
             raise ConfigError(f"{self.name} sampler: call fit(model, train_data) before sample()")
         if n < 1:
             raise ConfigError(f"number of samples must be ≥ 1, got {n}")
-        latents, diagnostics = self._latents(n, torch.Generator(device=self.device).manual_seed(seed))
+
+    def logged(self, diagnostics: dict) -> dict:
+        """``diagnostics``, its warnings logged."""
         for warning in diagnostics.get("warnings", []):
             logger.warning("%s sampler: %s", self.name, warning)
-        return latents, diagnostics
+        return diagnostics
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, batch_size: int = INFERENCE_BATCH) -> Iterator[torch.Tensor]:

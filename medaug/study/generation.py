@@ -204,20 +204,11 @@ def synthetic_pools(config: StudyConfig, data: StudyData, fitted: dict[str | Non
                 remove_outputs(pool_outputs(out, label))  # an interrupted write: its files are not listed
                 pending.append((index, label, seed))
 
-        def fitted_sampler(index: int, label: str):
-            model = load_generator(generators[label].best, map_location=device)
-            train = _class_images(data.train, index)
-            return build_sampler(spec.name, **spec.options).fit(
-                model, train.to(device), allow_uninformative=config.allow_uninformative_generators), train
-
-        together = getattr(options, "classes_together", False) and len(pending) > 1
-        classes = [fitted_sampler(index, label) for index, label, _ in pending] if together else []
-        first = (type(classes[0][0]).draw_together([sampler for sampler, _ in classes], count,
-                                                   seeds=[seed for *_, seed in pending]) if together else [])
-        for position, (index, label, seed) in enumerate(pending):
-            sampler, train = classes[position] if together else fitted_sampler(index, label)
+        first = _drawn_together(config, data, spec, generators, device) if pending else {}
+        for index, label, seed in pending:
+            sampler, train = _fitted_sampler(config, data, spec, generators, index, device)
             drawn = draw_pool(sampler, count, seed=seed, train=train, novelty_quantile=config.novelty_quantile,
-                              first=first[position] if together else None)
+                              first=first.get(index))
             diagnostics = write_pool(sampler, drawn, out, model_dir=generators[label].best, train=train, seed=seed,
                                      quantile=config.memorization_quantile, stack=True).diagnostics
             rate = diagnostics.get("acceptance_rate")
@@ -227,6 +218,31 @@ def synthetic_pools(config: StudyConfig, data: StudyData, fitted: dict[str | Non
                             for index, label in enumerate(config.data.labels)}
         fingerprints[spec.pool] = fingerprint(records)
     return pools, fingerprints
+
+
+def _fitted_sampler(config: StudyConfig, data: StudyData, spec, generators: dict[str, FittedGenerator], index: int,
+                    device: torch.device):
+    """The sampler of entry ``spec`` fitted on class ``index``'s generator (on ``device``) and its training images."""
+    label = config.data.labels[index]
+    model = load_generator(generators[label].best, map_location=device)
+    train = _class_images(data.train, index)
+    return build_sampler(spec.name, **spec.options).fit(
+        model, train.to(device), allow_uninformative=config.allow_uninformative_generators), train
+
+
+def _drawn_together(config: StudyConfig, data: StudyData, spec, generators: dict[str, FittedGenerator],
+                    device: torch.device) -> dict[int, tuple[torch.Tensor, dict]]:
+    """With ``classes_together`` (samplers that can), every class's first draw by class code, from one
+    batch of all the classes' chains, pending pools or not: a class is drawn in the same batch in a
+    fresh study and in a resumed one. Empty otherwise. Every class's model is held while the chains run."""
+    sampler_class = SAMPLERS.get(spec.name)
+    if not (sampler_class.draws_classes_together and SAMPLERS.options(spec.name, spec.options).classes_together):
+        return {}
+    codes = range(len(config.data.labels))
+    samplers = [_fitted_sampler(config, data, spec, generators, index, device)[0] for index in codes]
+    drawn = sampler_class.draw_together(samplers, config.synthetic_per_class,
+                                        seeds=[pool_seed(config.seed, spec.pool, index) for index in codes])
+    return dict(zip(codes, drawn))
 
 
 def pool_seed(seed: int, pool: str, code: int) -> int:

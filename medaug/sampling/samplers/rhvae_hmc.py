@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -17,8 +16,6 @@ from medaug.sampling.posterior_metric import max_min_spacing
 from medaug.sampling.hmc import check_compiler, hmc
 from medaug.sampling.sampler import TRACED_CHAINS, ChainOptions, Sampler, check_step, random_starts
 from medaug.sampling.samplers import SAMPLERS
-
-logger = logging.getLogger(__name__)
 
 
 def check_scale(options) -> None:
@@ -41,7 +38,7 @@ class RHVAEHMCOptions(ChainOptions):
     support: Literal["auto", "thesis"] = "auto"
     step_jitter: float = 0.2
     compile: bool = False   # the trajectory and acceptance through torch.compile (eager results up to float rounding)
-    classes_together: bool = False  # a study runs every class's chains in one batch (same draws up to rounding)
+    classes_together: bool = False  # studies only: every class's chains in one batch (other draws than apart)
 
     def validate(self) -> None:
         super().validate()
@@ -88,6 +85,7 @@ class RHVAEHMCSampler(Sampler):
     name = "rhvae-hmc"
     Options = RHVAEHMCOptions
     models = ("rhvae",)
+    draws_classes_together = True
 
     def _fit(self, train_data):
         if not isinstance(self.model, RHVAE):
@@ -145,8 +143,8 @@ class RHVAEHMCSampler(Sampler):
         from one batch of K × n chains on the K fitted samplers' stacked metrics (same options and device)."""
         if any(s.options != samplers[0].options or s.device != samplers[0].device for s in samplers):
             raise ConfigError(f"{cls.name}: draw_together needs samplers with the same options on one device")
-        if n < 1:
-            raise ConfigError(f"number of samples must be ≥ 1, got {n}")
+        for sampler in samplers:
+            sampler.check_ready(n)
         generators = [torch.Generator(device=s.device).manual_seed(seed) for s, seed in zip(samplers, seeds)]
         start = torch.stack([random_starts(s.centroids, n, g) for s, g in zip(samplers, generators)])
         centre = torch.stack([s.centre for s in samplers])[:, None]
@@ -154,10 +152,6 @@ class RHVAEHMCSampler(Sampler):
         metrics = StackedMetrics([s.metric for s in samplers])
         result = samplers[0]._chains(metrics.log_volume_and_gradient, start, generators,
                                      lambda z: (z - centre).norm(dim=-1) <= radius)
-        drawn = []
-        for k, sampler in enumerate(samplers):
-            diagnostics = {**sampler._scale(), **chain_diagnostics(result.group(k), sampler.centroids)}
-            for warning in diagnostics.get("warnings", []):
-                logger.warning("%s sampler: %s", cls.name, warning)
-            drawn.append((result.samples[k], diagnostics))
-        return drawn
+        return [(result.samples[k], sampler.logged({**sampler._scale(),
+                                                    **chain_diagnostics(result.group(k), sampler.centroids)}))
+                for k, sampler in enumerate(samplers)]
