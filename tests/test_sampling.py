@@ -425,3 +425,13 @@ def test_classes_drawn_together_are_the_classes_drawn_alone(per_chain, compiled)
     with pytest.raises(ConfigError, match="same options"):
         RHVAEHMCSampler.draw_together([samplers[0], build_sampler("rhvae-hmc", steps=3).fit(
             first, data, allow_uninformative=True)], 4, seeds=[0, 1])
+
+
+def test_grouped_chains_refuse_starts_that_do_not_match_their_generators():
+    generators = [torch.Generator().manual_seed(k) for k in range(2)]
+    with pytest.raises(ValueError, match=r"start \(K, B, d\) and K generators, got start \(3, 2\) and 2"):
+        hmc(lambda z: (-(z**2).sum(-1), -2 * z), torch.zeros(3, 2), steps=1, leapfrog_steps=1, step_size=0.1,
+            generator=generators)
+    with pytest.raises(ValueError, match=r"got start \(3, 4, 2\) and 2 generators"):
+        hmc(lambda z: (-(z**2).sum(-1), -2 * z), torch.zeros(3, 4, 2), steps=1, leapfrog_steps=1, step_size=0.1,
+            generator=generators)
